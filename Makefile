@@ -1,0 +1,62 @@
+# gatehouse: the two commands a new user needs are `make run` and `make test`.
+# Both install what a fresh Debian/Ubuntu machine lacks (cmake, for Pingora's zlib-ng).
+
+CARGO  ?= cargo
+CONFIG ?= conf/gatehouse.yaml
+BIN    := target/release/gatehouse
+# Demo upstreams the bundled config routes to.
+DEMO_PORTS := 9001 9002
+
+.PHONY: all deps build run test check lint fmt bench clean
+
+all: build
+
+## deps: install system packages Pingora needs to build (cmake), via apt when missing
+deps:
+	@command -v cmake >/dev/null 2>&1 || { \
+	  echo "cmake is missing: installing it with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y cmake; \
+	}
+
+## build: release binary at target/release/gatehouse
+build: deps
+	$(CARGO) build --release --locked
+
+## run: the gateway on conf/gatehouse.yaml with two demo upstreams on :9001 and :9002
+##      (with BACKEND_URL(S) or ROUTES_CONFIG_PATH set: environment mode, no demo upstreams)
+run: build
+	@if [ -n "$$BACKEND_URL$$BACKEND_URLS$$ROUTES_CONFIG_PATH" ]; then \
+	  exec $(BIN) run; \
+	fi; \
+	pids=""; \
+	for port in $(DEMO_PORTS); do \
+	  $(BIN) demo-upstream --port $$port --name demo-$$port & pids="$$pids $$!"; \
+	done; \
+	trap 'kill $$pids 2>/dev/null' EXIT INT TERM; \
+	$(BIN) run -c $(CONFIG)
+
+## test: the whole suite (unit + integration tests against the real binary)
+test: deps
+	$(CARGO) test --locked
+
+## check: validate the shipped config and the test fixtures with `gatehouse check`
+check: deps
+	$(CARGO) build --locked
+	target/debug/gatehouse check -c $(CONFIG)
+	@for f in tests/fixtures/valid/*.yaml; do target/debug/gatehouse check -c $$f || exit 1; done
+
+## lint: rustfmt and clippy, warnings are errors
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## bench: gatehouse vs nginx vs direct on the same upstream (see loadtest/README.md)
+bench: build
+	bash loadtest/run.sh
+
+clean:
+	$(CARGO) clean

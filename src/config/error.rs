@@ -1,0 +1,92 @@
+//! Config errors: every problem found in one file, each with the field path it concerns.
+
+use std::fmt;
+
+/// One thing wrong with a config, located by its field path
+/// (`routes[2].upstream`) or, for syntax errors, by the parser's own location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path to the offending field; empty for whole-file problems.
+    pub path: String,
+    /// What is wrong, in words an operator can act on.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A config that was refused: the source it came from and every problem found in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// File name, or a description of the source (`environment`).
+    pub source: String,
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    pub fn single(source: impl Into<String>, path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            source: source.into(),
+            problems: vec![Problem {
+                path: path.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "{}: {} problem{}", self.source, n, if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "\n  {}: {}", self.source, p)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects problems while walking a config, so that validation reports all of them at once.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<Problem>);
+
+impl Problems {
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_error(self, source: &str) -> ConfigError {
+        ConfigError {
+            source: source.to_string(),
+            problems: self.0,
+        }
+    }
+
+    /// `Ok(value)` when nothing was found, else the collected problems for `source`.
+    pub fn into_result<T>(self, source: &str, value: T) -> Result<T, ConfigError> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                source: source.to_string(),
+                problems: self.0,
+            })
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Configuration: where it comes from, how it is parsed and validated.
+//!
+//! Load = read → `${VAR}` expansion → parse (unknown keys collected, not fatal) →
+//! validate (every problem with its field path) → [`Config`]. The snapshot is built from
+//! that; this module knows nothing of the running gateway and is the only one that knows
+//! YAML or the seeds' `routes.json`.
+
+mod env;
+mod error;
+pub mod model;
+mod raw;
+mod seed;
+mod validate;
+
+pub use error::{ConfigError, Problem};
+pub use model::Config;
+pub use validate::{parse_duration, resolve};
+
+use error::Problems;
+use raw::RawConfig;
+use std::path::{Path, PathBuf};
+
+/// Where the config comes from; kept by the reloader so that a reload reads the same place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A `gatehouse.yaml` file.
+    File(PathBuf),
+    /// No file: the seeds' variables (PORT, BACKEND_URL(S), ROUTES_CONFIG_PATH, ...).
+    Environment,
+}
+
+/// The file `gatehouse run` uses when given neither `-c` nor backend variables.
+pub const DEFAULT_CONFIG_PATH: &str = "conf/gatehouse.yaml";
+
+impl ConfigSource {
+    /// `gatehouse run` without `-c`: environment mode when BACKEND_URL, BACKEND_URLS or
+    /// ROUTES_CONFIG_PATH is set, else the bundled `conf/gatehouse.yaml`.
+    pub fn from_environment_or_default() -> Self {
+        if seed::environment_mode_requested(&|k| std::env::var(k).ok()) {
+            ConfigSource::Environment
+        } else {
+            ConfigSource::File(PathBuf::from(DEFAULT_CONFIG_PATH))
+        }
+    }
+
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let lookup = |k: &str| std::env::var(k).ok();
+        match self {
+            ConfigSource::File(path) => load_file(path, &lookup),
+            ConfigSource::Environment => seed::load(&lookup),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(path) => path.display().to_string(),
+            ConfigSource::Environment => "environment".to_string(),
+        }
+    }
+}
+
+fn load_file(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let source = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::single(&source, "", format!("cannot read: {e}")))?;
+    parse_yaml(&text, &source, lookup)
+}
+
+/// Parses and validates YAML `text` that came from `source`.
+pub fn parse_yaml(text: &str, source: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let mut problems = Problems::default();
+    let expanded = env::expand(text, lookup, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems.into_error(source));
+    }
+    if expanded
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(ConfigError::single(source, "", "the file is empty"));
+    }
+    let mut unknown = Vec::new();
+    let raw: RawConfig = serde_ignored::deserialize(serde_yaml::Deserializer::from_str(&expanded), |path| {
+        unknown.push(field_path(&path))
+    })
+    .map_err(|e| ConfigError::single(source, "", format!("invalid YAML: {e}")))?;
+    let port = port_override(lookup, &mut problems);
+    for path in unknown {
+        problems.push(path, "unknown key");
+    }
+    finish(validate::validate(raw, source, port), problems, source)
+}
+
+/// Merges problems found before validation with validation's own.
+fn finish(validated: Result<Config, ConfigError>, early: Problems, source: &str) -> Result<Config, ConfigError> {
+    match validated {
+        Ok(config) if early.is_empty() => Ok(config),
+        Ok(_) => Err(early.into_error(source)),
+        Err(e) => {
+            let mut all = early.into_error(source);
+            all.problems.extend(e.problems);
+            Err(all)
+        }
+    }
+}
+
+/// `PORT`, when set, replaces the port of every listener (the seeds' contract).
+fn port_override(lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Problems) -> Option<u16> {
+    let value = lookup("PORT").filter(|v| !v.is_empty())?;
+    match value.parse::<u16>() {
+        Ok(port) if port > 0 => Some(port),
+        _ => {
+            problems.push("PORT", format!("\"{value}\" is not a port number"));
+            None
+        }
+    }
+}
+
+/// `routes[2].upstrem` from serde_ignored's path.
+fn field_path(path: &serde_ignored::Path) -> String {
+    use serde_ignored::Path as P;
+    match path {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        P::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+#[cfg(test)]
+mod tests;

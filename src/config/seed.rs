@@ -1,0 +1,214 @@
+//! The seeds' configuration, loaded as they describe it: no YAML file, only environment
+//! variables (PORT, BACKEND_URL, BACKEND_URLS, ROUTES_CONFIG_PATH, HEALTH_CHECK_PATH) and an
+//! optional `routes.json`. Both are turned into a [`RawConfig`] and validated like YAML, so
+//! every rule and message is shared.
+
+use super::error::{ConfigError, Problems};
+use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
+use super::{port_override, validate, Config};
+use serde::Deserialize;
+
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Upstream that BACKEND_URL(S) fill, and the catch-all route that points to it.
+const BACKEND_UPSTREAM: &str = "backend";
+
+pub fn environment_mode_requested(lookup: &dyn Fn(&str) -> Option<String>) -> bool {
+    ["BACKEND_URL", "BACKEND_URLS", "ROUTES_CONFIG_PATH"]
+        .iter()
+        .any(|k| lookup(k).is_some_and(|v| !v.is_empty()))
+}
+
+/// `routes.json` as the seeds write it.
+#[derive(Debug, Deserialize)]
+struct RoutesFile {
+    routes: Vec<SeedRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SeedRoute {
+    name: Option<String>,
+    path: String,
+    #[serde(rename = "targetURL")]
+    target_url: String,
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    require_auth: bool,
+    strip_prefix: Option<String>,
+    #[serde(default)]
+    cacheable: bool,
+    /// Seconds, as in the seeds.
+    timeout: Option<f64>,
+}
+
+pub fn load(lookup: Lookup) -> Result<Config, ConfigError> {
+    let mut problems = Problems::default();
+    let mut warnings = Vec::new();
+    let mut raw = RawConfig::default();
+    let routes_path = lookup("ROUTES_CONFIG_PATH").filter(|v| !v.is_empty());
+    let source = routes_path.clone().unwrap_or_else(|| "environment".to_string());
+
+    if let Some(path) = &routes_path {
+        let file = read_routes_file(path)?;
+        for (i, route) in file.routes.into_iter().enumerate() {
+            add_seed_route(&mut raw, route, i, &mut problems, &mut warnings);
+        }
+    }
+    let backends = backend_urls(lookup);
+    if !backends.is_empty() {
+        let mut upstream = RawUpstream::default();
+        for (i, url) in backends.iter().enumerate() {
+            match target_of(url) {
+                Ok(t) => upstream.targets.push(serde_yaml::Value::String(t)),
+                Err(e) => problems.push(format!("BACKEND_URLS[{i}]"), e),
+            }
+        }
+        if let Some(path) = lookup("HEALTH_CHECK_PATH").filter(|v| !v.is_empty()) {
+            upstream.health_check = Some(RawHealthCheck {
+                path: Some(path),
+                ..Default::default()
+            });
+        }
+        raw.upstreams.insert(BACKEND_UPSTREAM.to_string(), upstream);
+        raw.routes.push(RawRoute {
+            name: Some("default".into()),
+            prefix: Some("/".into()),
+            upstream: Some(BACKEND_UPSTREAM.into()),
+            ..Default::default()
+        });
+    }
+    if raw.routes.is_empty() {
+        problems.push(
+            "ROUTES_CONFIG_PATH",
+            "no routes: set BACKEND_URL(S) or list routes in routes.json",
+        );
+    }
+    let port = port_override(lookup, &mut problems);
+    let validated = validate::validate(raw, &source, port).map(|mut c| {
+        c.warnings.extend(warnings);
+        c
+    });
+    super::finish(validated, problems, &source)
+}
+
+fn read_routes_file(path: &str) -> Result<RoutesFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::single(path, "", format!("cannot read: {e}")))?;
+    let mut unknown = Vec::new();
+    let file: RoutesFile = serde_ignored::deserialize(&mut serde_json::Deserializer::from_str(&text), |p| {
+        unknown.push(super::field_path(&p))
+    })
+    .map_err(|e| ConfigError::single(path, "", format!("invalid routes.json: {e}")))?;
+    if unknown.is_empty() {
+        Ok(file)
+    } else {
+        let mut problems = Problems::default();
+        for key in unknown {
+            problems.push(key, "unknown key");
+        }
+        Err(problems.into_error(path))
+    }
+}
+
+/// BACKEND_URLS (comma-separated) wins over BACKEND_URL, as in the seeds.
+fn backend_urls(lookup: Lookup) -> Vec<String> {
+    let list = lookup("BACKEND_URLS")
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| lookup("BACKEND_URL"));
+    list.map(|v| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn add_seed_route(raw: &mut RawConfig, route: SeedRoute, i: usize, p: &mut Problems, warnings: &mut Vec<String>) {
+    let path = format!("routes[{i}]");
+    let upstream = match target_of(&route.target_url) {
+        // One upstream per distinct target, shared by the routes that name it.
+        Ok(target) => {
+            raw.upstreams.entry(target.clone()).or_insert_with(|| RawUpstream {
+                targets: vec![serde_yaml::Value::String(target.clone())],
+                ..Default::default()
+            });
+            target
+        }
+        Err(e) => {
+            p.push(format!("{path}.targetURL"), e);
+            return;
+        }
+    };
+    if route.require_auth {
+        // Refusing is safer than serving a route its author meant to protect.
+        p.push(
+            format!("{path}.requireAuth"),
+            "JWT authentication is not available in this version; refusing to serve this route unprotected",
+        );
+    }
+    if route.cacheable {
+        warnings.push(format!(
+            "{path}.cacheable: response caching is not available in this version; served uncached"
+        ));
+    }
+    let timeout = match route.timeout {
+        Some(secs) if secs.is_finite() && secs > 0.0 => Some(format!("{}ms", (secs * 1000.0).round() as u64)),
+        Some(_) => {
+            p.push(format!("{path}.timeout"), "must be a positive number of seconds");
+            None
+        }
+        None => None,
+    };
+    raw.routes.push(RawRoute {
+        name: route.name,
+        path: Some(route.path),
+        methods: route.methods,
+        upstream: Some(upstream),
+        strip_prefix: route.strip_prefix,
+        timeout,
+        ..Default::default()
+    });
+}
+
+/// `http://host:port` → `host:port`. Paths and https are refused with the reason.
+fn target_of(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("\"{url}\" is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(format!("\"{url}\": https upstreams are not available in this version")),
+        _ => return Err(format!("\"{url}\" must start with http://")),
+    }
+    if !matches!(uri.path(), "" | "/") {
+        return Err(format!(
+            "\"{url}\": a path in the target URL is not supported (use stripPrefix)"
+        ));
+    }
+    let host = uri.host().ok_or_else(|| format!("\"{url}\" has no host"))?;
+    Ok(format!("{host}:{}", uri.port_u16().unwrap_or(80)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_urls() {
+        assert_eq!(target_of("http://localhost:8081").unwrap(), "localhost:8081");
+        assert_eq!(target_of("http://10.0.0.1").unwrap(), "10.0.0.1:80");
+        assert!(target_of("https://x:1").unwrap_err().contains("https"));
+        assert!(target_of("http://x:1/base").unwrap_err().contains("path"));
+        assert!(target_of("localhost:8081").is_err());
+    }
+
+    #[test]
+    fn backend_urls_prefers_the_list() {
+        let env = |k: &str| match k {
+            "BACKEND_URLS" => Some("http://a:1, http://b:2".to_string()),
+            "BACKEND_URL" => Some("http://c:3".to_string()),
+            _ => None,
+        };
+        assert_eq!(backend_urls(&env), vec!["http://a:1", "http://b:2"]);
+    }
+}

@@ -1,0 +1,126 @@
+use super::*;
+use std::time::Duration;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_yaml(text, "test.yaml", &no_env)
+}
+
+fn messages(err: ConfigError) -> Vec<String> {
+    err.problems.iter().map(|p| p.to_string()).collect()
+}
+
+const VALID: &str = r#"
+listen: ["127.0.0.1:8080"]
+threads: 2
+upstreams:
+  users:
+    targets: ["127.0.0.1:8081", { addr: "127.0.0.1:8082", weight: 3 }]
+    health_check: { path: /health, interval: 2s, timeout: 1s, healthy: 2, unhealthy: 3 }
+    retries: 2
+    connect_timeout: 500ms
+routes:
+  - name: users
+    path: /api/users/*path
+    methods: [GET, post]
+    upstream: users
+    strip_prefix: /api/users
+    timeout: 5s
+"#;
+
+#[test]
+fn valid_config_becomes_the_model() {
+    let c = parse(VALID).unwrap();
+    assert_eq!(c.server.listen[0].to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.threads, 2);
+    let users = &c.upstreams["users"];
+    assert_eq!(users.targets.len(), 2);
+    assert_eq!(users.targets[1].weight, 3);
+    assert_eq!(users.retries, 2);
+    assert_eq!(users.connect_timeout, Duration::from_millis(500));
+    let hc = users.health_check.as_ref().unwrap();
+    assert_eq!((hc.healthy, hc.unhealthy, hc.interval), (2, 3, Duration::from_secs(2)));
+    let route = &c.routes[0];
+    assert_eq!(route.name, "users");
+    assert_eq!(route.timeout, Some(Duration::from_secs(5)));
+    assert_eq!(route.matcher.methods.as_ref().unwrap().len(), 2);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_path() {
+    let err = parse(
+        r#"
+listen: ["nope"]
+upstreams:
+  users: { targets: [], retries: 1, connect_timeout: 5x }
+routes:
+  - { path: /a, upstream: billing, methods: [GTE] }
+  - { prefix: /b, regex: "^/b", upstream: users }
+"#,
+    )
+    .unwrap_err();
+    let all = messages(err).join("\n");
+    for expected in [
+        "listen[0]: \"nope\" is not an address",
+        "upstreams.users.targets: at least one target is required",
+        "upstreams.users.connect_timeout: \"5x\" is not a duration",
+        "routes[0].upstream: unknown upstream \"billing\"",
+        "routes[0].methods[0]: unknown method \"GTE\"",
+        "routes[1]: exactly one of path, prefix or regex is required",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_each_reported_with_their_path() {
+    let err = parse(
+        r#"
+listn: ["127.0.0.1:1"]
+upstreams: { u: { targets: ["127.0.0.1:1"], helth: {} } }
+routes: [{ path: /, upstream: u, upstrem: u }]
+"#,
+    )
+    .unwrap_err();
+    let all = messages(err);
+    assert!(all.contains(&"listn: unknown key".to_string()), "{all:?}");
+    assert!(all.contains(&"upstreams.u.helth: unknown key".to_string()), "{all:?}");
+    assert!(all.contains(&"routes[0].upstrem: unknown key".to_string()), "{all:?}");
+}
+
+#[test]
+fn env_expansion_and_port_override() {
+    let env = |k: &str| match k {
+        "UPSTREAM_ADDR" => Some("127.0.0.1:9000".to_string()),
+        "PORT" => Some("9999".to_string()),
+        _ => None,
+    };
+    let text = "upstreams: { u: { targets: [\"${UPSTREAM_ADDR}\"], retries: ${RETRIES:-3} } }\nroutes: [{ prefix: /, upstream: u }]\n";
+    let c = parse_yaml(text, "t", &env).unwrap();
+    assert_eq!(c.upstreams["u"].targets[0].addr.port(), 9000);
+    assert_eq!(c.upstreams["u"].retries, 3);
+    assert_eq!(c.server.listen[0].port(), 9999);
+}
+
+#[test]
+fn shadowing_and_unused_upstreams_are_warnings_not_errors() {
+    let c = parse(
+        r#"
+upstreams: { a: { targets: ["127.0.0.1:1"] }, spare: { targets: ["127.0.0.1:2"] } }
+routes: [{ prefix: /, upstream: a }]
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.warnings, vec!["upstreams.spare is not used by any route".to_string()]);
+}
+
+#[test]
+fn syntax_errors_and_empty_files_are_refused() {
+    assert!(messages(parse("routes: [").unwrap_err())[0].contains("invalid YAML"));
+    assert!(messages(parse("  \n").unwrap_err())[0].contains("empty"));
+    assert!(messages(parse("threads: many").unwrap_err())[0].contains("invalid YAML"));
+}

@@ -1,0 +1,422 @@
+//! Raw config → validated model. Walks everything, collects every problem with its field
+//! path, and never panics: a bad file is a list of messages, not a crash.
+
+use super::error::{ConfigError, Problems};
+use super::model::*;
+use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
+use crate::routing::{HostPattern, PathPattern, RouteMatcher};
+use http::{HeaderName, Method};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// Validates `raw` from `source`. `port` (the `PORT` variable) replaces every listener's port.
+pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Config, ConfigError> {
+    let mut p = Problems::default();
+    let server = server_settings(&raw, port, &mut p);
+    let upstreams: BTreeMap<String, UpstreamConfig> = raw
+        .upstreams
+        .iter()
+        .filter_map(|(name, u)| upstream(name, u, &mut p).map(|u| (name.clone(), u)))
+        .collect();
+    let routes = routes(&raw.routes, &raw, &mut p);
+    if raw.routes.is_empty() {
+        p.push("routes", "at least one route is required");
+    }
+    let warnings = warnings(&raw, &routes);
+    p.into_result(
+        source,
+        Config {
+            source: source.to_string(),
+            server,
+            upstreams,
+            routes,
+            warnings,
+        },
+    )
+}
+
+fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> ServerSettings {
+    let default_listen = vec![DEFAULT_LISTEN.to_string()];
+    let mut listen = Vec::new();
+    for (i, spec) in raw.listen.as_ref().unwrap_or(&default_listen).iter().enumerate() {
+        match spec.parse::<SocketAddr>() {
+            Ok(mut addr) => {
+                if let Some(port) = port {
+                    addr.set_port(port);
+                }
+                listen.push(addr);
+            }
+            Err(_) => p.push(
+                format!("listen[{i}]"),
+                format!("\"{spec}\" is not an address (ip:port)"),
+            ),
+        }
+    }
+    if raw.listen.as_ref().is_some_and(|l| l.is_empty()) {
+        p.push("listen", "at least one address is required");
+    }
+    let threads = raw.threads.unwrap_or_else(default_threads);
+    if threads == 0 {
+        p.push("threads", "must be at least 1");
+    }
+    let health_path = match raw.health_path.as_deref() {
+        None => Some(DEFAULT_HEALTH_PATH.to_string()),
+        Some("") => None,
+        Some(path) if path.starts_with('/') => Some(path.to_string()),
+        Some(path) => {
+            p.push(
+                "health_path",
+                format!("\"{path}\" must start with / (or be \"\" to disable)"),
+            );
+            None
+        }
+    };
+    ServerSettings {
+        listen,
+        threads,
+        pid_file: raw.pid_file.clone().unwrap_or_else(|| DEFAULT_PID_FILE.into()),
+        upgrade_sock: raw.upgrade_sock.clone().unwrap_or_else(|| DEFAULT_UPGRADE_SOCK.into()),
+        grace_period: duration(&raw.grace_period, "grace_period", DEFAULT_GRACE_PERIOD, p),
+        shutdown_timeout: duration(&raw.shutdown_timeout, "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, p),
+        health_path,
+        access_log: raw.access_log.unwrap_or(true),
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn upstream(name: &str, raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamConfig> {
+    let path = format!("upstreams.{name}");
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c)) {
+        p.push(&path, "upstream names may use letters, digits and _ - . : only");
+    }
+    if raw.targets.is_empty() {
+        p.push(format!("{path}.targets"), "at least one target is required");
+    }
+    let targets: Vec<TargetConfig> = raw
+        .targets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| target(t, &format!("{path}.targets[{i}]"), p))
+        .collect();
+    match raw.balance.as_deref() {
+        None | Some("round_robin") => {}
+        Some(other @ ("least_conn" | "consistent_hash")) => p.push(
+            format!("{path}.balance"),
+            format!("\"{other}\" is not available in this version (use round_robin)"),
+        ),
+        Some(other) => p.push(
+            format!("{path}.balance"),
+            format!("unknown balance \"{other}\" (expected round_robin, least_conn or consistent_hash)"),
+        ),
+    }
+    let health_check = raw
+        .health_check
+        .as_ref()
+        .map(|hc| health_check(hc, &format!("{path}.health_check"), p));
+    Some(UpstreamConfig {
+        targets,
+        health_check,
+        retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
+        connect_timeout: positive_duration(
+            &raw.connect_timeout,
+            &format!("{path}.connect_timeout"),
+            DEFAULT_CONNECT_TIMEOUT,
+            p,
+        ),
+        timeout: positive_duration(&raw.timeout, &format!("{path}.timeout"), DEFAULT_UPSTREAM_TIMEOUT, p),
+        keepalive_timeout: duration(
+            &raw.keepalive_timeout,
+            &format!("{path}.keepalive_timeout"),
+            DEFAULT_KEEPALIVE_TIMEOUT,
+            p,
+        ),
+    })
+}
+
+fn target(value: &serde_yaml::Value, path: &str, p: &mut Problems) -> Option<TargetConfig> {
+    use serde_yaml::Value;
+    let (spec, weight) = match value {
+        Value::String(s) => (s.clone(), 1),
+        Value::Mapping(map) => {
+            let mut spec = None;
+            let mut weight = 1;
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    (Some("addr"), Value::String(s)) => spec = Some(s.clone()),
+                    (Some("addr"), _) => p.push(format!("{path}.addr"), "must be a string \"host:port\""),
+                    (Some("weight"), Value::Number(n)) => match n.as_u64() {
+                        Some(w) if (1..=MAX_WEIGHT as u64).contains(&w) => weight = w as u16,
+                        _ => p.push(format!("{path}.weight"), format!("must be between 1 and {MAX_WEIGHT}")),
+                    },
+                    (Some("weight"), _) => p.push(
+                        format!("{path}.weight"),
+                        format!("must be a number between 1 and {MAX_WEIGHT}"),
+                    ),
+                    (Some(other), _) => p.push(format!("{path}.{other}"), "unknown key (expected addr, weight)"),
+                    (None, _) => p.push(path, "keys must be strings"),
+                }
+            }
+            let Some(spec) = spec else {
+                p.push(format!("{path}.addr"), "required");
+                return None;
+            };
+            (spec, weight)
+        }
+        _ => {
+            p.push(path, "expected \"host:port\" or { addr: \"host:port\", weight: N }");
+            return None;
+        }
+    };
+    match resolve(&spec) {
+        Ok(addr) => Some(TargetConfig { spec, addr, weight }),
+        Err(e) => {
+            p.push(path, e);
+            None
+        }
+    }
+}
+
+/// `ip:port` as is; `name:port` through the system resolver, once, at load time
+/// (IPv4 preferred, as most backends listen on it).
+pub fn resolve(spec: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = spec.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let has_port = spec
+        .rsplit_once(':')
+        .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+    if !has_port {
+        return Err(format!("\"{spec}\" is not host:port"));
+    }
+    let addrs: Vec<SocketAddr> = spec
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve \"{spec}\": {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("\"{spec}\" resolves to no address"))
+}
+
+fn health_check(raw: &RawHealthCheck, path: &str, p: &mut Problems) -> HealthCheckConfig {
+    let probe_path = raw.path.clone().unwrap_or_else(|| DEFAULT_HC_PATH.into());
+    if !probe_path.starts_with('/') {
+        p.push(format!("{path}.path"), format!("\"{probe_path}\" must start with /"));
+    }
+    let mut threshold = |value: Option<usize>, key: &str| {
+        let v = value.unwrap_or(DEFAULT_HC_THRESHOLD);
+        if v == 0 {
+            p.push(format!("{path}.{key}"), "must be at least 1");
+        }
+        v
+    };
+    let healthy = threshold(raw.healthy, "healthy");
+    let unhealthy = threshold(raw.unhealthy, "unhealthy");
+    HealthCheckConfig {
+        path: probe_path,
+        interval: positive_duration(&raw.interval, &format!("{path}.interval"), DEFAULT_HC_INTERVAL, p),
+        timeout: positive_duration(&raw.timeout, &format!("{path}.timeout"), DEFAULT_HC_TIMEOUT, p),
+        healthy,
+        unhealthy,
+        host: raw.host.clone(),
+    }
+}
+
+fn routes(raw_routes: &[RawRoute], raw: &RawConfig, p: &mut Problems) -> Vec<RouteConfig> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, r) in raw_routes.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let name = r.name.clone().unwrap_or_else(|| format!("route-{i}"));
+        if let Some(first) = seen.insert(name.clone(), i) {
+            p.push(
+                format!("{path}.name"),
+                format!("duplicate route name \"{name}\" (also routes[{first}])"),
+            );
+        }
+        let Some(matcher) = matcher(r, &path, p) else {
+            continue;
+        };
+        let upstream = match r.upstream.as_deref() {
+            None => {
+                p.push(format!("{path}.upstream"), "required");
+                String::new()
+            }
+            Some(u) if !raw.upstreams.contains_key(u) => {
+                p.push(format!("{path}.upstream"), format!("unknown upstream \"{u}\""));
+                String::new()
+            }
+            Some(u) => u.to_string(),
+        };
+        if let Some(strip) = &r.strip_prefix {
+            check_strip_prefix(strip, &matcher.path, &format!("{path}.strip_prefix"), p);
+        }
+        let timeout = r
+            .timeout
+            .as_ref()
+            .map(|_| positive_duration(&r.timeout, &format!("{path}.timeout"), Duration::ZERO, p));
+        out.push(RouteConfig {
+            name,
+            matcher,
+            upstream,
+            strip_prefix: r.strip_prefix.clone(),
+            timeout,
+        });
+    }
+    out
+}
+
+fn matcher(r: &RawRoute, path: &str, p: &mut Problems) -> Option<RouteMatcher> {
+    let pattern = match (&r.path, &r.prefix, &r.regex) {
+        (Some(s), None, None) => PathPattern::parse_path(s).map_err(|e| (format!("{path}.path"), e)),
+        (None, Some(s), None) => PathPattern::parse_prefix(s).map_err(|e| (format!("{path}.prefix"), e)),
+        (None, None, Some(s)) => PathPattern::parse_regex(s).map_err(|e| (format!("{path}.regex"), e)),
+        _ => Err((
+            path.to_string(),
+            "exactly one of path, prefix or regex is required".to_string(),
+        )),
+    };
+    let host = r.host.as_ref().and_then(|h| {
+        HostPattern::parse(h)
+            .map_err(|e| p.push(format!("{path}.host"), e))
+            .ok()
+    });
+    let methods = r.methods.as_ref().map(|list| {
+        if list.is_empty() {
+            p.push(
+                format!("{path}.methods"),
+                "must list at least one method (or be left out for all)",
+            );
+        }
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, m)| method(m).map_err(|e| p.push(format!("{path}.methods[{i}]"), e)).ok())
+            .collect()
+    });
+    let headers = r
+        .headers
+        .iter()
+        .flatten()
+        .filter_map(|(name, value)| match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => Some((h, value.clone())),
+            Err(_) => {
+                p.push(format!("{path}.headers.{name}"), "invalid header name");
+                None
+            }
+        })
+        .collect();
+    let query = r.query.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+    match pattern {
+        Ok(path) => Some(RouteMatcher {
+            host,
+            path,
+            methods,
+            headers,
+            query,
+        }),
+        Err((field, e)) => {
+            p.push(field, e);
+            None
+        }
+    }
+}
+
+fn method(name: &str) -> Result<Method, String> {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    let upper = name.to_ascii_uppercase();
+    if KNOWN.contains(&upper.as_str()) {
+        upper.parse().map_err(|_| format!("unknown method \"{name}\""))
+    } else {
+        Err(format!(
+            "unknown method \"{name}\" (expected one of {})",
+            KNOWN.join(", ")
+        ))
+    }
+}
+
+fn check_strip_prefix(strip: &str, pattern: &PathPattern, path: &str, p: &mut Problems) {
+    if !strip.starts_with('/') {
+        p.push(path, format!("\"{strip}\" must start with /"));
+    } else if !matches!(pattern, PathPattern::Regex(_)) && !pattern.literal_prefix().starts_with(strip) {
+        // Strip applies only when the request path starts with it; if the route's own
+        // literal prefix does not, it would never apply.
+        p.push(
+            path,
+            format!(
+                "\"{strip}\" is not a prefix of the route's path \"{}\"",
+                pattern.source()
+            ),
+        );
+    }
+}
+
+fn duration(value: &Option<String>, path: &str, default: Duration, p: &mut Problems) -> Duration {
+    match value {
+        None => default,
+        Some(s) => parse_duration(s).unwrap_or_else(|e| {
+            p.push(path, e);
+            default
+        }),
+    }
+}
+
+fn positive_duration(value: &Option<String>, path: &str, default: Duration, p: &mut Problems) -> Duration {
+    match value.as_deref().map(parse_duration) {
+        None => default,
+        Some(Ok(d)) if d.is_zero() => {
+            p.push(path, "must be greater than zero");
+            default
+        }
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            p.push(path, e);
+            default
+        }
+    }
+}
+
+/// `250ms`, `5s`, `1m`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("\"{s}\" is not a duration (use 250ms, 5s, 1m)");
+    let signed: jiff::SignedDuration = s.trim().parse().map_err(|_| bad())?;
+    Duration::try_from(signed).map_err(|_| bad())
+}
+
+/// Unreachable routes are found when the router is built (`Snapshot::build`).
+fn warnings(raw: &RawConfig, routes: &[RouteConfig]) -> Vec<String> {
+    raw.upstreams
+        .keys()
+        .filter(|name| !routes.iter().any(|r| &r.upstream == *name))
+        .map(|name| format!("upstreams.{name} is not used by any route"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_friendly_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("5").is_err());
+    }
+
+    #[test]
+    fn resolve_accepts_ips_and_names() {
+        assert_eq!(resolve("127.0.0.1:80").unwrap().port(), 80);
+        assert!(resolve("localhost:8081").unwrap().ip().is_loopback());
+        assert!(resolve("nohost").unwrap_err().contains("host:port"));
+    }
+}

@@ -1,0 +1,53 @@
+//! X-Request-ID: kept when the client sent a sane one, generated otherwise; sent upstream
+//! and returned on the response, and written in the access log.
+
+use crate::proxy::RequestCtx;
+use pingora::http::RequestHeader;
+
+pub const HEADER: &str = "x-request-id";
+
+/// Longest client-supplied id that is kept.
+const MAX_LEN: usize = 128;
+
+/// The id for this request: the client's if sane, else a fresh UUID.
+pub fn for_request(req: &RequestHeader) -> String {
+    match req.headers.get(HEADER) {
+        Some(v) if is_sane(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        _ => uuid::Uuid::new_v4().hyphenated().to_string(),
+    }
+}
+
+/// Short, and only characters that are safe in logs, headers and JSON.
+fn is_sane(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= MAX_LEN && v.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+}
+
+pub struct PropagateRequestId;
+
+impl PropagateRequestId {
+    pub fn apply(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+        req.insert_header(HEADER, ctx.request_id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id_for(value: Option<&str>) -> String {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        if let Some(v) = value {
+            req.insert_header(HEADER, v).unwrap();
+        }
+        for_request(&req)
+    }
+
+    #[test]
+    fn sane_client_ids_are_kept_others_replaced() {
+        assert_eq!(id_for(Some("abc-123_x.y:z")), "abc-123_x.y:z");
+        assert_eq!(id_for(None).len(), 36);
+        assert_ne!(id_for(Some("has space")), "has space");
+        assert_ne!(id_for(Some("\"quote")), "\"quote");
+        assert_eq!(id_for(Some(&"a".repeat(200))).len(), 36);
+    }
+}

@@ -1,0 +1,20 @@
+//! gatehouse: an edge API gateway on Pingora.
+//!
+//! The request path (see `proxy`) reads one immutable [`snapshot::Snapshot`], compiled from
+//! the config (`config`) and swapped atomically on reload (`reload`). Each request step
+//! lives in its own module: `routing` picks the route, `filters` change the request and
+//! response, `upstream` picks and health-checks targets, `observe` logs and reports.
+
+#![forbid(unsafe_code)]
+#![warn(clippy::all)]
+
+pub mod config;
+pub mod demo;
+pub mod filters;
+pub mod observe;
+pub mod proxy;
+pub mod reload;
+pub mod routing;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

@@ -1,0 +1,73 @@
+//! One JSON line per request (ts, request_id, client_ip, method, path, route, upstream,
+//! status, bytes_sent, duration_ms, plus error when the gateway failed it).
+
+use super::logging::ACCESS_TARGET;
+use crate::proxy::{GatewayError, RequestCtx};
+use pingora::proxy::Session;
+use pingora::Error;
+use serde::{Serialize, Serializer};
+use std::fmt::Display;
+
+#[derive(Serialize)]
+struct AccessLine<'a> {
+    #[serde(serialize_with = "as_display")]
+    ts: jiff::Timestamp,
+    request_id: &'a str,
+    client_ip: Option<std::net::IpAddr>,
+    method: &'a str,
+    path: &'a str,
+    route: Option<&'a str>,
+    #[serde(serialize_with = "opt_as_display")]
+    upstream: Option<&'a pingora::protocols::l4::socket::SocketAddr>,
+    status: u16,
+    bytes_sent: usize,
+    duration_ms: f64,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn as_display<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn opt_as_display<T: Display, S: Serializer>(v: &Option<&T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
+pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
+    if !log::log_enabled!(target: ACCESS_TARGET, log::Level::Info) {
+        return;
+    }
+    let req = session.req_header();
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let line = AccessLine {
+        ts: jiff::Timestamp::now(),
+        request_id: &ctx.request_id,
+        client_ip: ctx.client_ip,
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        route: ctx.route().map(|r| r.name.as_str()),
+        upstream: ctx.target.as_ref(),
+        status,
+        bytes_sent: session.body_bytes_sent(),
+        duration_ms: (ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        attempts: ctx.attempts,
+        error: e.map(|e| match &ctx.error {
+            Some(decided) => decided.message().into_owned(),
+            None => describe(e),
+        }),
+    };
+    match serde_json::to_string(&line) {
+        Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),
+        Err(err) => log::warn!("access log line not written: {err}"),
+    }
+}
+
+fn describe(e: &Error) -> String {
+    let kind = GatewayError::from_pingora(e);
+    format!("{}: {}", kind.message(), e)
+}

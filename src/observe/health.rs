@@ -1,0 +1,36 @@
+//! `GET /health` on the main listener: per upstream, healthy and total targets (the shape of
+//! seed 004's `/health`), plus each target. Always 200: the gateway itself is alive; the
+//! `status` field says whether every upstream can serve.
+
+use crate::snapshot::Snapshot;
+use serde_json::{json, Map, Value};
+
+pub fn report(snapshot: &Snapshot) -> Vec<u8> {
+    let mut services = Map::new();
+    let mut all_serving = true;
+    for (name, pool) in &snapshot.upstreams {
+        let targets: Vec<Value> = pool
+            .targets()
+            .map(|t| json!({ "addr": t.target.spec, "weight": t.target.weight, "healthy": t.healthy }))
+            .collect();
+        let healthy = targets.iter().filter(|t| t["healthy"] == true).count();
+        all_serving &= healthy > 0;
+        services.insert(
+            name.clone(),
+            json!({
+                "healthy_instances": healthy,
+                "total_instances": targets.len(),
+                "status": format!("{healthy}/{}", targets.len()),
+                "targets": targets,
+            }),
+        );
+    }
+    let doc = json!({
+        "status": if all_serving { "healthy" } else { "degraded" },
+        "timestamp": jiff::Timestamp::now().to_string(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "config_generation": snapshot.generation,
+        "services": services,
+    });
+    serde_json::to_vec(&doc).unwrap_or_default()
+}

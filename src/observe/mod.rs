@@ -1,0 +1,5 @@
+//! What the gateway tells operators: log format, access log, health report.
+
+pub mod access_log;
+pub mod health;
+pub mod logging;

@@ -1,0 +1,50 @@
+//! `RequestCtx`: the per-request state every phase reads and writes. Plain data, no locks.
+
+use super::error::GatewayError;
+use crate::snapshot::{Route, Snapshot};
+use pingora::protocols::l4::socket::SocketAddr;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub struct RequestCtx {
+    /// Pinned once in `new_ctx`: a reload mid-request cannot mix config generations.
+    pub snapshot: Arc<Snapshot>,
+    pub started: Instant,
+    pub request_id: String,
+    pub client_ip: Option<IpAddr>,
+    /// `http` or `https`, for X-Forwarded-Proto.
+    pub scheme: &'static str,
+    /// Index into `snapshot.routes` once routing found one.
+    pub route: Option<usize>,
+    /// The target of the current (last) attempt.
+    pub target: Option<SocketAddr>,
+    /// Targets already tried and failed, avoided by retries.
+    pub failed_targets: Vec<SocketAddr>,
+    /// Upstream attempts so far (first try included).
+    pub attempts: u32,
+    /// Set when the gateway itself decided the answer (e.g. no healthy target), so that
+    /// `fail_to_proxy` reports that rather than a generic classification.
+    pub error: Option<GatewayError>,
+}
+
+impl RequestCtx {
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        RequestCtx {
+            snapshot,
+            started: Instant::now(),
+            request_id: String::new(),
+            client_ip: None,
+            scheme: "http",
+            route: None,
+            target: None,
+            failed_targets: Vec::new(),
+            attempts: 0,
+            error: None,
+        }
+    }
+
+    pub fn route(&self) -> Option<&Route> {
+        self.route.map(|i| &self.snapshot.routes[i])
+    }
+}

@@ -1,0 +1,120 @@
+//! Gateway-made errors and the one place that maps them (and Pingora's) to statuses.
+
+use pingora::{Error, ErrorSource, ErrorType};
+use std::borrow::Cow;
+
+/// Every answer the gateway makes up itself instead of relaying the upstream's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// Malformed or unsafe request.
+    BadRequest(&'static str),
+    /// No route matches.
+    NotFound,
+    /// A route matches all but the method; `allow` is the `Allow` header.
+    MethodNotAllowed { allow: String },
+    /// Every target of the upstream is unhealthy.
+    NoHealthyTarget { upstream: String },
+    /// Could not connect, or the connection failed before a complete response.
+    BadGateway,
+    /// Connect, read or write towards the upstream timed out.
+    GatewayTimeout,
+    /// A bug or an unexpected condition inside the gateway.
+    Internal,
+    /// The client went away; nothing can be sent.
+    ClientGone,
+}
+
+impl GatewayError {
+    /// The HTTP status; 0 when no response can be sent.
+    pub fn status(&self) -> u16 {
+        match self {
+            GatewayError::BadRequest(_) => 400,
+            GatewayError::NotFound => 404,
+            GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::NoHealthyTarget { .. } => 503,
+            GatewayError::BadGateway => 502,
+            GatewayError::GatewayTimeout => 504,
+            GatewayError::Internal => 500,
+            GatewayError::ClientGone => 0,
+        }
+    }
+
+    /// The `error` text of the JSON body.
+    pub fn message(&self) -> Cow<'static, str> {
+        match self {
+            GatewayError::BadRequest(why) => Cow::Borrowed(why),
+            GatewayError::NotFound => Cow::Borrowed("no route matches this request"),
+            GatewayError::MethodNotAllowed { .. } => Cow::Borrowed("method not allowed on this route"),
+            GatewayError::NoHealthyTarget { upstream } => {
+                Cow::Owned(format!("no healthy target in upstream {upstream}"))
+            }
+            GatewayError::BadGateway => Cow::Borrowed("the upstream could not be reached or failed"),
+            GatewayError::GatewayTimeout => Cow::Borrowed("the upstream did not answer in time"),
+            GatewayError::Internal => Cow::Borrowed("internal gateway error"),
+            GatewayError::ClientGone => Cow::Borrowed("client closed the connection"),
+        }
+    }
+
+    /// Classifies an error Pingora reports while proxying.
+    pub fn from_pingora(e: &Error) -> Self {
+        use ErrorType::*;
+        match e.etype() {
+            HTTPStatus(code) => from_status(*code),
+            ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => match e.esource() {
+                ErrorSource::Downstream => GatewayError::ClientGone,
+                _ => GatewayError::GatewayTimeout,
+            },
+            _ => match e.esource() {
+                ErrorSource::Upstream => GatewayError::BadGateway,
+                ErrorSource::Downstream => match e.etype() {
+                    ReadError | WriteError | ConnectionClosed => GatewayError::ClientGone,
+                    _ => GatewayError::BadRequest("malformed request"),
+                },
+                ErrorSource::Internal | ErrorSource::Unset => GatewayError::Internal,
+            },
+        }
+    }
+}
+
+fn from_status(code: u16) -> GatewayError {
+    match code {
+        400 => GatewayError::BadRequest("bad request"),
+        404 => GatewayError::NotFound,
+        502 => GatewayError::BadGateway,
+        504 => GatewayError::GatewayTimeout,
+        _ => GatewayError::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(etype: ErrorType, source: ErrorSource) -> u16 {
+        let mut e = Error::new(etype);
+        e.esource = source;
+        GatewayError::from_pingora(&e).status()
+    }
+
+    #[test]
+    fn upstream_failures_map_to_502_and_504() {
+        assert_eq!(status_of(ErrorType::ConnectRefused, ErrorSource::Upstream), 502);
+        assert_eq!(status_of(ErrorType::ConnectionClosed, ErrorSource::Upstream), 502);
+        assert_eq!(status_of(ErrorType::ConnectTimedout, ErrorSource::Upstream), 504);
+        assert_eq!(status_of(ErrorType::ReadTimedout, ErrorSource::Upstream), 504);
+    }
+
+    #[test]
+    fn client_side_failures_send_nothing_or_400() {
+        assert_eq!(status_of(ErrorType::ReadError, ErrorSource::Downstream), 0);
+        assert_eq!(status_of(ErrorType::InvalidHTTPHeader, ErrorSource::Downstream), 400);
+        assert_eq!(status_of(ErrorType::InternalError, ErrorSource::Internal), 500);
+    }
+
+    #[test]
+    fn gateway_decisions_have_their_own_statuses() {
+        assert_eq!(GatewayError::NoHealthyTarget { upstream: "u".into() }.status(), 503);
+        assert_eq!(GatewayError::MethodNotAllowed { allow: "GET".into() }.status(), 405);
+        assert_eq!(GatewayError::NotFound.status(), 404);
+    }
+}

@@ -1,0 +1,150 @@
+//! `Gateway`: the `ProxyHttp` implementation. It only dispatches: each phase hands the
+//! request to the module that owns that step (routing, filters, upstream, observe).
+
+mod admit;
+mod ctx;
+pub mod error;
+mod respond;
+mod retry;
+
+pub use ctx::RequestCtx;
+pub use error::GatewayError;
+
+use crate::filters::response_headers;
+use crate::observe::{access_log, health};
+use crate::snapshot::SharedSnapshot;
+use admit::Admission;
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+use std::borrow::Cow;
+
+pub struct Gateway {
+    snapshot: SharedSnapshot,
+}
+
+impl Gateway {
+    pub fn new(snapshot: SharedSnapshot) -> Self {
+        Gateway { snapshot }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(self.snapshot.load_full())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.request_id = crate::filters::request_id::for_request(session.req_header());
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        match admit::admit(session.req_header(), ctx) {
+            Admission::Proxy => Ok(false),
+            Admission::Health => respond::json(session, ctx, health::report(&ctx.snapshot))
+                .await
+                .map(|_| true),
+            Admission::Reject(err) => respond::error(session, ctx, &err).await.map(|_| true),
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        next_peer(ctx)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(route) = ctx.route() {
+            for step in &route.upstream_chain {
+                step.apply(req, ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response_headers::apply(resp, ctx)
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        retry::on_connect_failure(ctx, e)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        retry::on_proxy_error(peer, session, ctx, e)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let err = match &ctx.error {
+            Some(decided) => Cow::Borrowed(decided),
+            None => Cow::Owned(GatewayError::from_pingora(e)),
+        };
+        let code = err.status();
+        // Once the response header went out, all that can be done is to cut the connection.
+        if code != 0 && session.response_written().is_none() {
+            if let Err(write_error) = respond::error(session, ctx, &err).await {
+                log::debug!("could not send the {code} error response: {write_error}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.snapshot.server.access_log {
+            access_log::record(session, e, ctx);
+        }
+    }
+}
+
+/// The next target for this request's route, avoiding targets that already failed it.
+fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    let Some(index) = ctx.route else {
+        return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
+    };
+    let route = &ctx.snapshot.routes[index];
+    if let Some(previous) = ctx.target.take() {
+        ctx.failed_targets.push(previous);
+    }
+    ctx.attempts += 1;
+    match route.upstream.select(&ctx.failed_targets) {
+        Some(backend) => {
+            let peer = route.upstream.peer(&backend, route.timeout);
+            ctx.target = Some(backend.addr);
+            Ok(peer)
+        }
+        None => {
+            ctx.error = Some(GatewayError::NoHealthyTarget {
+                upstream: route.upstream.name.clone(),
+            });
+            Error::e_explain(ErrorType::HTTPStatus(503), "no healthy target")
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Writing the responses the gateway makes itself. Every one is JSON, carries
+//! X-Request-ID, and is written here and nowhere else.
+
+use super::error::GatewayError;
+use super::RequestCtx;
+use crate::filters::request_id;
+use bytes::Bytes;
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    status: u16,
+    request_id: &'a str,
+}
+
+/// `{"error": "...", "status": N, "request_id": "..."}` with the error's status.
+pub async fn error(session: &mut Session, ctx: &RequestCtx, err: &GatewayError) -> pingora::Result<()> {
+    let status = err.status();
+    let message = err.message();
+    let body = serde_json::to_vec(&ErrorBody {
+        error: &message,
+        status,
+        request_id: &ctx.request_id,
+    })
+    .unwrap_or_default();
+    let mut resp = ResponseHeader::build(status, Some(5))?;
+    if let GatewayError::MethodNotAllowed { allow } = err {
+        resp.insert_header(ALLOW, allow.as_str())?;
+    }
+    send(session, ctx, resp, body.into()).await
+}
+
+/// A 200 JSON document (the health endpoint).
+pub async fn json(session: &mut Session, ctx: &RequestCtx, body: Vec<u8>) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(200, Some(4))?;
+    resp.insert_header(CACHE_CONTROL, "no-store")?;
+    send(session, ctx, resp, body.into()).await
+}
+
+async fn send(session: &mut Session, ctx: &RequestCtx, mut resp: ResponseHeader, body: Bytes) -> pingora::Result<()> {
+    resp.insert_header(CONTENT_TYPE, "application/json")?;
+    resp.insert_header(CONTENT_LENGTH, body.len())?;
+    resp.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+    // HEAD gets the headers only; Pingora's HTTP/1 writer knows not to send a body.
+    let body = (session.req_header().method != http::Method::HEAD).then_some(body);
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(body, true).await
+}

@@ -1,0 +1,189 @@
+//! Request → route. Pure functions over `RequestHeader`; compiled once per snapshot.
+//!
+//! Routes are tried in order of specificity, most specific first (first match wins):
+//! 1. host: exact host, then `*.wildcard` hosts (longer first), then routes without host;
+//! 2. path kind: exact, then `:param` patterns, then `*wildcard` patterns, then `prefix:`,
+//!    then `regex:`; within a kind, more literal text first;
+//! 3. more `headers:` / `query:` conditions first;
+//! 4. routes limited to some `methods` before routes open to all;
+//! 5. config order.
+//!
+//! A path that matches but whose method no matching route allows answers 405 with `Allow`.
+
+mod pattern;
+mod shadow;
+
+pub use pattern::{HostPattern, PathPattern, Segment};
+pub use shadow::shadowed_routes;
+
+use http::{HeaderMap, HeaderName, Method};
+use pingora::http::RequestHeader;
+use std::cmp::Reverse;
+
+/// Everything a route matches on, compiled.
+#[derive(Debug, Clone)]
+pub struct RouteMatcher {
+    pub host: Option<HostPattern>,
+    pub path: PathPattern,
+    /// `None` = any method.
+    pub methods: Option<Vec<Method>>,
+    /// Header name and required value; `*` means "present with any value".
+    pub headers: Vec<(HeaderName, String)>,
+    /// Query parameter and required (raw, undecoded) value; `*` means "present".
+    pub query: Vec<(String, String)>,
+}
+
+/// What the router decided for one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// Index of the route in config order.
+    Found(usize),
+    /// Some route matches everything but the method; the value is the `Allow` header.
+    MethodNotAllowed(String),
+    NotFound,
+}
+
+/// The compiled route table.
+#[derive(Debug, Default)]
+pub struct Router {
+    matchers: Vec<RouteMatcher>,
+    /// Indices into `matchers`, most specific first.
+    order: Vec<usize>,
+}
+
+// === impl RouteMatcher ===
+
+impl RouteMatcher {
+    /// Everything but the method.
+    fn matches_target(&self, host: Option<&str>, path: &str, query: Option<&str>, headers: &HeaderMap) -> bool {
+        if let Some(pattern) = &self.host {
+            match host {
+                Some(h) if pattern.matches(h) => {}
+                _ => return false,
+            }
+        }
+        self.path.matches(path)
+            && self
+                .headers
+                .iter()
+                .all(|(name, want)| header_matches(headers, name, want))
+            && self.query.iter().all(|(name, want)| query_matches(query, name, want))
+    }
+
+    pub fn allows(&self, method: &Method) -> bool {
+        match &self.methods {
+            None => true,
+            // HEAD is implied wherever GET is allowed, as every HTTP server does.
+            Some(list) => list.contains(method) || (method == Method::HEAD && list.contains(&Method::GET)),
+        }
+    }
+
+    fn conditions(&self) -> usize {
+        self.headers.len() + self.query.len()
+    }
+
+    fn specificity(&self) -> impl Ord {
+        let host = self.host.as_ref().map_or((2, Reverse(0)), HostPattern::specificity);
+        (
+            host,
+            self.path.specificity(),
+            Reverse(self.conditions()),
+            self.methods.is_none(),
+        )
+    }
+}
+
+fn header_matches(headers: &HeaderMap, name: &HeaderName, want: &str) -> bool {
+    match headers.get(name) {
+        Some(value) => want == "*" || value.as_bytes() == want.as_bytes(),
+        None => false,
+    }
+}
+
+fn query_matches(query: Option<&str>, name: &str, want: &str) -> bool {
+    let Some(query) = query else {
+        return false;
+    };
+    query.split('&').any(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        key == name && (want == "*" || value == want)
+    })
+}
+
+/// The request's host without port, from the URI authority (h2, absolute-form) or `Host`.
+pub fn request_host(req: &RequestHeader) -> Option<&str> {
+    let raw = match req.uri.host() {
+        Some(h) => return Some(h.trim_start_matches('[').trim_end_matches(']')),
+        None => req.headers.get(http::header::HOST)?.to_str().ok()?,
+    };
+    if let Some(v6) = raw.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    Some(match raw.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => raw,
+    })
+}
+
+// === impl Router ===
+
+impl Router {
+    pub fn new(matchers: Vec<RouteMatcher>) -> Self {
+        let mut order: Vec<usize> = (0..matchers.len()).collect();
+        // Stable sort: equal specificity keeps config order.
+        order.sort_by_cached_key(|&i| matchers[i].specificity());
+        Router { matchers, order }
+    }
+
+    /// Indices of routes, most specific first.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    pub fn matcher(&self, index: usize) -> &RouteMatcher {
+        &self.matchers[index]
+    }
+
+    pub fn find(&self, req: &RequestHeader) -> RouteMatch {
+        let host = request_host(req);
+        let path = req.uri.path();
+        let query = req.uri.query();
+        let mut method_mismatch = false;
+        for &i in &self.order {
+            let m = &self.matchers[i];
+            if m.matches_target(host, path, query, &req.headers) {
+                if m.allows(&req.method) {
+                    return RouteMatch::Found(i);
+                }
+                method_mismatch = true;
+            }
+        }
+        if method_mismatch {
+            RouteMatch::MethodNotAllowed(self.allowed_methods(host, path, query, &req.headers))
+        } else {
+            RouteMatch::NotFound
+        }
+    }
+
+    /// The `Allow` value for a 405: every method some matching route accepts.
+    fn allowed_methods(&self, host: Option<&str>, path: &str, query: Option<&str>, headers: &HeaderMap) -> String {
+        let mut allowed: Vec<&str> = Vec::new();
+        for m in &self.matchers {
+            if !m.matches_target(host, path, query, headers) {
+                continue;
+            }
+            for method in m.methods.iter().flatten() {
+                allowed.push(method.as_str());
+                if method == Method::GET {
+                    allowed.push("HEAD");
+                }
+            }
+        }
+        allowed.sort_unstable();
+        allowed.dedup();
+        allowed.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+//! Assembles the Pingora server from a config: the proxy service on its listeners, the
+//! health supervisor, and the reload trigger. Used by `gatehouse run` (and nothing else
+//! needs to know how the parts are wired).
+
+use crate::config::{ConfigError, ConfigSource};
+use crate::proxy::Gateway;
+use crate::reload::{ReloadOnSighup, Reloader};
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::upstream::supervisor::HealthSupervisor;
+use arc_swap::ArcSwap;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use std::sync::Arc;
+
+/// Pingora's process flags, passed through from the command line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessOptions {
+    /// `-d`: detach and write the pid file.
+    pub daemon: bool,
+    /// `-u`: take the listeners over from a running gatehouse (graceful upgrade).
+    pub upgrade: bool,
+}
+
+/// Loads `source` and builds a ready-to-run server.
+pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, SharedSnapshot), ConfigError> {
+    let config = source.load()?;
+    let listen = config.server.listen.clone();
+    let snapshot = Snapshot::build(config, None)?;
+    for w in &snapshot.warnings {
+        log::warn!("{}: {w}", snapshot.source);
+    }
+    let conf = server_conf(&snapshot);
+    let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+
+    let opt = Opt {
+        daemon: options.daemon,
+        upgrade: options.upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(shared.clone()),
+        "gatehouse proxy",
+    );
+    for addr in &listen {
+        proxy.add_tcp(&addr.to_string());
+    }
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "health checks",
+        HealthSupervisor::new(shared.clone()),
+    ));
+    let reloader = Arc::new(Reloader::new(source, shared.clone()));
+    server.add_service(background_service("reload on SIGHUP", ReloadOnSighup::new(reloader)));
+    Ok((server, shared))
+}
+
+fn server_conf(snapshot: &Snapshot) -> ServerConf {
+    let s = &snapshot.server;
+    ServerConf {
+        threads: s.threads,
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        grace_period_seconds: Some(s.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs()),
+        ..Default::default()
+    }
+}

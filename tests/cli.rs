@@ -1,0 +1,118 @@
+//! `gatehouse check` on every fixture and shipped config, `--version`.
+//!
+//! Each `tests/fixtures/invalid/*.yaml` names the messages it must produce in
+//! `# expect: ...` lines; each `tests/fixtures/valid/*.yaml` its warnings in `# warn: ...`.
+
+mod common;
+
+use common::BIN;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn check(path: &Path) -> Output {
+    Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(path)
+        .env_remove("PORT")
+        .env_remove("GATEHOUSE_TEST_UNSET")
+        .output()
+        .expect("run gatehouse check")
+}
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixtures dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    files
+}
+
+fn tagged(path: &Path, tag: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("read fixture")
+        .lines()
+        .filter_map(|l| l.strip_prefix(tag).map(|m| m.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn every_invalid_fixture_is_refused_with_its_messages() {
+    let mut failures = Vec::new();
+    for path in fixtures("invalid") {
+        let expected = tagged(&path, "# expect:");
+        assert!(!expected.is_empty(), "{} has no `# expect:` line", path.display());
+        let out = check(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            failures.push(format!("{}: accepted", path.display()));
+        }
+        for message in expected {
+            // Each problem line names the file, then the field path and reason.
+            let line = format!("{}: {message}", path.display());
+            if !stderr.contains(&line) {
+                failures.push(format!("{}: missing {line:?} in:\n{stderr}", path.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn valid_fixtures_and_shipped_configs_pass_check_with_their_warnings() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = fixtures("valid");
+    files.push(root.join("conf/gatehouse.yaml"));
+    for path in files {
+        let out = check(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{} refused:\n{stderr}", path.display());
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("OK"),
+            "{}",
+            path.display()
+        );
+        let expected = tagged(&path, "# warn:");
+        for warning in &expected {
+            assert!(
+                stderr.contains(warning.as_str()),
+                "{}: missing warning {warning:?} in:\n{stderr}",
+                path.display()
+            );
+        }
+        assert_eq!(
+            stderr.matches("warning:").count(),
+            expected.len(),
+            "{}: unexpected warnings:\n{stderr}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn a_missing_file_is_an_error_not_a_panic() {
+    let out = check(Path::new("/nonexistent/gatehouse.yaml"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn version_is_printed() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("gatehouse {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn run_refuses_a_bad_config_and_exits_non_zero() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid/unknown_upstream.yaml");
+    let out = Command::new(BIN).args(["run", "-c"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown upstream \"billing\""));
+}

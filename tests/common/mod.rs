@@ -1,0 +1,505 @@
+//! Test harness: the real `gatehouse` binary on free loopback ports, real HTTP upstreams
+//! (hyper) that tests script and inspect, and a real HTTP client (reqwest).
+//!
+//! ```ignore
+//! let up = MockUpstream::start("a").await;
+//! let gw = Gateway::start(&format!("upstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: u }}]", up.addr())).await;
+//! assert_eq!(gw.get("/").await.status(), 200);
+//! ```
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+/// A port nobody listens on right now (bound to :0, read, released).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Polls `check` every 20 ms until it is true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+// === MockUpstream ===
+
+/// What a mock upstream saw.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: http::HeaderMap,
+    pub body_len: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Behaviour {
+    status: u16,
+    delay: Duration,
+    health_status: u16,
+    extra_headers: Vec<(String, String)>,
+}
+
+struct MockState {
+    name: String,
+    behaviour: Mutex<Behaviour>,
+    recorded: Mutex<Vec<Recorded>>,
+    hits: AtomicUsize,
+    health_hits: AtomicUsize,
+}
+
+/// A scriptable HTTP/1.1 upstream on 127.0.0.1.
+///
+/// - `GET /health` → `health_status` (200 by default), not counted in `hits`;
+/// - `/bytes/N` → streams N bytes of `x` in 64 KiB chunks;
+/// - anything else → `status` with JSON `{"upstream","method","path","query","body_len"}`
+///   after `delay`; the request body is consumed as a stream and counted, never buffered.
+pub struct MockUpstream {
+    addr: SocketAddr,
+    state: Arc<MockState>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl MockUpstream {
+    pub async fn start(name: &str) -> MockUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(MockState {
+            name: name.to_string(),
+            behaviour: Mutex::new(Behaviour {
+                status: 200,
+                delay: Duration::ZERO,
+                health_status: 200,
+                extra_headers: Vec::new(),
+            }),
+            recorded: Mutex::new(Vec::new()),
+            hits: AtomicUsize::new(0),
+            health_hits: AtomicUsize::new(0),
+        });
+        let server = Some(tokio::spawn(serve(listener, state.clone())));
+        MockUpstream { addr, state, server }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    pub fn hits(&self) -> usize {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn health_hits(&self) -> usize {
+        self.state.health_hits.load(Ordering::SeqCst)
+    }
+
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.state.recorded.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.recorded().pop().expect("the upstream received no request")
+    }
+
+    pub fn set_status(&self, status: u16) {
+        self.state.behaviour.lock().unwrap().status = status;
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.state.behaviour.lock().unwrap().delay = delay;
+    }
+
+    pub fn set_health_status(&self, status: u16) {
+        self.state.behaviour.lock().unwrap().health_status = status;
+    }
+
+    pub fn add_response_header(&self, name: &str, value: &str) {
+        self.state
+            .behaviour
+            .lock()
+            .unwrap()
+            .extra_headers
+            .push((name.into(), value.into()));
+    }
+
+    /// Closes the listener and every open connection: the port refuses from now on.
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+
+    /// Listens again on the same port with the same state.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot rebind {}: {e}", self.addr),
+            }
+        };
+        self.server = Some(tokio::spawn(serve(listener, self.state.clone())));
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<MockState>) {
+    // Connection tasks live in this set, so aborting the accept task closes them all.
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+type MockBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+async fn handle(req: Request<Incoming>, state: Arc<MockState>) -> Result<Response<MockBody>, std::io::Error> {
+    let behaviour = state.behaviour.lock().unwrap().clone();
+    let path = req.uri().path().to_string();
+    if path == "/health" {
+        state.health_hits.fetch_add(1, Ordering::SeqCst);
+        return Ok(full(behaviour.health_status, "{\"status\":\"ok\"}".into()));
+    }
+    let (parts, mut body) = req.into_parts();
+    let mut body_len = 0;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() {
+            body_len += data.len();
+        }
+    }
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    state.recorded.lock().unwrap().push(Recorded {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+        body_len,
+    });
+    if !behaviour.delay.is_zero() {
+        tokio::time::sleep(behaviour.delay).await;
+    }
+    let mut resp = if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<usize>().ok()) {
+        stream_bytes(n)
+    } else {
+        let doc = serde_json::json!({
+            "upstream": state.name,
+            "method": parts.method.as_str(),
+            "path": path,
+            "query": parts.uri.query(),
+            "body_len": body_len,
+        });
+        full(behaviour.status, doc.to_string().into())
+    };
+    for (k, v) in &behaviour.extra_headers {
+        resp.headers_mut().append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    resp.headers_mut().insert("x-upstream", state.name.parse().unwrap());
+    Ok(resp)
+}
+
+fn full(status: u16, body: Bytes) -> Response<MockBody> {
+    let mut resp = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    resp
+}
+
+fn stream_bytes(n: usize) -> Response<MockBody> {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let stream = futures_util::stream::iter((0..n.div_ceil(CHUNK)).map(move |i| {
+        let len = CHUNK.min(n - i * CHUNK);
+        Ok::<_, std::io::Error>(Frame::data(chunk.slice(..len)))
+    }));
+    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    resp.headers_mut().insert("content-length", n.into());
+    resp
+}
+
+// === Gateway ===
+
+/// The real `gatehouse run` on a free port, stopped (SIGKILL) when dropped.
+pub struct Gateway {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    log_path: PathBuf,
+    child: Child,
+}
+
+impl Gateway {
+    /// Runs `body` (a config without `listen`, which the harness adds) with `threads: 1`.
+    pub async fn start(body: &str) -> Gateway {
+        Self::start_with_env(body, &[]).await
+    }
+
+    pub async fn start_with_env(body: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config_path = dir.path().join("gatehouse.yaml");
+        std::fs::write(&config_path, Self::config_text(port, dir.path(), body)).expect("write config");
+        let args = vec!["run".to_string(), "-c".to_string(), config_path.display().to_string()];
+        Self::spawn(dir, port, config_path, &args, env).await
+    }
+
+    /// `gatehouse run` without `-c`, configured by the environment only (port from `PORT`).
+    pub async fn start_env_mode(env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let port_s = port.to_string();
+        let mut all: Vec<(&str, &str)> = vec![("PORT", port_s.as_str())];
+        all.extend_from_slice(env);
+        let config_path = PathBuf::new();
+        Self::spawn(dir, port, config_path, &["run".to_string()], &all).await
+    }
+
+    /// The full config file text for `body` on `port`.
+    pub fn config_text(port: u16, dir: &Path, body: &str) -> String {
+        format!(
+            "listen: [\"127.0.0.1:{port}\"]\nthreads: 1\npid_file: {pid}\nupgrade_sock: {sock}\ngrace_period: 0s\nshutdown_timeout: 1s\n{body}\n",
+            pid = dir.join("gatehouse.pid").display(),
+            sock = dir.join("upgrade.sock").display(),
+        )
+    }
+
+    async fn spawn(
+        dir: tempfile::TempDir,
+        port: u16,
+        config_path: PathBuf,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let log_path = dir.path().join("gatehouse.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env_remove("PORT")
+            .env_remove("BACKEND_URL")
+            .env_remove("BACKEND_URLS")
+            .env_remove("ROUTES_CONFIG_PATH")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn gatehouse");
+        let mut gw = Gateway {
+            port,
+            dir,
+            config_path,
+            log_path,
+            child,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let client = client();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gatehouse exited with {status} before serving:\n{}", self.logs());
+            }
+            if let Ok(r) = client.get(self.url("/health")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("gatehouse did not become ready:\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        client().get(self.url(path)).send().await.expect("request failed")
+    }
+
+    pub async fn health(&self) -> serde_json::Value {
+        self.get("/health").await.json().await.expect("health json")
+    }
+
+    /// Healthy target count of `upstream` according to `/health`.
+    pub async fn healthy_targets(&self, upstream: &str) -> u64 {
+        self.health().await["services"][upstream]["healthy_instances"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Access-log lines (JSON objects with a request_id) written so far.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("request_id").is_some())
+            .collect()
+    }
+
+    /// Peak resident memory of the gateway process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_field(self.pid(), "VmHWM:")
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        status_field(self.pid(), "VmRSS:")
+    }
+
+    pub fn write_config(&self, body: &str) {
+        std::fs::write(&self.config_path, Self::config_text(self.port, self.dir.path(), body)).expect("write config");
+    }
+}
+
+fn status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- gatehouse log ---\n{}", self.logs());
+        }
+    }
+}
+
+/// Counts which upstream (by `x-upstream`) answered `n` GETs of `path`.
+pub async fn distribution(gw: &Gateway, path: &str, n: usize) -> HashMap<String, usize> {
+    let client = client();
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        let r = client.get(gw.url(path)).send().await.expect("request");
+        assert_eq!(r.status(), 200, "request failed during distribution");
+        let who = r
+            .headers()
+            .get("x-upstream")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        *counts.entry(who).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A body of `n` bytes sent as a stream (chunked), never held in memory at once.
+pub fn streaming_body(n: usize) -> reqwest::Body {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'y'; CHUNK]);
+    let stream = futures_util::stream::iter(
+        (0..n.div_ceil(CHUNK)).map(move |i| Ok::<_, std::io::Error>(chunk.slice(..CHUNK.min(n - i * CHUNK)))),
+    );
+    reqwest::Body::wrap_stream(stream)
+}
+
+/// Reads a response body as a stream and returns its length.
+pub async fn drain(resp: reqwest::Response) -> usize {
+    let mut total = 0;
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        total += chunk.expect("body chunk").len();
+    }
+    total
+}
+
+/// A one-upstream, one-catch-all-route config body for `addrs`.
+pub fn simple_config(addrs: &[SocketAddr]) -> String {
+    let targets: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "upstreams:\n  u:\n    targets: [{}]\nroutes:\n  - name: all\n    prefix: /\n    upstream: u\n",
+        targets.join(", ")
+    )
+}

@@ -1,0 +1,78 @@
+//! The seeds' way to configure: no YAML, only PORT + BACKEND_URL(S), and routes.json
+//! through ROUTES_CONFIG_PATH.
+
+mod common;
+
+use common::*;
+
+#[tokio::test]
+async fn backend_urls_alone_give_a_catch_all_gateway() {
+    let a = MockUpstream::start("a").await;
+    let b = MockUpstream::start("b").await;
+    let urls = format!("http://{},http://{}", a.addr(), b.addr());
+    let gw = Gateway::start_env_mode(&[("BACKEND_URLS", &urls)]).await;
+    let counts = distribution(&gw, "/anything/at/all", 10).await;
+    assert_eq!((counts.get("a"), counts.get("b")), (Some(&5), Some(&5)), "{counts:?}");
+    assert_eq!(gw.health().await["services"]["backend"]["total_instances"], 2);
+}
+
+#[tokio::test]
+async fn backend_url_names_a_single_backend() {
+    let a = MockUpstream::start("a").await;
+    let url = format!("http://localhost:{}", a.addr().port());
+    let gw = Gateway::start_env_mode(&[("BACKEND_URL", &url)]).await;
+    assert_eq!(gw.get("/x").await.status(), 200);
+    assert_eq!(a.last().uri, "/x");
+}
+
+#[tokio::test]
+async fn routes_json_loads_as_the_seeds_write_it() {
+    let users = MockUpstream::start("users").await;
+    let orders = MockUpstream::start("orders").await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.json");
+    std::fs::write(
+        &routes,
+        format!(
+            r#"{{
+  "routes": [
+    {{ "path": "/api/users/*path", "targetURL": "http://{}", "methods": ["GET", "POST"], "requireAuth": false, "stripPrefix": "/api/users" }},
+    {{ "path": "/api/orders/:id", "targetURL": "http://{}", "methods": ["GET"], "timeout": 5 }}
+  ]
+}}"#,
+            users.addr(),
+            orders.addr()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start_env_mode(&[("ROUTES_CONFIG_PATH", routes.to_str().unwrap())]).await;
+
+    assert_eq!(gw.get("/api/users/42").await.status(), 200);
+    assert_eq!(users.last().uri, "/42");
+    assert_eq!(gw.get("/api/orders/7").await.status(), 200);
+    assert_eq!(orders.last().uri, "/api/orders/7");
+    assert_eq!(
+        client().delete(gw.url("/api/orders/7")).send().await.unwrap().status(),
+        405
+    );
+    assert_eq!(gw.get("/elsewhere").await.status(), 404);
+}
+
+#[tokio::test]
+async fn routes_json_that_asks_for_auth_is_refused_rather_than_served_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.json");
+    std::fs::write(
+        &routes,
+        r#"{"routes":[{"path":"/a","targetURL":"http://127.0.0.1:1","requireAuth":true}]}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("check")
+        .env("ROUTES_CONFIG_PATH", &routes)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("routes[0].requireAuth"), "{stderr}");
+}
