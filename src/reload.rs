@@ -74,6 +74,7 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
     fixed("threads", running.threads != new.threads);
     fixed("pid_file", running.pid_file != new.pid_file);
     fixed("upgrade_sock", running.upgrade_sock != new.upgrade_sock);
+    fixed("log_file", running.log_file != new.log_file);
     fixed("grace_period", running.grace_period != new.grace_period);
     fixed("shutdown_timeout", running.shutdown_timeout != new.shutdown_timeout);
     if problems.is_empty() {

@@ -65,6 +65,7 @@ fn server_conf(snapshot: &Snapshot) -> ServerConf {
         threads: s.threads,
         pid_file: s.pid_file.clone(),
         upgrade_sock: s.upgrade_sock.clone(),
+        error_log: s.log_file.clone(),
         grace_period_seconds: Some(s.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs()),
         ..Default::default()

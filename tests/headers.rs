@@ -161,3 +161,18 @@ async fn every_request_writes_one_json_access_log_line() {
     assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
     assert!(line["ts"].as_str().unwrap().ends_with('Z'));
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let up = MockUpstream::start("u").await;
+    let gw = Gateway::start(&simple_config(&[up.addr()])).await;
+    for _ in 0..50 {
+        assert_eq!(gw.get("/k").await.status(), 200);
+    }
+    assert_eq!(up.hits(), 50);
+    assert!(
+        up.connections() <= 2,
+        "50 sequential requests opened {} upstream connections",
+        up.connections()
+    );
+}

@@ -29,6 +29,8 @@ pub struct ServerSettings {
     pub threads: usize,
     pub pid_file: String,
     pub upgrade_sock: String,
+    /// Daemon mode's log file (stderr is redirected there).
+    pub log_file: Option<String>,
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
     /// Built-in health endpoint on the main listener, answered before routing.

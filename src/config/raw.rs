@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub pid_file: Option<String>,
     /// Unix socket through which a new binary takes over the listeners (`-u`).
     pub upgrade_sock: Option<String>,
+    /// In daemon mode (`-d`), the file that receives the log (stderr); appended to.
+    pub log_file: Option<String>,
     /// How long a terminating process keeps serving before it stops accepting (SIGTERM/SIGQUIT).
     pub grace_period: Option<String>,
     /// How long in-flight requests get after the grace period before the runtime is stopped.

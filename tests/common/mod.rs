@@ -83,6 +83,7 @@ struct MockState {
     recorded: Mutex<Vec<Recorded>>,
     hits: AtomicUsize,
     health_hits: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 /// A scriptable HTTP/1.1 upstream on 127.0.0.1.
@@ -112,6 +113,7 @@ impl MockUpstream {
             recorded: Mutex::new(Vec::new()),
             hits: AtomicUsize::new(0),
             health_hits: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
         });
         let server = Some(tokio::spawn(serve(listener, state.clone())));
         MockUpstream { addr, state, server }
@@ -127,6 +129,11 @@ impl MockUpstream {
 
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far (keepalive reuse shows as few connections).
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     pub fn health_hits(&self) -> usize {
@@ -200,6 +207,7 @@ async fn serve(listener: TcpListener, state: Arc<MockState>) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        state.connections.fetch_add(1, Ordering::SeqCst);
         let state = state.clone();
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(req, state.clone()));
