@@ -68,6 +68,9 @@ pub fn run(addr: &str, name: &str) {
     let conf = ServerConf {
         threads: 1,
         pid_file: format!("/tmp/gatehouse-demo-{}.pid", std::process::id()),
+        // A demo has nothing to drain: stop at once on SIGTERM.
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -54,11 +54,15 @@ async fn a_connect_timeout_is_a_504() {
 async fn upstream_statuses_and_bodies_pass_through() {
     let up = MockUpstream::start("u").await;
     up.set_status(503);
+    up.set_body("upstream says: down for maintenance");
     let gw = Gateway::start(&simple_config(&[up.addr()])).await;
     let r = gw.get("/x").await;
     assert_eq!(r.status(), 503);
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["upstream"], "u", "the upstream's own 503 body is relayed");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "upstream says: down for maintenance",
+        "the upstream's own body is relayed"
+    );
 }
 
 /// An upstream that reads the request and closes the connection without answering.
@@ -104,4 +108,38 @@ async fn an_upstream_that_hangs_up_is_a_502_and_idempotent_requests_retry_elsewh
     assert!(statuses.contains(&502), "{statuses:?}");
     assert!(statuses.contains(&200), "{statuses:?}");
     task.abort();
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_is_not_retried_upstream() {
+    let a = MockUpstream::start("a").await;
+    let b = MockUpstream::start("b").await;
+    a.set_delay(Duration::from_millis(800));
+    b.set_delay(Duration::from_millis(800));
+    let gw = Gateway::start(&format!(
+        "upstreams: {{ u: {{ targets: [\"{}\", \"{}\"], retries: 3 }} }}\nroutes: [{{ prefix: /, upstream: u }}]\n",
+        a.addr(),
+        b.addr()
+    ))
+    .await;
+    let quick = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(
+        quick.get(gw.url("/slow")).send().await.is_err(),
+        "the client gives up first"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        a.hits() + b.hits(),
+        1,
+        "the request went upstream once, and was not retried"
+    );
+    assert!(
+        !gw.logs().contains("\"level\":\"ERROR\""),
+        "a client hang-up is not an error:\n{}",
+        gw.logs()
+    );
 }

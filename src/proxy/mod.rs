@@ -117,6 +117,12 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// A client that hangs up mid-request is routine (the access log records it), not an
+    /// error worth a log line of its own.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        GatewayError::from_pingora(e) == GatewayError::ClientGone
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if ctx.snapshot.server.access_log {
             access_log::record(session, e, ctx);

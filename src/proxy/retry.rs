@@ -11,7 +11,7 @@
 use super::RequestCtx;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType};
+use pingora::{Error, ErrorSource, ErrorType};
 
 fn retries_left(ctx: &RequestCtx) -> bool {
     ctx.route().is_some_and(|r| ctx.attempts <= r.upstream.config.retries)
@@ -27,10 +27,12 @@ pub fn on_proxy_error(peer: &HttpPeer, session: &Session, ctx: &RequestCtx, e: B
     let safe = session.req_header().method.is_idempotent()
         && !session.as_ref().retry_buffer_truncated()
         && session.response_written().is_none();
-    let lost_before_response = matches!(
-        e.etype(),
-        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
-    );
+    // Only the upstream side: a client that went away is not a reason to try again.
+    let lost_before_response = *e.esource() == ErrorSource::Upstream
+        && matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+        );
     e.set_retry(safe && lost_before_response && retries_left(ctx));
     e
 }

@@ -75,6 +75,8 @@ struct Behaviour {
     delay: Duration,
     health_status: u16,
     extra_headers: Vec<(String, String)>,
+    /// Replaces the JSON echo when set.
+    body: Option<Bytes>,
 }
 
 struct MockState {
@@ -90,7 +92,7 @@ struct MockState {
 ///
 /// - `GET /health` → `health_status` (200 by default), not counted in `hits`;
 /// - `/bytes/N` → streams N bytes of `x` in 64 KiB chunks;
-/// - anything else → `status` with JSON `{"upstream","method","path","query","body_len"}`
+/// - anything else → `status` with the `set_body` body, or else JSON `{"upstream","method","path","query","body_len"}`
 ///   after `delay`; the request body is consumed as a stream and counted, never buffered.
 pub struct MockUpstream {
     addr: SocketAddr,
@@ -109,6 +111,7 @@ impl MockUpstream {
                 delay: Duration::ZERO,
                 health_status: 200,
                 extra_headers: Vec::new(),
+                body: None,
             }),
             recorded: Mutex::new(Vec::new()),
             hits: AtomicUsize::new(0),
@@ -154,6 +157,11 @@ impl MockUpstream {
 
     pub fn set_delay(&self, delay: Duration) {
         self.state.behaviour.lock().unwrap().delay = delay;
+    }
+
+    /// Answer with exactly `body` instead of the JSON echo.
+    pub fn set_body(&self, body: &'static str) {
+        self.state.behaviour.lock().unwrap().body = Some(Bytes::from_static(body.as_bytes()));
     }
 
     pub fn set_health_status(&self, status: u16) {
@@ -247,6 +255,8 @@ async fn handle(req: Request<Incoming>, state: Arc<MockState>) -> Result<Respons
     }
     let mut resp = if let Some(n) = path.strip_prefix("/bytes/").and_then(|n| n.parse::<usize>().ok()) {
         stream_bytes(n)
+    } else if let Some(body) = behaviour.body {
+        full(behaviour.status, body)
     } else {
         let doc = serde_json::json!({
             "upstream": state.name,

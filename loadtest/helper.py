@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""Measurement and reporting helper for loadtest/run.sh (python3 stdlib only).
+
+run.sh sets up the processes (origin, proxies) and loops over the matrix; this file does
+the parts that are awkward in bash:
+
+  ports N             print N free loopback TCP ports
+  run-one ...         one data point: wait until the machine is quiet, warm up, run wrk,
+                      read CPU times from /proc, check for noise (redo if noisy), append a
+                      CSV row and print a one-line summary
+  report CSV MD ...   medians / ranges / ratios as a Markdown table (stdout and MD file)
+  logsummary NAME F   one line summarising the warnings/errors of a gatehouse or nginx log
+
+CPU accounting (see /work/shared/benchmarking.md):
+  * a process's CPU is utime+stime from /proc/<pid>/stat, summed over the process and all
+    its descendants (nginx: master + worker), in clock ticks (CLK_TCK, from run.sh's
+    `getconf CLK_TCK`);
+  * CPU µs per request = CPU seconds during the wrk run × 10⁶ / requests completed
+    (the same as CPU% × 10⁴ / req/s);
+  * "other" CPU = busy time of the whole machine (/proc/stat) minus our processes
+    (proxies, origin, wrk, this helper), in cores; a run where it exceeds --noise-max is
+    redone.
+"""
+
+import argparse
+import csv
+import json
+import os
+import re
+import resource
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+CLK_TCK = int(os.environ.get("CLK_TCK") or os.sysconf("SC_CLK_TCK"))
+
+CSV_FIELDS = [
+    "started", "rep", "attempt", "kept", "peer", "size", "conns", "duration_s",
+    "requests", "rps", "p50_ms", "p99_ms", "non2xx", "sock_errors",
+    "proxy_cpu_s", "proxy_us_per_req", "origin_cpu_s", "origin_us_per_req",
+    "wrk_cpu_s", "other_cores", "quiet_wait_s",
+]
+
+
+# ---------------------------------------------------------------------------------------
+# /proc readers
+# ---------------------------------------------------------------------------------------
+
+def _stat_fields(pid):
+    """Fields of /proc/<pid>/stat after the `(comm)` part (index 0 = state)."""
+    with open(f"/proc/{pid}/stat") as f:
+        data = f.read()
+    return data[data.rindex(")") + 2:].split()
+
+
+def _children_map():
+    """ppid -> [pid] for every process currently visible in /proc."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            ppid = int(_stat_fields(name)[1])
+        except (OSError, ValueError, IndexError):
+            continue  # the process went away meanwhile
+        kids.setdefault(ppid, []).append(int(name))
+    return kids
+
+
+def tree_ticks(pids):
+    """utime+stime (ticks) of the given pids and all their descendants; dead pids count 0."""
+    kids = _children_map()
+    seen, todo, total = set(), [p for p in pids if p], 0
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            f = _stat_fields(pid)
+            total += int(f[11]) + int(f[12])  # utime, stime (fields 14, 15 of stat)
+        except (OSError, ValueError, IndexError):
+            pass
+        todo.extend(kids.get(pid, []))
+    return total
+
+
+def alive(pid):
+    """True while the process exists and is not a zombie."""
+    try:
+        return _stat_fields(pid)[0] != "Z"
+    except OSError:
+        return False
+
+
+def machine_busy_ticks():
+    """Busy ticks of all CPUs: user+nice+system+irq+softirq+steal (guest is inside user)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = v[:7]
+    steal = v[7] if len(v) > 7 else 0
+    return user + nice + system + irq + softirq + steal
+
+
+def self_ticks():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return (r.ru_utime + r.ru_stime) * CLK_TCK
+
+
+def children_cpu_s():
+    """CPU seconds of this helper's reaped children (i.e. the wrk runs)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+# ---------------------------------------------------------------------------------------
+# wrk
+# ---------------------------------------------------------------------------------------
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
+
+
+def _ms(text):
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ValueError(f"unparsable wrk duration {text!r}")
+    return float(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def parse_wrk(out):
+    """requests, rps, p50/p99 latency (ms), non-2xx/3xx count, socket errors from wrk output."""
+    res = {"non2xx": 0, "sock_errors": 0}
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+)(\w+),", out, re.M)
+    if not m:
+        raise ValueError("no 'N requests in' line in wrk output")
+    res["requests"] = int(m.group(1))
+    m = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    res["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M)
+        res[key] = _ms(m.group(1)) if m else float("nan")
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        res["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        res["sock_errors"] = sum(int(x) for x in m.groups())
+    return res
+
+
+def wait_quiet(max_cores, timeout, sample=1.0):
+    """Wait until the whole machine uses < max_cores over a `sample`-second window.
+    Returns (seconds waited, was quiet)."""
+    t0 = time.monotonic()
+    while True:
+        b0, s0 = machine_busy_ticks(), time.monotonic()
+        time.sleep(sample)
+        busy = (machine_busy_ticks() - b0) / CLK_TCK / (time.monotonic() - s0)
+        waited = time.monotonic() - t0
+        if busy < max_cores:
+            return waited, True
+        if waited >= timeout:
+            return waited, False
+
+
+def cmd_run_one(a):
+    wrk = shlex.split(a.wrk)
+    url = a.url
+    proxy = [a.proxy_pid] if a.proxy_pid else []
+    origin = [a.origin_pid]
+    ours = [int(p) for p in a.ours.split(",") if p and p != "0"]
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    row = None
+
+    for attempt in range(1, a.redo + 2):
+        waited, quiet = wait_quiet(a.quiet_max, a.quiet_timeout)
+        if not quiet:
+            print(f"    machine still busy after {waited:.0f}s; measuring anyway", file=sys.stderr)
+
+        # Warm-up: same connections and URL, output discarded.
+        if a.warmup != "0" and a.warmup != "0s":
+            subprocess.run(wrk + ["-t1", f"-c{a.conns}", f"-d{a.warmup}", url],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+        # Measured run, bracketed by CPU snapshots.
+        p0, o0, all0 = tree_ticks(proxy), tree_ticks(origin), tree_ticks(ours)
+        m0, me0, w0, t0 = machine_busy_ticks(), self_ticks(), children_cpu_s(), time.monotonic()
+        proc = subprocess.run(wrk + ["-t1", f"-c{a.conns}", f"-d{a.duration}", "--latency", url],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        elapsed = time.monotonic() - t0
+        p1, o1, all1 = tree_ticks(proxy), tree_ticks(origin), tree_ticks(ours)
+        m1, me1, w1 = machine_busy_ticks(), self_ticks(), children_cpu_s()
+        out = proc.stdout
+
+        with open(a.raw, "a") as f:
+            f.write(f"### {started} rep={a.rep} attempt={attempt} peer={a.peer} "
+                    f"size={a.size} conns={a.conns} url={url}\n{out}\n")
+        # All our long-lived processes must have survived (a vanished one would also
+        # falsify the "other CPU" figure).
+        dead = [pid for pid in ours + [a.origin_pid, a.proxy_pid] if pid and not alive(pid)]
+        if dead:
+            print(f"process(es) {', '.join(map(str, sorted(set(dead))))} exited during the "
+                  f"{a.peer} {a.size} c={a.conns} run (see their logs); wrk said:\n{out}", file=sys.stderr)
+            sys.exit(3)
+        if proc.returncode != 0:
+            print(f"wrk failed (exit {proc.returncode}):\n{out}", file=sys.stderr)
+            sys.exit(2)
+        try:
+            w = parse_wrk(out)
+        except (ValueError, AttributeError) as e:
+            print(f"cannot parse wrk output ({e}):\n{out}", file=sys.stderr)
+            sys.exit(2)
+
+        req = max(w["requests"], 1)
+        proxy_s = (p1 - p0) / CLK_TCK
+        origin_s = (o1 - o0) / CLK_TCK
+        wrk_s = w1 - w0
+        other_ticks = (m1 - m0) - (all1 - all0) - wrk_s * CLK_TCK - (me1 - me0)
+        other = max(other_ticks, 0) / CLK_TCK / elapsed
+        row = {
+            "started": started, "rep": a.rep, "attempt": attempt, "kept": 1,
+            "peer": a.peer, "size": a.size, "conns": a.conns,
+            "duration_s": f"{elapsed:.2f}", "requests": w["requests"],
+            "rps": f"{w['rps']:.1f}", "p50_ms": f"{w['p50_ms']:.3f}", "p99_ms": f"{w['p99_ms']:.3f}",
+            "non2xx": w["non2xx"], "sock_errors": w["sock_errors"],
+            "proxy_cpu_s": f"{proxy_s:.2f}" if proxy else "",
+            "proxy_us_per_req": f"{proxy_s * 1e6 / req:.2f}" if proxy else "",
+            "origin_cpu_s": f"{origin_s:.2f}",
+            "origin_us_per_req": f"{origin_s * 1e6 / req:.2f}",
+            "wrk_cpu_s": f"{wrk_s:.2f}", "other_cores": f"{other:.2f}",
+            "quiet_wait_s": f"{waited:.1f}",
+        }
+        noisy = other > a.noise_max
+        last = attempt == a.redo + 1
+        if noisy and not last:
+            row["kept"] = 0
+        write_row(a.csv, row)
+
+        errs = w["non2xx"] + w["sock_errors"]
+        cpu = f"{row['proxy_us_per_req']} µs/req" if proxy else "(no proxy)"
+        print(f"    {a.peer:<9} {a.size:>4} c={a.conns:<4} rep {a.rep}: {w['rps']:>9.0f} req/s  "
+              f"p99 {w['p99_ms']:7.2f} ms  {cpu:<16} other {other:.2f} cores"
+              + (f"  ERRORS {errs}" if errs else "")
+              + ("  NOISY, redoing" if noisy and not last else "  NOISY (kept)" if noisy else ""))
+        if not noisy:
+            break
+
+
+def write_row(path, row):
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def cmd_ports(a):
+    socks = []
+    for _ in range(a.n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    print(" ".join(str(s.getsockname()[1]) for s in socks))
+    for s in socks:
+        s.close()
+
+
+# ---------------------------------------------------------------------------------------
+# log summary
+# ---------------------------------------------------------------------------------------
+
+# The client closing a connection with a request in flight: wrk does that to every busy
+# connection when it stops, so a few per connection and wrk run are expected.
+_CLIENT_GONE = re.compile(r"Downstream (ConnectionClosed|WriteError)|Broken pipe|Connection reset by peer")
+
+
+def _log_records(path):
+    """(level, message) of every warning-or-worse line of a gatehouse JSON log or nginx error log."""
+    for line in open(path, errors="replace"):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                j = json.loads(line)
+            except ValueError:
+                continue
+            if j.get("level") in ("WARN", "ERROR"):
+                yield j["level"], j.get("msg", "")
+        else:
+            m = re.match(r"\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)", line)
+            if m and m.group(1) in ("warn", "error", "crit", "alert", "emerg"):
+                yield m.group(1).upper(), m.group(2)
+
+
+def cmd_logsummary(a):
+    recs = list(_log_records(a.file))
+    if not recs:
+        return
+    levels = {}
+    gone, other = 0, {}
+    for level, msg in recs:
+        levels[level] = levels.get(level, 0) + 1
+        if _CLIENT_GONE.search(msg):
+            gone += 1
+        else:
+            key = (level, re.sub(r"\d+", "N", re.split(r", client: | context: peer addr", msg)[0])[:150])
+            other[key] = other.get(key, 0) + 1
+    counts = ", ".join(f"{n} {lv}" for lv, n in sorted(levels.items()))
+    text = f"Log of {a.name}: {counts} line(s)"
+    if gone:
+        text += (f"; {gone} of them are a client closing mid-request (wrk stops with requests "
+                 f"in flight at the end of each run, warm-ups included: expected)")
+    if other:
+        top = sorted(other.items(), key=lambda kv: -kv[1])[:3]
+        text += "; other: " + "; ".join(f"{n}× {lv} `{msg}`" for (lv, msg), n in top)
+    print(text)
+
+
+# ---------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------
+
+def _k(x):
+    return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+def _num(rows, key):
+    return [float(r[key]) for r in rows if r[key] not in ("", "nan")]
+
+
+def _med(vals):
+    return statistics.median(vals) if vals else None
+
+
+def cmd_report(a):
+    with open(a.csv) as f:
+        rows = [r for r in csv.DictReader(f) if r["kept"] == "1"]
+    if not rows:
+        sys.exit("no runs recorded")
+
+    def order(seq):  # keep the order in which things first appear in the CSV
+        return list(dict.fromkeys(seq))
+
+    sizes = order(r["size"] for r in rows)
+    conns = order(r["conns"] for r in rows)
+    peers = order(r["peer"] for r in rows)
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["size"], r["conns"], r["peer"]), []).append(r)
+
+    out = []
+    out.append(f"# gatehouse load test {a.stamp}\n")
+    for line in a.meta:
+        out.append(f"- {line}")
+    out.append("")
+    out.append("Medians over the reps; req/s range is min–max. CPU µs/req is the CPU time of the "
+               "proxy process tree (or the origin) divided by the requests wrk completed — "
+               "lower is better. errors = non-2xx/3xx responses + socket errors, summed over runs.\n")
+    out.append("| body | conns | peer | req/s | req/s range | p99 ms | proxy CPU µs/req "
+               "| origin CPU µs/req | errors | runs |")
+    out.append("|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
+    med = {}
+    for s in sizes:
+        for c in conns:
+            for p in peers:
+                g = groups.get((s, c, p))
+                if not g:
+                    continue
+                rps = _num(g, "rps")
+                pus = _num(g, "proxy_us_per_req")
+                ous = _num(g, "origin_us_per_req")
+                p99 = _num(g, "p99_ms")
+                errs = sum(int(r["non2xx"]) + int(r["sock_errors"]) for r in g)
+                noisy = sum(1 for r in g if float(r["other_cores"]) > a.noise_max)
+                med[(s, c, p)] = (_med(rps), _med(pus))
+                out.append(
+                    f"| {s} | {c} | {p} | {_k(_med(rps))} | {_k(min(rps))}–{_k(max(rps))} "
+                    f"| {_med(p99):.2f} | {f'{_med(pus):.1f}' if pus else '–'} "
+                    f"| {_med(ous):.1f} | {errs} | {len(g)}{f' ({noisy} noisy)' if noisy else ''} |")
+
+    if "gatehouse" in peers and "nginx" in peers:
+        out.append("")
+        out.append("gatehouse / nginx (from the medians above): req/s ratio > 1 means gatehouse "
+                   "serves more; CPU ratio > 1 means gatehouse spends more CPU per request.\n")
+        out.append("| body | conns | req/s gatehouse | req/s nginx | req/s ratio "
+                   "| µs/req gatehouse | µs/req nginx | CPU µs/req ratio |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for s in sizes:
+            for c in conns:
+                g, n = med.get((s, c, "gatehouse")), med.get((s, c, "nginx"))
+                if not g or not n:
+                    continue
+                out.append(f"| {s} | {c} | {_k(g[0])} | {_k(n[0])} | {g[0] / n[0]:.2f} "
+                           f"| {g[1]:.1f} | {n[1]:.1f} | {g[1] / n[1]:.2f} |")
+
+    all_rows = list(csv.DictReader(open(a.csv)))
+    redone = sum(1 for r in all_rows if r["kept"] == "0")
+    noisy_kept = sum(1 for r in rows if float(r["other_cores"]) > a.noise_max)
+    max_other = max(float(r["other_cores"]) for r in rows)
+    out.append("")
+    out.append(f"Noise: CPU used by other processes during kept runs ≤ {max_other:.2f} cores "
+               f"(threshold {a.noise_max}); {redone} run(s) redone, {noisy_kept} kept noisy.")
+    for line in a.note:
+        out.append(line)
+    text = "\n".join(out) + "\n"
+    sys.stdout.write(text)
+    with open(a.md, "w") as f:
+        f.write(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("ports")
+    p.add_argument("n", type=int)
+    p.set_defaults(fn=cmd_ports)
+
+    p = sub.add_parser("run-one")
+    p.add_argument("--peer", required=True)
+    p.add_argument("--size", required=True)
+    p.add_argument("--conns", required=True)
+    p.add_argument("--rep", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--wrk", required=True, help="wrk command prefix, e.g. 'taskset -c 1 wrk'")
+    p.add_argument("--duration", required=True)
+    p.add_argument("--warmup", required=True)
+    p.add_argument("--proxy-pid", type=int, default=0, help="0 for the direct peer")
+    p.add_argument("--origin-pid", type=int, required=True)
+    p.add_argument("--ours", default="", help="comma-separated pids of all our long-lived processes")
+    p.add_argument("--quiet-max", type=float, default=0.15)
+    p.add_argument("--quiet-timeout", type=float, default=30)
+    p.add_argument("--noise-max", type=float, default=0.25)
+    p.add_argument("--redo", type=int, default=2)
+    p.add_argument("--csv", required=True)
+    p.add_argument("--raw", required=True)
+    p.set_defaults(fn=cmd_run_one)
+
+    p = sub.add_parser("report")
+    p.add_argument("csv")
+    p.add_argument("md")
+    p.add_argument("--stamp", default="")
+    p.add_argument("--meta", action="append", default=[])
+    p.add_argument("--note", action="append", default=[])
+    p.add_argument("--noise-max", type=float, default=0.25)
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("logsummary")
+    p.add_argument("name")
+    p.add_argument("file")
+    p.set_defaults(fn=cmd_logsummary)
+
+    a = ap.parse_args()
+    try:
+        a.fn(a)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

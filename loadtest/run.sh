@@ -1,0 +1,398 @@
+#!/usr/bin/env bash
+# gatehouse load test: gatehouse vs nginx (reverse proxy) vs direct, all over loopback.
+#
+#   bash loadtest/run.sh              # full run (~11 min): 3 sizes × 2 conn counts × 3 reps
+#   QUICK=1 bash loadtest/run.sh      # smoke run (~1 min)
+#
+# What it does (method: /work/shared/benchmarking.md, summary in loadtest/README.md):
+#   1. builds gatehouse (cargo build --release) and checks the tools it needs;
+#   2. in a temp dir, starts an nginx ORIGIN (1 worker) serving `/` → "ok" and static files,
+#      gatehouse (threads 1) and an nginx REVERSE PROXY (1 worker, upstream keepalive) in
+#      front of it; "direct" is wrk straight at the origin;
+#   3. iso layout on 2+ cores: the proxy alone on core 0, origin + wrk -t1 on core 1;
+#   4. checks every peer answers 200 with the exact body for every size;
+#   5. for each rep, size and connection count runs the peers interleaved (gatehouse,
+#      nginx, direct, gatehouse, …): wait for a quiet machine, warm up, measure with wrk,
+#      read the proxy's CPU time from /proc → CPU µs per request;
+#   6. prints a Markdown table (medians, ranges, gatehouse/nginx ratios) and saves it with
+#      the raw runs under loadtest/results/<timestamp>.{md,csv,raw}.
+# Every process it starts is stopped on exit, Ctrl-C or failure.
+#
+# Knobs (environment):
+#   DURATION=10s WARMUP=2s REPS=3 CONNS="64 256" SIZES="2 4k 64k"
+#   PEERS="gatehouse nginx direct"  PIN=1 (0 = no taskset)  QUICK=0
+#   BUILD=1 (0 = skip cargo build)  GATEHOUSE_BIN=target/release/gatehouse
+#   QUIET_MAX=0.15 (cores) QUIET_TIMEOUT=30 (s) NOISE_MAX=0.25 (cores) REDO=2  KEEP_TMP=0
+#   NGINX_UPSTREAM_KEEPALIVE=512 (nginx's `keepalive N`: idle upstream connections kept; ≥ CONNS for a fair comparison)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+HELPER="$HERE/helper.py"
+
+# ---------------------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------------------
+if [[ "${QUICK:-0}" == 1 ]]; then
+    DURATION="${DURATION:-3s}" WARMUP="${WARMUP:-1s}" REPS="${REPS:-1}" CONNS="${CONNS:-64}"
+fi
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+REPS="${REPS:-3}"
+CONNS="${CONNS:-64 256}"
+SIZES="${SIZES:-2 4k 64k}"        # "2" = `return 200 "ok"`; others are static files (N or Nk bytes)
+PEERS="${PEERS:-gatehouse nginx direct}"
+BUILD="${BUILD:-1}"
+GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}"
+QUIET_MAX="${QUIET_MAX:-0.15}"    # machine counts as quiet below this many busy cores
+QUIET_TIMEOUT="${QUIET_TIMEOUT:-30}"
+NOISE_MAX="${NOISE_MAX:-0.25}"    # redo a run if other processes used more cores than this
+REDO="${REDO:-2}"
+KEEP_TMP="${KEEP_TMP:-0}"
+NGINX_UPSTREAM_KEEPALIVE="${NGINX_UPSTREAM_KEEPALIVE:-512}"   # idle upstream connections nginx keeps
+NCPU="$(nproc)"
+if [[ "$NCPU" -ge 2 ]]; then PIN="${PIN:-1}"; else PIN=0; fi
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for peer in $PEERS; do
+    [[ "$peer" =~ ^(gatehouse|nginx|direct)$ ]] || die "unknown peer '$peer' in PEERS (gatehouse, nginx, direct)"
+done
+
+# ---------------------------------------------------------------------------------------
+# Tools: install nginx-light / wrk when missing (only as root), else say what is missing.
+# ---------------------------------------------------------------------------------------
+declare -A PKG=([nginx]=nginx-light [wrk]=wrk [curl]=curl [python3]=python3 [taskset]=util-linux [getconf]=libc-bin)
+missing=()
+for tool in "${!PKG[@]}"; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "installing: ${missing[*]}"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+    else
+        die "missing packages: ${missing[*]} (run as root to install them, or: apt-get install -y ${missing[*]})"
+    fi
+fi
+CLK_TCK="$(getconf CLK_TCK)"
+export CLK_TCK
+
+if [[ "$BUILD" == 1 ]]; then
+    log "building gatehouse (cargo build --release)…"
+    (cd "$ROOT" && cargo build --release) || die "cargo build --release failed"
+fi
+[[ -x "$GATEHOUSE_BIN" ]] || die "no gatehouse binary at $GATEHOUSE_BIN"
+
+# ---------------------------------------------------------------------------------------
+# Temp dir and cleanup
+# ---------------------------------------------------------------------------------------
+TMP="$(mktemp -d /tmp/gatehouse-loadtest.XXXXXX)"
+# nginx workers run as an unprivileged user when the master is root: they must be able
+# to read the static files and write their temp dirs under $TMP.
+chmod 755 "$TMP"
+PIDS=()             # every long-lived process we started (nginx masters, gatehouse)
+declare -A NAME LOG  # pid -> name, pid -> its log file
+
+started() {   # $1 = pid, $2 = name, $3 = log file
+    PIDS+=("$1"); NAME[$1]="$2"; LOG[$1]="$3"
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid st
+    for pid in "${PIDS[@]}"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            st=0; wait "$pid" 2>/dev/null || st=$?
+            # Ctrl-C reaches our children too (same process group): nothing to report then.
+            [[ $rc -eq 130 || $rc -eq 143 ]] && continue
+            # Otherwise it died before we stopped it: say how, it matters for the results.
+            log "${NAME[$pid]} (pid $pid) had exited on its own with status $st$( ((st > 128)) && echo " (signal $((st - 128)))"); last lines of ${LOG[$pid]}:"
+            tail -n 5 "${LOG[$pid]}" >&2 2>/dev/null || true
+            [[ $rc -ne 0 ]] || rc=1
+            continue
+        fi
+        # gatehouse: SIGINT = fast shutdown; nginx master: SIGTERM = fast shutdown (it
+        # also stops its worker).
+        if [[ "${NAME[$pid]}" == gatehouse ]]; then
+            kill -INT "$pid" 2>/dev/null || true
+        else
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done
+    for pid in "${PIDS[@]}"; do
+        # Anything still alive after ~3 s gets SIGKILL, its children (nginx worker) first.
+        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+            pkill -KILL -P "$pid" 2>/dev/null || true
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    # Keep the temp dir (configs, logs) when asked or after a failure, not after Ctrl-C.
+    if [[ "$KEEP_TMP" == 1 || ( $rc -ne 0 && $rc -ne 130 && $rc -ne 143 ) ]]; then
+        log "temp dir kept: $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Try to allow many sockets (256 client + upstream connections per peer).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# CPU layout: proxy alone on core 0, origin + wrk on core 1.
+if [[ "$PIN" == 1 ]]; then
+    PROXY_PIN=(taskset -c 0) LOAD_PIN=(taskset -c 1)
+    LAYOUT="iso: proxy on core 0; origin and wrk -t1 on core 1"
+else
+    PROXY_PIN=() LOAD_PIN=()
+    LAYOUT="unpinned (PIN=0 or 1 core)"
+fi
+
+read -r ORIGIN_PORT GH_PORT NGX_PORT < <(python3 "$HELPER" ports 3)
+
+# ---------------------------------------------------------------------------------------
+# Body sizes: "2" is the `return 200 "ok"` location at `/`, anything else (N or Nk bytes)
+# a static file /<token> of exactly that many bytes.
+# ---------------------------------------------------------------------------------------
+size_bytes() {
+    case "$1" in
+        *k) echo $(( ${1%k} * 1024 )) ;;
+        *)  echo "$1" ;;
+    esac
+}
+size_path() { if [[ "$1" == 2 ]]; then echo /; else echo "/$1"; fi; }
+
+mkdir -p "$TMP/www"
+for s in $SIZES; do
+    [[ "$s" =~ ^[0-9]+k?$ ]] || die "bad size '$s' in SIZES (use N or Nk)"
+    [[ "$s" == 2 ]] && continue
+    head -c "$(size_bytes "$s")" /dev/zero | tr '\0' 'x' > "$TMP/www/$s"
+done
+chmod -R a+rX "$TMP/www"
+
+# ---------------------------------------------------------------------------------------
+# nginx configs (own prefix, pid, logs and temp dirs: the system nginx is never touched)
+# ---------------------------------------------------------------------------------------
+# Temp-path directives for the modules this nginx has (Debian's defaults are under
+# /var/lib/nginx, which we must not use).
+NGINX_V="$(nginx -V 2>&1)"
+temp_paths() {   # $1 = prefix dir
+    local d="$1" m
+    echo "client_body_temp_path $d/client_body;"
+    echo "proxy_temp_path $d/proxy;"
+    for m in fastcgi uwsgi scgi; do
+        [[ "$NGINX_V" == *"--without-http_${m}_module"* ]] || echo "${m}_temp_path $d/$m;"
+    done
+}
+
+# Common head: 1 worker, foreground, logs in the temp dir. keepalive_requests is raised
+# so that neither side closes a keepalive connection every 1000 requests (the default),
+# which would penalise nginx (gatehouse has no such limit) and add reconnects to both.
+nginx_head() {   # $1 = name
+    local d="$TMP/$1"
+    mkdir -p "$d/logs"
+    cat <<EOF
+worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+$(temp_paths "$d" | sed 's/^/    /')
+EOF
+}
+
+{
+    nginx_head origin
+    cat <<EOF
+    sendfile on;
+    tcp_nopush on;
+    server {
+        listen 127.0.0.1:$ORIGIN_PORT;
+        root $TMP/www;
+        location = / { return 200 "ok"; }
+        location / { }
+    }
+}
+EOF
+} > "$TMP/origin.conf"
+
+{
+    nginx_head nginx-proxy
+    cat <<EOF
+    upstream origin {
+        server 127.0.0.1:$ORIGIN_PORT;
+        keepalive $NGINX_UPSTREAM_KEEPALIVE;
+        keepalive_requests 1000000;
+        keepalive_timeout 60s;
+    }
+    server {
+        listen 127.0.0.1:$NGX_PORT;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+} > "$TMP/nginx-proxy.conf"
+
+# gatehouse: the minimal benchmark config (pid file and upgrade socket in the temp dir so
+# that nothing collides with another gatehouse on this machine).
+cat > "$TMP/gatehouse.yaml" <<EOF
+listen: ["127.0.0.1:$GH_PORT"]
+threads: 1
+access_log: false
+pid_file: $TMP/gatehouse.pid
+upgrade_sock: $TMP/gatehouse_upgrade.sock
+upstreams:
+  origin:
+    targets: ["127.0.0.1:$ORIGIN_PORT"]
+    keepalive_timeout: 60s
+routes:
+  - name: bench
+    prefix: /
+    upstream: origin
+EOF
+
+# nginx -e (startup error log) exists since 1.19.5; older versions log to the compiled-in path.
+NGINX_E=()
+[[ "$(nginx -h 2>&1 || true)" == *"-e filename"* ]] && NGINX_E=(-e)
+start_nginx() {   # $1 = name, rest = pin prefix; sets STARTED_PID
+    local name="$1"; shift
+    local args=(-p "$TMP/$name" -c "$TMP/$name.conf")
+    [[ ${#NGINX_E[@]} -gt 0 ]] && args+=(-e "$TMP/$name/logs/error.log")
+    nginx -t -q "${args[@]}" || die "nginx config $TMP/$name.conf is invalid"
+    "$@" nginx "${args[@]}" > "$TMP/$name/logs/stdout.log" 2>&1 &
+    STARTED_PID=$!
+    started "$STARTED_PID" "$name" "$TMP/$name/logs/error.log"
+}
+
+# Wait until URL answers 200 (or the process dies / 30 s pass).
+wait_ready() {   # $1 = name, $2 = pid, $3 = url, $4 = log file
+    local i
+    for i in $(seq 300); do
+        if ! kill -0 "$2" 2>/dev/null; then
+            log "$1 exited during startup; last log lines:"; tail -n 20 "$4" >&2 || true
+            die "$1 did not start"
+        fi
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$3" 2>/dev/null || true)" == 200 ]] && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$4" >&2 || true
+    die "$1 not ready at $3 after 30 s"
+}
+
+# ---------------------------------------------------------------------------------------
+# Start origin, gatehouse, nginx proxy
+# ---------------------------------------------------------------------------------------
+log "temp dir: $TMP"
+log "layout: $LAYOUT"
+start_nginx origin "${LOAD_PIN[@]}"
+ORIGIN_PID=$STARTED_PID
+wait_ready origin "$ORIGIN_PID" "http://127.0.0.1:$ORIGIN_PORT/" "$TMP/origin/logs/error.log"
+
+GH_PID=0 NGX_PID=0
+if [[ " $PEERS " == *" gatehouse "* ]]; then
+    "${PROXY_PIN[@]}" env -u PORT RUST_LOG=info "$GATEHOUSE_BIN" run -c "$TMP/gatehouse.yaml" \
+        > "$TMP/gatehouse.log" 2>&1 &
+    GH_PID=$!
+    started "$GH_PID" gatehouse "$TMP/gatehouse.log"
+    wait_ready gatehouse "$GH_PID" "http://127.0.0.1:$GH_PORT/health" "$TMP/gatehouse.log"
+fi
+if [[ " $PEERS " == *" nginx "* ]]; then
+    start_nginx nginx-proxy "${PROXY_PIN[@]}"
+    NGX_PID=$STARTED_PID
+    wait_ready nginx-proxy "$NGX_PID" "http://127.0.0.1:$NGX_PORT/" "$TMP/nginx-proxy/logs/error.log"
+fi
+
+peer_port() { case "$1" in gatehouse) echo "$GH_PORT";; nginx) echo "$NGX_PORT";; direct) echo "$ORIGIN_PORT";; *) die "unknown peer '$1'";; esac; }
+peer_pid()  { case "$1" in gatehouse) echo "$GH_PID";;  nginx) echo "$NGX_PID";;  direct) echo 0;; esac; }
+
+# ---------------------------------------------------------------------------------------
+# Check every peer returns 200 with the exact body for every size
+# ---------------------------------------------------------------------------------------
+for peer in $PEERS; do
+    for s in $SIZES; do
+        url="http://127.0.0.1:$(peer_port "$peer")$(size_path "$s")"
+        want="$(size_bytes "$s")"
+        got="$(curl -s -o "$TMP/body" -w '%{http_code} %{size_download}' "$url" || echo "curl-failed")"
+        [[ "$got" == "200 $want" ]] || die "$peer $url: expected '200 $want' (status, body bytes), got '$got'"
+        if [[ "$s" == 2 ]]; then
+            [[ "$(cat "$TMP/body")" == ok ]] || die "$peer $url: body is not 'ok'"
+        else
+            cmp -s "$TMP/body" "$TMP/www/$s" || die "$peer $url: body differs from the origin file"
+        fi
+    done
+done
+log "all peers answer 200 with the exact body for sizes: $SIZES"
+
+# ---------------------------------------------------------------------------------------
+# Measure: reps outermost, peers interleaved innermost
+# ---------------------------------------------------------------------------------------
+STAMP="$(date +%Y%m%d-%H%M%S)"
+RESULTS="$HERE/results"
+mkdir -p "$RESULTS"
+CSV="$RESULTS/$STAMP.csv" MD="$RESULTS/$STAMP.md" RAW="$RESULTS/$STAMP.raw"
+OURS="$ORIGIN_PID,$GH_PID,$NGX_PID"
+n_runs=$(( REPS * $(wc -w <<<"$SIZES") * $(wc -w <<<"$CONNS") * $(wc -w <<<"$PEERS") ))
+log "measuring: $n_runs runs of $DURATION (after $WARMUP warm-up each); results → $CSV"
+
+for rep in $(seq "$REPS"); do
+    for s in $SIZES; do
+        for c in $CONNS; do
+            for peer in $PEERS; do
+                python3 "$HELPER" run-one \
+                    --peer "$peer" --size "$s" --conns "$c" --rep "$rep" \
+                    --url "http://127.0.0.1:$(peer_port "$peer")$(size_path "$s")" \
+                    --wrk "${LOAD_PIN[*]} wrk" --duration "$DURATION" --warmup "$WARMUP" \
+                    --proxy-pid "$(peer_pid "$peer")" --origin-pid "$ORIGIN_PID" --ours "$OURS" \
+                    --quiet-max "$QUIET_MAX" --quiet-timeout "$QUIET_TIMEOUT" \
+                    --noise-max "$NOISE_MAX" --redo "$REDO" --csv "$CSV" --raw "$RAW"
+            done
+        done
+    done
+done
+
+# ---------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------
+# Warnings and errors in the logs of the proxies and the origin, grouped by message.
+notes=()
+[[ "$GH_PID" == 0 ]] || notes+=("$(python3 "$HELPER" logsummary gatehouse "$TMP/gatehouse.log")")
+for name in nginx-proxy origin; do
+    f="$TMP/$name/logs/error.log"
+    if [[ -f "$f" ]]; then notes+=("$(python3 "$HELPER" logsummary "$name" "$f")"); fi
+done
+
+cpu_model="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
+nginx_version="$(nginx -v 2>&1 | sed 's/^nginx version: //' || true)"
+wrk_version="$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2 || true)"
+gh_rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')"
+[[ -z "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] || gh_rev+=" + uncommitted changes"
+report_args=(
+    --stamp "$STAMP" --noise-max "$NOISE_MAX"
+    --meta "machine: $NCPU cores ($cpu_model), Linux $(uname -r)"
+    --meta "layout: $LAYOUT"
+    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false); $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = wrk → origin"
+    --meta "origin: nginx, 1 worker, \`return 200 \"ok\"\` for 2 B, static files otherwise; client: $wrk_version -t1"
+    --meta "runs: $REPS rep(s) × $DURATION after $WARMUP warm-up, conns: $CONNS, sizes: $SIZES (bytes, k = KiB)"
+)
+for n in "${notes[@]}"; do [[ -z "$n" ]] || report_args+=(--note "$n"); done
+echo
+python3 "$HELPER" report "$CSV" "$MD" "${report_args[@]}"
+log ""
+log "saved: $MD, $CSV (raw wrk output: $RAW)"
