@@ -116,3 +116,31 @@ fn run_refuses_a_bad_config_and_exits_non_zero() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown upstream \"billing\""));
 }
+
+#[test]
+fn without_c_the_bundled_config_is_used_unless_backend_variables_are_set() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let plain = Command::new(BIN)
+        .arg("check")
+        .current_dir(root)
+        .env_remove("BACKEND_URL")
+        .env_remove("BACKEND_URLS")
+        .env_remove("ROUTES_CONFIG_PATH")
+        .output()
+        .unwrap();
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    assert!(String::from_utf8_lossy(&plain.stdout).starts_with("conf/gatehouse.yaml: OK"));
+
+    let env_mode = Command::new(BIN)
+        .arg("check")
+        .current_dir(root)
+        .env("BACKEND_URLS", "http://127.0.0.1:1,http://127.0.0.1:2")
+        .output()
+        .unwrap();
+    assert!(
+        env_mode.status.success(),
+        "{}",
+        String::from_utf8_lossy(&env_mode.stderr)
+    );
+    assert!(String::from_utf8_lossy(&env_mode.stdout).starts_with("environment: OK (1 routes, 1 upstreams)"));
+}
