@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::all)]
 
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod filters;
@@ -17,4 +18,5 @@ pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod snapshot;
+pub mod supervisor;
 pub mod upstream;

@@ -1,13 +1,16 @@
-//! The `gatehouse` command line: run, check, demo-upstream.
+//! The `gatehouse` command line: run, check, token, hash-key, demo-upstream.
 
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use gatehouse::config::ConfigSource;
+use gatehouse::auth::api_key::hash_key;
+use gatehouse::auth::mint::{mint, MintOptions};
+use gatehouse::config::{parse_duration, ConfigSource};
 use gatehouse::server::{self, ProcessOptions};
 use gatehouse::snapshot::Snapshot;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about = "An edge API gateway on Pingora")]
@@ -35,6 +38,32 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+    /// Mint a development JWT with the configured secret (or --key), for curl and tests.
+    Token {
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "dev-user")]
+        sub: String,
+        /// Repeatable; goes into the `scope` claim.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Repeatable; goes into the configured roles claim.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Lifetime (`15m`, `1h`); default JWT_EXPIRATION seconds, else 1h.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// PEM private key (RSA or EC) instead of the configured secret.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Signing algorithm (default: the config's first, or RS256/ES256 for --key).
+        #[arg(long)]
+        alg: Option<String>,
+        #[arg(long)]
+        kid: Option<String>,
+    },
+    /// Print the SHA-256 of an API key, as `auth.api_keys.keys[].sha256` wants it.
+    HashKey { key: String },
     /// A small HTTP service to route to (quick start, tests, load tests).
     DemoUpstream {
         #[arg(long)]
@@ -54,60 +83,113 @@ fn source(config: Option<PathBuf>) -> ConfigSource {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     gatehouse::observe::logging::init();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Run {
             config,
             daemon,
             upgrade,
         } => run(source(config), ProcessOptions { daemon, upgrade }),
         Command::Check { config } => check(source(config)),
+        Command::Token {
+            config,
+            sub,
+            scopes,
+            roles,
+            ttl,
+            key,
+            alg,
+            kid,
+        } => token(source(config), sub, scopes, roles, ttl, key, alg, kid),
+        Command::HashKey { key } => {
+            println!("{}", hash_key(&key));
+            Ok(())
+        }
         Command::DemoUpstream { port, host, name } => {
             let name = name.unwrap_or_else(|| format!("demo-{port}"));
             gatehouse::demo::run(&format!("{host}:{port}"), &name);
-            ExitCode::SUCCESS
+            Ok(())
         }
-    }
-}
-
-fn run(source: ConfigSource, options: ProcessOptions) -> ExitCode {
-    match server::build(source, options) {
-        Ok((server, snapshot)) => {
-            let s = snapshot.load();
-            log::info!(
-                "gatehouse {} serving {} ({} routes, {} upstreams)",
-                env!("CARGO_PKG_VERSION"),
-                s.source,
-                s.routes.len(),
-                s.upstreams.len()
-            );
-            drop(s);
-            server.run(Default::default());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn check(source: ConfigSource) -> ExitCode {
-    match source.load().and_then(|c| Snapshot::build(c, None)) {
-        Ok(s) => {
-            for w in &s.warnings {
-                eprintln!("warning: {}: {w}", s.source);
-            }
-            println!(
-                "{}: OK ({} routes, {} upstreams)",
-                s.source,
-                s.routes.len(),
-                s.upstreams.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
+fn run(source: ConfigSource, options: ProcessOptions) -> Result<(), String> {
+    let (server, snapshot) = server::build(source, options).map_err(|e| e.to_string())?;
+    let s = snapshot.load();
+    log::info!(
+        "gatehouse {} serving {} ({} routes, {} upstreams)",
+        env!("CARGO_PKG_VERSION"),
+        s.source,
+        s.routes.len(),
+        s.upstreams.len()
+    );
+    drop(s);
+    server.run(Default::default());
+    Ok(())
+}
+
+fn check(source: ConfigSource) -> Result<(), String> {
+    let s = source
+        .load()
+        .and_then(|c| Snapshot::build(c, None))
+        .map_err(|e| e.to_string())?;
+    for w in &s.warnings {
+        eprintln!("warning: {}: {w}", s.source);
     }
+    println!(
+        "{}: OK ({} routes, {} upstreams)",
+        s.source,
+        s.routes.len(),
+        s.upstreams.len()
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn token(
+    source: ConfigSource,
+    subject: String,
+    scopes: Vec<String>,
+    roles: Vec<String>,
+    ttl: Option<String>,
+    key: Option<PathBuf>,
+    alg: Option<String>,
+    kid: Option<String>,
+) -> Result<(), String> {
+    // With --key the config is optional: a missing or broken one only loses iss/aud.
+    let config = match source.load() {
+        Ok(c) => c.security.jwt,
+        Err(e) if key.is_some() => {
+            log::debug!("no config for the token's claims: {e}");
+            None
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let ttl = match ttl.or_else(|| std::env::var("JWT_EXPIRATION").ok().map(|s| format!("{s}s"))) {
+        Some(t) => parse_duration(&t)?,
+        None => std::time::Duration::from_secs(3600),
+    };
+    let private_key = key
+        .map(|path| std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display())))
+        .transpose()?;
+    let algorithm = alg
+        .map(|a| jsonwebtoken::Algorithm::from_str(&a).map_err(|_| format!("unknown algorithm {a}")))
+        .transpose()?;
+    let options = MintOptions {
+        subject,
+        scopes,
+        roles,
+        ttl,
+        private_key,
+        algorithm,
+        kid,
+    };
+    println!("{}", mint(config.as_ref(), &options)?);
+    Ok(())
 }

@@ -6,7 +6,7 @@ use crate::config::{ConfigError, ConfigSource};
 use crate::proxy::Gateway;
 use crate::reload::{ReloadOnSighup, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::upstream::supervisor::HealthSupervisor;
+use crate::supervisor::Supervisor;
 use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -51,8 +51,8 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, S
     }
     server.add_service(proxy);
     server.add_service(background_service(
-        "health checks",
-        HealthSupervisor::new(shared.clone()),
+        "health checks and key refresh",
+        Supervisor::new(shared.clone()),
     ));
     let reloader = Arc::new(Reloader::new(source, shared.clone()));
     server.add_service(background_service("reload on SIGHUP", ReloadOnSighup::new(reloader)));

@@ -1,10 +1,15 @@
 //! The immutable runtime world built from one validated config: the router, each route's
-//! filter chain, the upstream pools. Everything that can fail fails here, before the swap;
-//! the request path only reads it.
+//! filter chains, the upstream pools, the credential verifiers. Everything that can fail
+//! fails here, before the swap; the request path only reads it.
 
-use crate::config::model::{RouteConfig, ServerSettings};
+use crate::auth::api_key::ApiKeyStore;
+use crate::auth::introspect::Introspector;
+use crate::auth::jwks::JwksStore;
+use crate::auth::jwt::{roles_path, TokenVerifier};
+use crate::config::model::{JwtKeySource, RouteConfig, SecurityConfig, ServerSettings, DEFAULT_ROLES_CLAIM};
 use crate::config::{Config, ConfigError, Problem};
-use crate::filters::{self, UpstreamStep};
+use crate::filters::cors::CorsPolicy;
+use crate::filters::{self, RequestStep, UpstreamStep};
 use crate::routing::{shadowed_routes, Router};
 use crate::upstream::UpstreamPool;
 use arc_swap::ArcSwap;
@@ -20,6 +25,7 @@ pub struct Snapshot {
     pub generation: u64,
     pub source: String,
     pub server: ServerSettings,
+    pub edge: EdgeSecurity,
     pub router: Router,
     /// In config order (the router's indices point here).
     pub routes: Vec<Route>,
@@ -33,13 +39,29 @@ pub struct Route {
     pub upstream: Arc<UpstreamPool>,
     /// Read/write timeout towards the upstream; `None` = the upstream's own.
     pub timeout: Option<Duration>,
+    /// The route's CORS policy (its own, else the global one).
+    pub cors: Option<Arc<CorsPolicy>>,
+    /// Run in order in `request_filter`.
+    pub request_chain: Vec<RequestStep>,
     /// Applied in order to the request sent upstream.
     pub upstream_chain: Vec<UpstreamStep>,
 }
 
+/// The credential verifiers and response policy shared by all routes.
+pub struct EdgeSecurity {
+    pub config: SecurityConfig,
+    pub tokens: Option<Arc<TokenVerifier>>,
+    pub api_keys: Option<Arc<ApiKeyStore>>,
+    /// Refreshed by the supervisor; carried over a reload when its config is unchanged.
+    pub jwks: Option<Arc<JwksStore>>,
+    /// Carried over a reload (with its cache) when its config is unchanged.
+    pub introspector: Option<Arc<Introspector>>,
+}
+
 impl Snapshot {
-    /// Builds the runtime world from `config`. Pools whose config equals one in `previous`
-    /// are reused as they are, so they keep their health state.
+    /// Builds the runtime world from `config`. Parts whose config equals the one in
+    /// `previous` are reused as they are: upstream pools keep their health state, the JWKS
+    /// its keys, introspection its cache.
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Result<Snapshot, ConfigError> {
         let mut problems = Vec::new();
         let mut upstreams = BTreeMap::new();
@@ -61,11 +83,29 @@ impl Snapshot {
                 }),
             }
         }
-        let routes: Vec<Route> = config
-            .routes
-            .iter()
-            .filter_map(|r| upstreams.get(&r.upstream).map(|pool| build_route(r, pool)))
-            .collect();
+        let edge = EdgeSecurity::build(config.security.clone(), previous.map(|p| &p.edge)).unwrap_or_else(|p| {
+            problems.push(p);
+            EdgeSecurity::empty()
+        });
+        let global_cors = config
+            .security
+            .cors
+            .as_ref()
+            .and_then(|c| CorsPolicy::new(c).ok())
+            .map(Arc::new);
+        let mut routes = Vec::new();
+        for (i, r) in config.routes.iter().enumerate() {
+            let Some(pool) = upstreams.get(&r.upstream) else {
+                continue;
+            };
+            match build_route(r, pool, &edge, global_cors.as_ref()) {
+                Ok(route) => routes.push(route),
+                Err(message) => problems.push(Problem {
+                    path: format!("routes[{i}]"),
+                    message,
+                }),
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError {
                 source: config.source,
@@ -80,6 +120,7 @@ impl Snapshot {
             generation: previous.map_or(1, |p| p.generation + 1),
             source: config.source,
             server: config.server,
+            edge,
             router,
             routes,
             upstreams,
@@ -88,11 +129,85 @@ impl Snapshot {
     }
 }
 
-fn build_route(config: &RouteConfig, pool: &Arc<UpstreamPool>) -> Route {
-    Route {
+fn build_route(
+    config: &RouteConfig,
+    pool: &Arc<UpstreamPool>,
+    edge: &EdgeSecurity,
+    global_cors: Option<&Arc<CorsPolicy>>,
+) -> Result<Route, String> {
+    let cors = match &config.cors {
+        Some(own) => Some(Arc::new(CorsPolicy::new(own).map_err(|e| format!("cors: {e}"))?)),
+        None => global_cors.cloned(),
+    };
+    Ok(Route {
         name: config.name.clone(),
         upstream: pool.clone(),
         timeout: config.timeout,
+        request_chain: filters::request_chain(config, &edge.config, edge, cors.as_ref()),
+        cors,
         upstream_chain: filters::upstream_chain(config),
+    })
+}
+
+// === impl EdgeSecurity ===
+
+impl EdgeSecurity {
+    fn build(config: SecurityConfig, previous: Option<&EdgeSecurity>) -> Result<Self, Problem> {
+        let problem = |path: &str, message: String| Problem {
+            path: path.to_string(),
+            message,
+        };
+        let jwks = match config.jwt.as_ref().map(|j| &j.key) {
+            Some(JwtKeySource::Jwks { url, refresh, cooldown }) => Some(
+                previous
+                    .filter(|p| p.config.jwt.as_ref().map(|j| &j.key) == config.jwt.as_ref().map(|j| &j.key))
+                    .and_then(|p| p.jwks.clone())
+                    .map(Ok)
+                    .unwrap_or_else(|| JwksStore::new(url, *refresh, *cooldown).map(Arc::new))
+                    .map_err(|e| problem("auth.jwt.jwks_url", e))?,
+            ),
+            _ => None,
+        };
+        let roles = roles_path(
+            config
+                .jwt
+                .as_ref()
+                .map_or(DEFAULT_ROLES_CLAIM, |j| j.roles_claim.as_str()),
+        );
+        let introspector = match &config.introspection {
+            Some(cfg) => Some(
+                previous
+                    .and_then(|p| p.introspector.clone())
+                    .filter(|i| i.is_built_from(cfg, &roles))
+                    .map(Ok)
+                    .unwrap_or_else(|| Introspector::new(cfg, roles).map(Arc::new))
+                    .map_err(|e| problem("auth.introspection", e))?,
+            ),
+            None => None,
+        };
+        let tokens = if config.jwt.is_some() || introspector.is_some() {
+            let verifier = TokenVerifier::new(config.jwt.as_ref(), jwks.clone(), introspector.clone())
+                .map_err(|e| problem("auth.jwt", e))?;
+            Some(Arc::new(verifier))
+        } else {
+            None
+        };
+        Ok(EdgeSecurity {
+            tokens,
+            api_keys: config.api_keys.as_ref().map(|k| Arc::new(ApiKeyStore::new(k))),
+            jwks,
+            introspector,
+            config,
+        })
+    }
+
+    fn empty() -> Self {
+        EdgeSecurity {
+            config: SecurityConfig::default(),
+            tokens: None,
+            api_keys: None,
+            jwks: None,
+            introspector: None,
+        }
     }
 }

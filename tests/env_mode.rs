@@ -74,5 +74,5 @@ async fn routes_json_that_asks_for_auth_is_refused_rather_than_served_open() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("routes[0].requireAuth"), "{stderr}");
+    assert!(stderr.contains("routes[0].requireAuth: needs JWT_SECRET"), "{stderr}");
 }

@@ -9,6 +9,7 @@ mod env;
 mod error;
 pub mod model;
 mod raw;
+mod security;
 mod seed;
 mod validate;
 

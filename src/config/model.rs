@@ -5,6 +5,9 @@
 //! YAML keys in `raw.rs` are the stable contract.
 
 use crate::routing::RouteMatcher;
+use http::{HeaderName, HeaderValue, Method};
+use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,6 +18,7 @@ pub struct Config {
     /// Where it came from, for messages (`conf/gatehouse.yaml`, `environment`).
     pub source: String,
     pub server: ServerSettings,
+    pub security: SecurityConfig,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// In config order; the router sorts them by specificity.
     pub routes: Vec<RouteConfig>,
@@ -79,6 +83,111 @@ pub struct RouteConfig {
     pub strip_prefix: Option<String>,
     /// Overrides the upstream's read/write timeout.
     pub timeout: Option<Duration>,
+    pub auth: AuthKind,
+    /// All required.
+    pub scopes: Vec<String>,
+    /// Any one required.
+    pub roles: Vec<String>,
+    /// The route's own limit, else the global one.
+    pub max_body: Option<u64>,
+    /// The route's own lists, checked after the global ones.
+    pub ip: IpRules,
+    /// The route's own policy, else the global one.
+    pub cors: Option<CorsConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    None,
+    Jwt,
+    ApiKey,
+}
+
+/// Everything the edge-security filters need, global part.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityConfig {
+    pub jwt: Option<JwtConfig>,
+    pub api_keys: Option<ApiKeysConfig>,
+    pub introspection: Option<IntrospectionConfig>,
+    pub cors: Option<CorsConfig>,
+    pub headers: SecurityHeadersConfig,
+    pub ip: IpRules,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_body: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtConfig {
+    pub key: JwtKeySource,
+    /// Pinned: a token whose `alg` is not listed is refused.
+    pub algorithms: Vec<Algorithm>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Duration,
+    pub cookie: Option<String>,
+    /// Dotted path of the roles claim.
+    pub roles_claim: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwtKeySource {
+    Secret(Vec<u8>),
+    /// PEM bytes read at load, with the algorithm family they serve.
+    PublicKey {
+        path: String,
+        pem: Vec<u8>,
+        rsa: bool,
+    },
+    Jwks {
+        url: String,
+        refresh: Duration,
+        cooldown: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeysConfig {
+    pub header: HeaderName,
+    pub query: Option<String>,
+    /// SHA-256 of each key, and the consumer it names.
+    pub keys: Vec<([u8; 32], String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntrospectionConfig {
+    pub url: String,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub timeout: Duration,
+    pub cache_ttl: Duration,
+    pub cache_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorsConfig {
+    /// `None` = any origin (`*`).
+    pub origins: Option<Vec<String>>,
+    pub methods: Vec<Method>,
+    /// `None` = mirror the preflight's Access-Control-Request-Headers.
+    pub headers: Option<Vec<HeaderName>>,
+    pub expose_headers: Vec<HeaderName>,
+    pub credentials: bool,
+    pub max_age: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SecurityHeadersConfig {
+    /// Added to every response that does not already carry them.
+    pub add: Vec<(HeaderName, HeaderValue)>,
+    /// Removed from every upstream response.
+    pub remove: Vec<HeaderName>,
+}
+
+/// Deny wins; a non-empty allow list admits only its members.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IpRules {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
 }
 
 // Defaults, in one place so that docs and code agree.
@@ -97,3 +206,12 @@ pub const DEFAULT_HC_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_HC_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_HC_THRESHOLD: usize = 2;
 pub const MAX_WEIGHT: u16 = 100;
+pub const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
+pub const DEFAULT_ROLES_CLAIM: &str = "roles";
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
+pub const DEFAULT_JWKS_COOLDOWN: Duration = Duration::from_secs(10);
+pub const DEFAULT_INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_INTROSPECTION_CACHE_TTL: Duration = Duration::from_secs(300);
+pub const DEFAULT_INTROSPECTION_CACHE_SIZE: usize = 10_000;
+pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);

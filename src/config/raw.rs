@@ -29,6 +29,18 @@ pub struct RawConfig {
     pub health_path: Option<String>,
     /// Whether every request writes a JSON access-log line.
     pub access_log: Option<bool>,
+    /// Credentials the routes' `auth:` can ask for.
+    pub auth: Option<RawAuth>,
+    /// Default CORS policy of every route (a route's own `cors:` replaces it).
+    pub cors: Option<RawCors>,
+    pub security_headers: Option<RawSecurityHeaders>,
+    /// CIDRs (or addresses) allowed / denied on every route, before the route's own lists.
+    pub ip_allow: Option<Vec<String>>,
+    pub ip_deny: Option<Vec<String>>,
+    /// Proxies in front of gatehouse whose X-Forwarded-For entries are believed.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Largest request body of every route (`1MiB`); a route's `max_body` replaces it.
+    pub max_body: Option<String>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
@@ -84,4 +96,102 @@ pub struct RawRoute {
     pub upstream: Option<String>,
     pub strip_prefix: Option<String>,
     pub timeout: Option<String>,
+    /// `none` (default), `jwt` or `api_key`.
+    pub auth: Option<String>,
+    /// OAuth2 scopes the token must all carry.
+    pub scopes: Option<Vec<String>>,
+    /// Roles of which the token must carry at least one.
+    pub roles: Option<Vec<String>>,
+    pub max_body: Option<String>,
+    pub ip_allow: Option<Vec<String>>,
+    pub ip_deny: Option<Vec<String>>,
+    /// Replaces the global CORS policy for this route.
+    pub cors: Option<RawCors>,
+}
+
+/// `auth:` at the top level.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAuth {
+    pub jwt: Option<RawJwt>,
+    pub api_keys: Option<RawApiKeys>,
+    /// RFC 7662 introspection for opaque (non-JWT) bearer tokens on `auth: jwt` routes.
+    pub introspection: Option<RawIntrospection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawJwt {
+    /// HMAC secret (HS256/384/512).
+    pub secret: Option<String>,
+    /// PEM file with an RSA or EC public key (RS*/PS*/ES*).
+    pub public_key: Option<String>,
+    /// JSON Web Key Set URL, fetched in the background.
+    pub jwks_url: Option<String>,
+    /// How often the JWKS is fetched again (default 5m).
+    pub jwks_refresh: Option<String>,
+    /// Least time between two refetches triggered by unknown `kid`s (default 10s).
+    pub jwks_cooldown: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Option<String>,
+    /// Cookie carrying the token when there is no Authorization header.
+    pub cookie: Option<String>,
+    /// Claim holding the roles, dotted for nested objects (`realm_access.roles`).
+    pub roles_claim: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawApiKeys {
+    /// Header carrying the key (default X-API-Key).
+    pub header: Option<String>,
+    /// Query parameter carrying the key, when the header is absent.
+    pub query: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<RawApiKey>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawApiKey {
+    pub consumer: Option<String>,
+    /// Hex SHA-256 of the key (`gatehouse hash-key KEY`).
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawIntrospection {
+    pub url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub timeout: Option<String>,
+    /// Upper bound on how long an answer is cached (default 5m).
+    pub cache_ttl: Option<String>,
+    /// Most tokens cached (default 10000).
+    pub cache_size: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCors {
+    /// Allowed origins (`https://app.example.com`), or `["*"]` for any.
+    pub origins: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    /// Request headers allowed in preflights; `["*"]` mirrors what the browser asks for.
+    pub headers: Option<Vec<String>>,
+    pub expose_headers: Option<Vec<String>>,
+    pub credentials: Option<bool>,
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSecurityHeaders {
+    /// Strict-Transport-Security value; none by default.
+    pub hsts: Option<String>,
+    /// `X-Content-Type-Options: nosniff` (default true).
+    pub content_type_options: Option<bool>,
+    /// X-Frame-Options (default `DENY`; `""` for none).
+    pub frame_options: Option<String>,
+    /// Referrer-Policy (default `strict-origin-when-cross-origin`; `""` for none).
+    pub referrer_policy: Option<String>,
+    pub content_security_policy: Option<String>,
+    /// Upstream response headers to remove (`[Server, X-Powered-By]`).
+    pub remove: Option<Vec<String>>,
 }

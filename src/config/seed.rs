@@ -1,10 +1,11 @@
 //! The seeds' configuration, loaded as they describe it: no YAML file, only environment
-//! variables (PORT, BACKEND_URL, BACKEND_URLS, ROUTES_CONFIG_PATH, HEALTH_CHECK_PATH) and an
+//! variables (PORT, BACKEND_URL, BACKEND_URLS, ROUTES_CONFIG_PATH, HEALTH_CHECK_PATH,
+//! JWT_SECRET, JWT_ISSUER, ALLOWED_ORIGINS) and an
 //! optional `routes.json`. Both are turned into a [`RawConfig`] and validated like YAML, so
 //! every rule and message is shared.
 
 use super::error::{ConfigError, Problems};
-use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
+use super::raw::{RawAuth, RawConfig, RawCors, RawHealthCheck, RawJwt, RawRoute, RawUpstream};
 use super::{port_override, validate, Config};
 use serde::Deserialize;
 
@@ -48,6 +49,15 @@ pub fn load(lookup: Lookup) -> Result<Config, ConfigError> {
     let mut raw = RawConfig::default();
     let routes_path = lookup("ROUTES_CONFIG_PATH").filter(|v| !v.is_empty());
     let source = routes_path.clone().unwrap_or_else(|| "environment".to_string());
+    raw.auth = jwt_from_env(lookup);
+    // The seeds' default is "*": every origin may call the API from a browser.
+    let origins = lookup("ALLOWED_ORIGINS")
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "*".into());
+    raw.cors = Some(RawCors {
+        origins: Some(origins.split(',').map(|o| o.trim().to_string()).collect()),
+        ..Default::default()
+    });
 
     if let Some(path) = &routes_path {
         let file = read_routes_file(path)?;
@@ -110,6 +120,19 @@ fn read_routes_file(path: &str) -> Result<RoutesFile, ConfigError> {
     }
 }
 
+/// JWT_SECRET (+ JWT_ISSUER) → `auth.jwt`, for routes with `requireAuth`.
+fn jwt_from_env(lookup: Lookup) -> Option<RawAuth> {
+    let secret = lookup("JWT_SECRET").filter(|v| !v.is_empty())?;
+    Some(RawAuth {
+        jwt: Some(RawJwt {
+            secret: Some(secret),
+            issuer: lookup("JWT_ISSUER").filter(|v| !v.is_empty()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 /// BACKEND_URLS (comma-separated) wins over BACKEND_URL, as in the seeds.
 fn backend_urls(lookup: Lookup) -> Vec<String> {
     let list = lookup("BACKEND_URLS")
@@ -141,11 +164,11 @@ fn add_seed_route(raw: &mut RawConfig, route: SeedRoute, i: usize, p: &mut Probl
             return;
         }
     };
-    if route.require_auth {
+    if route.require_auth && raw.auth.as_ref().and_then(|a| a.jwt.as_ref()).is_none() {
         // Refusing is safer than serving a route its author meant to protect.
         p.push(
             format!("{path}.requireAuth"),
-            "JWT authentication is not available in this version; refusing to serve this route unprotected",
+            "needs JWT_SECRET (the key tokens are signed with); refusing to serve this route unprotected",
         );
     }
     if route.cacheable {
@@ -168,6 +191,7 @@ fn add_seed_route(raw: &mut RawConfig, route: SeedRoute, i: usize, p: &mut Probl
         upstream: Some(upstream),
         strip_prefix: route.strip_prefix,
         timeout,
+        auth: route.require_auth.then(|| "jwt".to_string()),
         ..Default::default()
     });
 }

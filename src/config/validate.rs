@@ -4,6 +4,7 @@
 use super::error::{ConfigError, Problems};
 use super::model::*;
 use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
+use super::security;
 use crate::routing::{HostPattern, PathPattern, RouteMatcher};
 use http::{HeaderName, Method};
 use std::collections::BTreeMap;
@@ -14,6 +15,8 @@ use std::time::Duration;
 pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Config, ConfigError> {
     let mut p = Problems::default();
     let server = server_settings(&raw, port, &mut p);
+    let mut security_warnings = Vec::new();
+    let security = security::security(&raw, &mut p, &mut security_warnings);
     let upstreams: BTreeMap<String, UpstreamConfig> = raw
         .upstreams
         .iter()
@@ -23,12 +26,14 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
     if raw.routes.is_empty() {
         p.push("routes", "at least one route is required");
     }
-    let warnings = warnings(&raw, &routes);
+    let mut warnings = warnings(&raw, &routes);
+    warnings.extend(security_warnings);
     p.into_result(
         source,
         Config {
             source: source.to_string(),
             server,
+            security,
             upstreams,
             routes,
             warnings,
@@ -262,12 +267,19 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, p: &mut Problems) -> Vec<Rou
             .timeout
             .as_ref()
             .map(|_| positive_duration(&r.timeout, &format!("{path}.timeout"), Duration::ZERO, p));
+        let sec = security::route_security(r, &path, raw.auth.as_ref(), p);
         out.push(RouteConfig {
             name,
             matcher,
             upstream,
             strip_prefix: r.strip_prefix.clone(),
             timeout,
+            auth: sec.auth,
+            scopes: sec.scopes,
+            roles: sec.roles,
+            max_body: sec.max_body,
+            ip: sec.ip,
+            cors: sec.cors,
         });
     }
     out

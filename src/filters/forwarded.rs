@@ -11,7 +11,9 @@ const XFF: &str = "x-forwarded-for";
 
 impl Forwarded {
     pub fn apply(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
-        if let Some(ip) = ctx.client_ip {
+        // The hop that reached us, not the client resolved through trusted proxies: each
+        // proxy appends its own peer.
+        if let Some(ip) = ctx.peer_ip {
             let previous: Vec<&str> = req
                 .headers
                 .get_all(XFF)

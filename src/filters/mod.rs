@@ -2,27 +2,122 @@
 //!
 //! The request path, outermost first (design.md §1):
 //! ```text
-//! request_filter          request id → route match → (auth, limits: later issues)
-//! upstream_request_filter strip_prefix → X-Forwarded-* → X-Request-ID
-//! response_filter         hop-by-hop headers dropped → X-Request-ID
+//! request_filter          request id → client ip → route match (admit)
+//!                         → IP allow/deny → CORS preflight → body size limit
+//!                         → cookie → Authorization → authenticate (JWT / API key)
+//!                         → authorize (scopes, roles)
+//! request_body_filter     body size limit on streamed bodies
+//! upstream_request_filter strip_prefix → X-Forwarded-* → X-Request-ID → identity headers
+//! response_filter         hop-by-hop and configured headers dropped → security headers
+//!                         → CORS headers → X-Request-ID
 //! ```
-//! Steps are an enum rather than trait objects: the set is closed, dispatch is a `match`,
+//! IP lists come first so that refused clients cost nothing; preflights are answered
+//! before authentication because browsers send them without credentials.
+//!
+//! Steps are enums rather than trait objects: the set is closed, dispatch is a `match`,
 //! and nothing is boxed per request.
 
+pub mod authenticate;
+pub mod authorize;
+pub mod body_limit;
+pub mod client_ip;
+pub mod cookie_token;
+pub mod cors;
 pub mod forwarded;
+pub mod identity_headers;
+pub mod ip_filter;
 pub mod request_id;
 pub mod response_headers;
 pub mod strip_prefix;
 
-use crate::config::model::RouteConfig;
-use crate::proxy::RequestCtx;
-use pingora::http::RequestHeader;
+use crate::config::model::{AuthKind, RouteConfig, SecurityConfig};
+use crate::proxy::{GatewayError, RequestCtx};
+use crate::snapshot::EdgeSecurity;
+use pingora::http::{RequestHeader, ResponseHeader};
+use std::sync::Arc;
+
+/// What a request step decided.
+pub enum Flow {
+    Continue,
+    /// The gateway answers (a CORS preflight): headers only.
+    Respond(Box<ResponseHeader>),
+}
+
+/// One step of the request chain.
+pub enum RequestStep {
+    IpFilter(ip_filter::IpFilter),
+    CorsPreflight(Arc<cors::CorsPolicy>),
+    BodyLimit(body_limit::BodyLimit),
+    CookieToken(cookie_token::CookieToken),
+    Authenticate(authenticate::Authenticate),
+    Authorize(authorize::Authorize),
+}
+
+impl RequestStep {
+    pub async fn run(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<Flow, GatewayError> {
+        match self {
+            RequestStep::IpFilter(f) => f.check(ctx.client_ip)?,
+            RequestStep::CorsPreflight(policy) => {
+                if let Some(method) = &ctx.preflight {
+                    return policy.preflight(req, method).map(|r| Flow::Respond(Box::new(r)));
+                }
+            }
+            RequestStep::BodyLimit(limit) => limit.check_declared(req, ctx)?,
+            RequestStep::CookieToken(step) => step.apply(req),
+            RequestStep::Authenticate(step) => step.run(req, ctx).await?,
+            RequestStep::Authorize(step) => step.check(ctx)?,
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// The request chain of `route`, in the order it runs.
+pub fn request_chain(
+    route: &RouteConfig,
+    global: &SecurityConfig,
+    edge: &EdgeSecurity,
+    cors: Option<&Arc<cors::CorsPolicy>>,
+) -> Vec<RequestStep> {
+    let mut chain = Vec::new();
+    if let Some(f) = ip_filter::IpFilter::new(&global.ip, &route.ip) {
+        chain.push(RequestStep::IpFilter(f));
+    }
+    if let Some(policy) = cors {
+        chain.push(RequestStep::CorsPreflight(policy.clone()));
+    }
+    if let Some(max) = route.max_body.or(global.max_body) {
+        chain.push(RequestStep::BodyLimit(body_limit::BodyLimit::new(max)));
+    }
+    match route.auth {
+        AuthKind::None => {}
+        AuthKind::Jwt => {
+            if let Some(cookie) = global.jwt.as_ref().and_then(|j| j.cookie.as_deref()) {
+                chain.push(RequestStep::CookieToken(cookie_token::CookieToken::new(cookie)));
+            }
+            if let Some(v) = &edge.tokens {
+                chain.push(RequestStep::Authenticate(authenticate::Authenticate::Bearer(v.clone())));
+            }
+        }
+        AuthKind::ApiKey => {
+            if let Some(store) = &edge.api_keys {
+                chain.push(RequestStep::Authenticate(authenticate::Authenticate::ApiKey(
+                    store.clone(),
+                )));
+            }
+        }
+    }
+    if let Some(step) = authorize::Authorize::new(&route.scopes, &route.roles) {
+        chain.push(RequestStep::Authorize(step));
+    }
+    chain
+}
 
 /// One change to the request sent upstream.
 pub enum UpstreamStep {
     StripPrefix(strip_prefix::StripPrefix),
     Forwarded(forwarded::Forwarded),
     RequestId(request_id::PropagateRequestId),
+    Identity(identity_headers::IdentityHeaders),
 }
 
 impl UpstreamStep {
@@ -31,17 +126,20 @@ impl UpstreamStep {
             UpstreamStep::StripPrefix(step) => step.apply(req),
             UpstreamStep::Forwarded(step) => step.apply(req, ctx),
             UpstreamStep::RequestId(step) => step.apply(req, ctx),
+            UpstreamStep::Identity(step) => step.apply(req, ctx),
         }
     }
 }
 
 /// The upstream chain of `route`, in the order it runs.
 pub fn upstream_chain(route: &RouteConfig) -> Vec<UpstreamStep> {
-    let mut chain = Vec::with_capacity(3);
+    let mut chain = Vec::with_capacity(4);
     if let Some(prefix) = &route.strip_prefix {
         chain.push(UpstreamStep::StripPrefix(strip_prefix::StripPrefix::new(prefix)));
     }
     chain.push(UpstreamStep::Forwarded(forwarded::Forwarded));
     chain.push(UpstreamStep::RequestId(request_id::PropagateRequestId));
+    // Always: client-sent identity headers are stripped even on open routes.
+    chain.push(UpstreamStep::Identity(identity_headers::IdentityHeaders));
     chain
 }

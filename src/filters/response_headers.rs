@@ -1,5 +1,7 @@
-//! Response headers on the way back: hop-by-hop headers of the upstream connection are
-//! dropped (Pingora writes its own `Connection`), and X-Request-ID is added.
+//! Response headers on the way back. Upstream responses first lose their hop-by-hop headers
+//! (Pingora writes its own `Connection`) and the headers `security_headers.remove` lists;
+//! then every response, the gateway's own included, gets the security headers it lacks,
+//! the route's CORS headers and X-Request-ID.
 
 use super::request_id;
 use crate::proxy::RequestCtx;
@@ -9,7 +11,8 @@ use pingora::http::ResponseHeader;
 /// Hop-by-hop response headers that are never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 3] = ["keep-alive", "proxy-connection", "te"];
 
-pub fn apply(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+/// For responses relayed from an upstream.
+pub fn upstream_response(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
     // A 101 keeps Connection/Upgrade: they are the handshake.
     if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
         drop_connection_nominated(resp);
@@ -18,6 +21,22 @@ pub fn apply(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()>
     }
     for name in HOP_BY_HOP {
         resp.remove_header(name);
+    }
+    for name in &ctx.snapshot.edge.config.headers.remove {
+        resp.remove_header(name);
+    }
+    finish(resp, ctx)
+}
+
+/// For every response.
+pub fn finish(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+    for (name, value) in &ctx.snapshot.edge.config.headers.add {
+        if !resp.headers.contains_key(name) {
+            resp.insert_header(name.clone(), value.clone())?;
+        }
+    }
+    if let Some(policy) = ctx.route().and_then(|r| r.cors.as_ref()) {
+        policy.decorate(resp, ctx.origin.as_ref())?;
     }
     resp.insert_header(request_id::HEADER, ctx.request_id.as_str())
 }
@@ -32,8 +51,9 @@ fn drop_connection_nominated(resp: &mut ResponseHeader) {
     };
     let nominated: Vec<String> = tokens
         .split(',')
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+        .map(str::to_ascii_lowercase)
         .collect();
     for name in nominated {
         resp.remove_header(name.as_str());

@@ -1,38 +1,93 @@
-//! The first decision about a request: answer it here (health, 4xx) or proxy it, and if
-//! so on which route.
+//! The first decisions about a request: who asks, whether the gateway answers it itself
+//! (health, preflight, 4xx), and if not, on which route it goes upstream.
 
 use super::error::GatewayError;
 use super::RequestCtx;
+use crate::filters::{client_ip, cors, request_id, Flow};
 use crate::routing::RouteMatch;
 use http::Method;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+use std::sync::Arc;
 
-pub enum Admission {
-    /// A route was found (`ctx.route` is set): go upstream.
+pub enum Decision {
+    /// Go upstream on `ctx.route`.
     Proxy,
     /// The built-in health endpoint.
     Health,
+    /// A response without body (CORS preflight).
+    Respond(Box<ResponseHeader>),
     Reject(GatewayError),
 }
 
-pub fn admit(req: &RequestHeader, ctx: &mut RequestCtx) -> Admission {
+pub async fn decide(session: &mut Session, ctx: &mut RequestCtx) -> Decision {
+    identify(session, ctx);
+    if let Some(early) = route(session.req_header(), ctx) {
+        return early;
+    }
+    // The chain lives in the snapshot the context holds; a second handle lets the steps
+    // borrow the context mutably.
+    let snapshot = Arc::clone(&ctx.snapshot);
+    let Some(route) = ctx.route.map(|i| &snapshot.routes[i]) else {
+        return Decision::Reject(GatewayError::Internal);
+    };
+    for step in &route.request_chain {
+        match step.run(session.req_header_mut(), ctx).await {
+            Ok(Flow::Continue) => {}
+            Ok(Flow::Respond(resp)) => return Decision::Respond(resp),
+            Err(e) => return Decision::Reject(e),
+        }
+    }
+    Decision::Proxy
+}
+
+fn identify(session: &Session, ctx: &mut RequestCtx) {
+    let req = session.req_header();
+    ctx.request_id = request_id::for_request(req);
+    ctx.peer_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+    ctx.client_ip = client_ip::resolve(ctx.peer_ip, req, &ctx.snapshot.edge.config.trusted_proxies);
+}
+
+/// Sets `ctx.route` (and the CORS context), or answers early.
+fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Option<Decision> {
     let path = req.uri.path();
     let server = &ctx.snapshot.server;
     if server.health_path.as_deref() == Some(path) && (req.method == Method::GET || req.method == Method::HEAD) {
-        return Admission::Health;
+        return Some(Decision::Health);
     }
     if has_dot_segments(path) {
         // `/public/../admin` must not slip past a route that guards `/admin`.
-        return Admission::Reject(GatewayError::BadRequest("path contains . or .. segments"));
+        return Some(Decision::Reject(GatewayError::BadRequest(
+            "path contains . or .. segments",
+        )));
     }
-    match ctx.snapshot.router.find(req) {
-        RouteMatch::Found(index) => {
-            ctx.route = Some(index);
-            Admission::Proxy
+    let preflight = cors::preflight_method(req);
+    // A preflight is routed by the method it asks about, where that route has a policy.
+    let by_preflight = preflight
+        .as_ref()
+        .and_then(|m| match ctx.snapshot.router.find_for_method(req, m) {
+            RouteMatch::Found(i) if ctx.snapshot.routes[i].cors.is_some() => Some(i),
+            _ => None,
+        });
+    let found = match by_preflight {
+        Some(i) => {
+            ctx.preflight = preflight;
+            i
         }
-        RouteMatch::MethodNotAllowed(allow) => Admission::Reject(GatewayError::MethodNotAllowed { allow }),
-        RouteMatch::NotFound => Admission::Reject(GatewayError::NotFound),
-    }
+        None => match ctx.snapshot.router.find(req) {
+            RouteMatch::Found(i) => i,
+            RouteMatch::MethodNotAllowed(allow) => {
+                return Some(Decision::Reject(GatewayError::MethodNotAllowed { allow }))
+            }
+            RouteMatch::NotFound => return Some(Decision::Reject(GatewayError::NotFound)),
+        },
+    };
+    ctx.route = Some(found);
+    ctx.origin = ctx.snapshot.routes[found]
+        .cors
+        .as_ref()
+        .and_then(|p| p.allowed_origin(req));
+    None
 }
 
 /// `.` and `..` segments, also percent-encoded (`%2e%2e`), which many upstreams decode.

@@ -1,7 +1,9 @@
 //! `RequestCtx`: the per-request state every phase reads and writes. Plain data, no locks.
 
 use super::error::GatewayError;
+use crate::auth::Identity;
 use crate::snapshot::{Route, Snapshot};
+use http::{HeaderValue, Method};
 use pingora::protocols::l4::socket::SocketAddr;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,6 +14,9 @@ pub struct RequestCtx {
     pub snapshot: Arc<Snapshot>,
     pub started: Instant,
     pub request_id: String,
+    /// The socket peer.
+    pub peer_ip: Option<IpAddr>,
+    /// The client: the peer, or the X-Forwarded-For entry behind trusted proxies.
     pub client_ip: Option<IpAddr>,
     /// `http` or `https`, for X-Forwarded-Proto.
     pub scheme: &'static str,
@@ -26,6 +31,15 @@ pub struct RequestCtx {
     /// Set when the gateway itself decided the answer (e.g. no healthy target), so that
     /// `fail_to_proxy` reports that rather than a generic classification.
     pub error: Option<GatewayError>,
+    /// Set by authentication.
+    pub identity: Option<Identity>,
+    /// `Some(requested method)` for a CORS preflight on a route with a CORS policy.
+    pub preflight: Option<Method>,
+    /// The request's Origin, when the route's CORS policy allows it.
+    pub origin: Option<HeaderValue>,
+    /// The route's `max_body`, enforced while the body streams.
+    pub body_limit: Option<u64>,
+    pub body_received: u64,
 }
 
 impl RequestCtx {
@@ -34,6 +48,7 @@ impl RequestCtx {
             snapshot,
             started: Instant::now(),
             request_id: String::new(),
+            peer_ip: None,
             client_ip: None,
             scheme: "http",
             route: None,
@@ -41,6 +56,11 @@ impl RequestCtx {
             failed_targets: Vec::new(),
             attempts: 0,
             error: None,
+            identity: None,
+            preflight: None,
+            origin: None,
+            body_limit: None,
+            body_received: 0,
         }
     }
 

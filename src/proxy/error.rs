@@ -12,6 +12,24 @@ pub enum GatewayError {
     NotFound,
     /// A route matches all but the method; `allow` is the `Allow` header.
     MethodNotAllowed { allow: String },
+    /// No valid credential: 401 with `challenge` as WWW-Authenticate.
+    Unauthorized {
+        description: Cow<'static, str>,
+        challenge: String,
+    },
+    /// Authenticated, but the route needs a scope or role the caller lacks.
+    Forbidden {
+        reason: Cow<'static, str>,
+        challenge: Option<String>,
+    },
+    /// The client address is not allowed on this route.
+    IpDenied,
+    /// A CORS preflight from an origin (or for a method) the policy does not allow.
+    CorsRefused,
+    /// The request body is larger than the route's `max_body`.
+    PayloadTooLarge,
+    /// A dependency of the gateway itself (the token introspection server) is down.
+    Unavailable(&'static str),
     /// Every target of the upstream is unhealthy.
     NoHealthyTarget { upstream: String },
     /// Could not connect, or the connection failed before a complete response.
@@ -31,6 +49,10 @@ impl GatewayError {
             GatewayError::BadRequest(_) => 400,
             GatewayError::NotFound => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
+            GatewayError::Unauthorized { .. } => 401,
+            GatewayError::Forbidden { .. } | GatewayError::IpDenied | GatewayError::CorsRefused => 403,
+            GatewayError::PayloadTooLarge => 413,
+            GatewayError::Unavailable(_) => 503,
             GatewayError::NoHealthyTarget { .. } => 503,
             GatewayError::BadGateway => 502,
             GatewayError::GatewayTimeout => 504,
@@ -45,6 +67,12 @@ impl GatewayError {
             GatewayError::BadRequest(why) => Cow::Borrowed(why),
             GatewayError::NotFound => Cow::Borrowed("no route matches this request"),
             GatewayError::MethodNotAllowed { .. } => Cow::Borrowed("method not allowed on this route"),
+            GatewayError::Unauthorized { description, .. } => description.clone(),
+            GatewayError::Forbidden { reason, .. } => reason.clone(),
+            GatewayError::IpDenied => Cow::Borrowed("client address not allowed"),
+            GatewayError::CorsRefused => Cow::Borrowed("CORS preflight refused for this origin or method"),
+            GatewayError::PayloadTooLarge => Cow::Borrowed("request body too large"),
+            GatewayError::Unavailable(what) => Cow::Borrowed(what),
             GatewayError::NoHealthyTarget { upstream } => {
                 Cow::Owned(format!("no healthy target in upstream {upstream}"))
             }
@@ -52,6 +80,27 @@ impl GatewayError {
             GatewayError::GatewayTimeout => Cow::Borrowed("the upstream did not answer in time"),
             GatewayError::Internal => Cow::Borrowed("internal gateway error"),
             GatewayError::ClientGone => Cow::Borrowed("client closed the connection"),
+        }
+    }
+
+    /// The rejection class for logs and metrics, when the gateway refused the request.
+    pub fn rejection(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::Unauthorized { .. } => Some("auth"),
+            GatewayError::Forbidden { .. } => Some("forbidden"),
+            GatewayError::IpDenied => Some("ip"),
+            GatewayError::CorsRefused => Some("cors"),
+            GatewayError::PayloadTooLarge => Some("body_limit"),
+            _ => None,
+        }
+    }
+
+    /// The WWW-Authenticate challenge that goes with a 401 (or a 403 for scope).
+    pub fn challenge(&self) -> Option<&str> {
+        match self {
+            GatewayError::Unauthorized { challenge, .. } => Some(challenge),
+            GatewayError::Forbidden { challenge, .. } => challenge.as_deref(),
+            _ => None,
         }
     }
 
@@ -79,6 +128,7 @@ impl GatewayError {
 fn from_status(code: u16) -> GatewayError {
     match code {
         400 => GatewayError::BadRequest("bad request"),
+        413 => GatewayError::PayloadTooLarge,
         404 => GatewayError::NotFound,
         502 => GatewayError::BadGateway,
         504 => GatewayError::GatewayTimeout,

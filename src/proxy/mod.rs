@@ -10,11 +10,12 @@ mod retry;
 pub use ctx::RequestCtx;
 pub use error::GatewayError;
 
-use crate::filters::response_headers;
+use crate::filters::{body_limit, response_headers};
 use crate::observe::{access_log, health};
 use crate::snapshot::SharedSnapshot;
-use admit::Admission;
+use admit::Decision;
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
@@ -40,15 +41,28 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.request_id = crate::filters::request_id::for_request(session.req_header());
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        match admit::admit(session.req_header(), ctx) {
-            Admission::Proxy => Ok(false),
-            Admission::Health => respond::json(session, ctx, health::report(&ctx.snapshot))
+        match admit::decide(session, ctx).await {
+            Decision::Proxy => Ok(false),
+            Decision::Health => respond::json(session, ctx, health::report(&ctx.snapshot))
                 .await
                 .map(|_| true),
-            Admission::Reject(err) => respond::error(session, ctx, &err).await.map(|_| true),
+            Decision::Respond(resp) => respond::headers_only(session, ctx, *resp).await.map(|_| true),
+            Decision::Reject(err) => {
+                let sent = respond::error(session, ctx, &err).await;
+                ctx.error = Some(err);
+                sent.map(|_| true)
+            }
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        body_limit::count(body, ctx)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -75,7 +89,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        response_headers::apply(resp, ctx)
+        response_headers::upstream_response(resp, ctx)
     }
 
     fn fail_to_connect(

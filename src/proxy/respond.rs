@@ -3,9 +3,9 @@
 
 use super::error::GatewayError;
 use super::RequestCtx;
-use crate::filters::request_id;
+use crate::filters::response_headers;
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde::Serialize;
@@ -27,9 +27,12 @@ pub async fn error(session: &mut Session, ctx: &RequestCtx, err: &GatewayError) 
         request_id: &ctx.request_id,
     })
     .unwrap_or_default();
-    let mut resp = ResponseHeader::build(status, Some(5))?;
+    let mut resp = ResponseHeader::build(status, Some(8))?;
     if let GatewayError::MethodNotAllowed { allow } = err {
         resp.insert_header(ALLOW, allow.as_str())?;
+    }
+    if let Some(challenge) = err.challenge() {
+        resp.insert_header(WWW_AUTHENTICATE, challenge)?;
     }
     send(session, ctx, resp, body.into()).await
 }
@@ -41,10 +44,17 @@ pub async fn json(session: &mut Session, ctx: &RequestCtx, body: Vec<u8>) -> pin
     send(session, ctx, resp, body.into()).await
 }
 
+/// A response with headers only (a CORS preflight's 204).
+pub async fn headers_only(session: &mut Session, ctx: &RequestCtx, mut resp: ResponseHeader) -> pingora::Result<()> {
+    response_headers::finish(&mut resp, ctx)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(None, true).await
+}
+
 async fn send(session: &mut Session, ctx: &RequestCtx, mut resp: ResponseHeader, body: Bytes) -> pingora::Result<()> {
     resp.insert_header(CONTENT_TYPE, "application/json")?;
     resp.insert_header(CONTENT_LENGTH, body.len())?;
-    resp.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+    response_headers::finish(&mut resp, ctx)?;
     // HEAD gets the headers only; Pingora's HTTP/1 writer knows not to send a body.
     let body = (session.req_header().method != http::Method::HEAD).then_some(body);
     session.write_response_header(Box::new(resp), false).await?;

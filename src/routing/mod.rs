@@ -145,6 +145,12 @@ impl Router {
     }
 
     pub fn find(&self, req: &RequestHeader) -> RouteMatch {
+        self.find_for_method(req, &req.method)
+    }
+
+    /// Routes `req` as if its method were `method` (a CORS preflight is routed by the
+    /// method it asks about).
+    pub fn find_for_method(&self, req: &RequestHeader, method: &Method) -> RouteMatch {
         let host = request_host(req);
         let path = req.uri.path();
         let query = req.uri.query();
@@ -152,7 +158,7 @@ impl Router {
         for &i in &self.order {
             let m = &self.matchers[i];
             if m.matches_target(host, path, query, &req.headers) {
-                if m.allows(&req.method) {
+                if m.allows(method) {
                     return RouteMatch::Found(i);
                 }
                 method_mismatch = true;

@@ -3,10 +3,9 @@
 //! A pool wraps Pingora's `LoadBalancer<RoundRobin>` (weighted round robin over a static
 //! target set) and keeps the `HttpPeer` template built once from config (timeouts,
 //! keepalive). Active health checks are not scheduled by the pool itself but by the one
-//! [`supervisor::HealthSupervisor`], which checks whatever pools the current snapshot holds.
+//! [`crate::supervisor::Supervisor`], which checks whatever pools the current snapshot holds.
 
 mod health;
-pub mod supervisor;
 
 use crate::config::model::{TargetConfig, UpstreamConfig};
 use pingora::lb::discovery::Static;

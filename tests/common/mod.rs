@@ -521,3 +521,132 @@ pub fn simple_config(addrs: &[SocketAddr]) -> String {
         targets.join(", ")
     )
 }
+
+// === FnServer ===
+
+/// A loopback HTTP server answering with a closure of (method, path, body) → (status,
+/// JSON body), counting its calls: a JWKS endpoint, an introspection endpoint, a page.
+pub struct FnServer {
+    addr: SocketAddr,
+    calls: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+type Handler = Arc<dyn Fn(&str, &str, &[u8]) -> (u16, String, &'static str) + Send + Sync>;
+
+impl FnServer {
+    /// `handler` returns status, body and content type.
+    pub async fn start(
+        handler: impl Fn(&str, &str, &[u8]) -> (u16, String, &'static str) + Send + Sync + 'static,
+    ) -> FnServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let calls = Arc::new(AtomicUsize::new(0));
+        let handler: Handler = Arc::new(handler);
+        let counter = calls.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let handler = handler.clone();
+                let counter = counter.clone();
+                conns.spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let handler = handler.clone();
+                        let counter = counter.clone();
+                        async move {
+                            let method = req.method().to_string();
+                            let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            let (status, text, ctype) = handler(&method, &path, &body);
+                            let mut resp = Response::new(Full::new(Bytes::from(text)));
+                            *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            resp.headers_mut().insert("content-type", ctype.parse().unwrap());
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FnServer { addr, calls, task }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for FnServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// === tokens ===
+
+pub fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Signs `claims` with jsonwebtoken (a real JWT library, not gatehouse's own code).
+pub fn sign(
+    alg: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+    kid: Option<&str>,
+    claims: &serde_json::Value,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(String::from);
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+pub fn hs256(secret: &str, claims: &serde_json::Value) -> String {
+    sign(
+        jsonwebtoken::Algorithm::HS256,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        None,
+        claims,
+    )
+}
+
+pub fn rsa_key(name: &str) -> jsonwebtoken::EncodingKey {
+    jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(fixture(&format!("keys/{name}.key"))).unwrap()).unwrap()
+}
+
+/// Claims valid for an hour from now, plus `extra`.
+pub fn claims(extra: serde_json::Value) -> serde_json::Value {
+    let mut c = serde_json::json!({ "sub": "user-1", "iat": now(), "exp": now() + 3600 });
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}

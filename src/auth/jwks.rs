@@ -1,0 +1,154 @@
+//! A JSON Web Key Set fetched from the IdP off the request path and kept in memory.
+//!
+//! - The supervisor refreshes it every `refresh` (first fetch at startup).
+//! - A token naming an unknown `kid` triggers one refetch, at most once per `cooldown`
+//!   and one at a time (concurrent requests wait for the same fetch): keys rotated at the
+//!   IdP are picked up without hammering it.
+//! - A failed fetch keeps the last good set.
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One key of the set.
+pub struct JwkKey {
+    pub key: DecodingKey,
+    /// The `alg` the JWK pins, if it names one.
+    pub alg: Option<Algorithm>,
+    /// Whether the key is RSA (else EC): which algorithm family it may verify.
+    pub rsa: bool,
+}
+
+pub struct JwksStore {
+    url: String,
+    refresh: Duration,
+    cooldown: Duration,
+    client: reqwest::Client,
+    keys: ArcSwap<HashMap<String, Arc<JwkKey>>>,
+    /// One fetch at a time.
+    fetching: tokio::sync::Mutex<()>,
+    last_fetch: Mutex<Option<Instant>>,
+    next_refresh: Mutex<Instant>,
+}
+
+impl JwksStore {
+    pub fn new(url: &str, refresh: Duration, cooldown: Duration) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("cannot build the JWKS client: {e}"))?;
+        Ok(JwksStore {
+            url: url.to_string(),
+            refresh,
+            cooldown,
+            client,
+            keys: ArcSwap::from_pointee(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
+            last_fetch: Mutex::new(None),
+            next_refresh: Mutex::new(Instant::now()),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The key named `kid`, refetching the set once (rate-limited) if it is unknown.
+    pub async fn key(&self, kid: &str) -> Option<Arc<JwkKey>> {
+        if let Some(k) = self.keys.load().get(kid) {
+            return Some(k.clone());
+        }
+        let _one_fetch = self.fetching.lock().await;
+        // Someone else's fetch may have brought it while we waited.
+        if let Some(k) = self.keys.load().get(kid) {
+            return Some(k.clone());
+        }
+        if self.cooling_down() {
+            return None;
+        }
+        if let Err(e) = self.fetch().await {
+            log::warn!(
+                "JWKS {}: refetch for unknown kid failed, keeping the last set: {e}",
+                self.url
+            );
+        }
+        self.keys.load().get(kid).cloned()
+    }
+
+    /// Whether the periodic refresh is due; claims it when it is.
+    pub fn claim_refresh(&self, now: Instant) -> bool {
+        match self.next_refresh.lock() {
+            Ok(mut next) if now >= *next => {
+                *next = now + self.refresh;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Periodic refresh; failures keep the last good set.
+    pub async fn refresh(&self) {
+        let _one_fetch = self.fetching.lock().await;
+        match self.fetch().await {
+            Ok(n) => log::debug!("JWKS {}: {n} keys", self.url),
+            Err(e) => log::warn!("JWKS {}: refresh failed, keeping the last set: {e}", self.url),
+        }
+    }
+
+    fn cooling_down(&self) -> bool {
+        let last = self.last_fetch.lock().ok().and_then(|l| *l);
+        last.is_some_and(|t| t.elapsed() < self.cooldown)
+    }
+
+    async fn fetch(&self) -> Result<usize, String> {
+        if let Ok(mut last) = self.last_fetch.lock() {
+            *last = Some(Instant::now());
+        }
+        let resp = self.client.get(&self.url).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status()));
+        }
+        let set: JwkSet = resp.json().await.map_err(|e| format!("not a JWK set: {e}"))?;
+        let keys = parse_set(&set);
+        if keys.is_empty() {
+            return Err("the set has no usable key (each needs a kid and an RSA or EC key)".into());
+        }
+        let n = keys.len();
+        self.keys.store(Arc::new(keys));
+        Ok(n)
+    }
+}
+
+/// Keys with a `kid` and an RSA or EC public key; others (symmetric `oct` keys among
+/// them) are ignored, so that a JWKS can never make an HMAC key.
+fn parse_set(set: &JwkSet) -> HashMap<String, Arc<JwkKey>> {
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone() else {
+            continue;
+        };
+        let rsa = match jwk.algorithm {
+            AlgorithmParameters::RSA(_) => true,
+            AlgorithmParameters::EllipticCurve(_) => false,
+            _ => continue,
+        };
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        let alg = jwk.common.key_algorithm.and_then(jwt_algorithm);
+        keys.insert(kid, Arc::new(JwkKey { key, alg, rsa }));
+    }
+    keys
+}
+
+fn jwt_algorithm(k: KeyAlgorithm) -> Option<Algorithm> {
+    Algorithm::from_str(&k.to_string()).ok()
+}

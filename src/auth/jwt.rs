@@ -1,0 +1,156 @@
+//! Bearer tokens: JWTs verified against a static key or a JWKS with jsonwebtoken (no crypto
+//! of our own), opaque tokens handed to introspection.
+//!
+//! Algorithms are pinned per key: the config's list (all of the key's family, see
+//! `config/security.rs`), narrowed by a JWK's own `alg`. So `alg: none`, an HS256 token
+//! against an RSA key, or an RS256 token against an HMAC secret are all refused before
+//! any signature is checked.
+
+use super::introspect::Introspector;
+use super::jwks::JwksStore;
+use super::{AuthFailure, Identity};
+use crate::config::model::{JwtConfig, JwtKeySource};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+enum Keys {
+    Static(DecodingKey),
+    Jwks(Arc<JwksStore>),
+}
+
+struct JwtCheck {
+    keys: Keys,
+    validation: Validation,
+}
+
+/// Verifies the bearer tokens of `auth: jwt` routes.
+pub struct TokenVerifier {
+    jwt: Option<JwtCheck>,
+    introspector: Option<Arc<Introspector>>,
+    roles_claim: Vec<String>,
+}
+
+impl TokenVerifier {
+    /// `jwks` is the store for `JwtKeySource::Jwks` (built, or reused, by the snapshot).
+    pub fn new(
+        config: Option<&JwtConfig>,
+        jwks: Option<Arc<JwksStore>>,
+        introspector: Option<Arc<Introspector>>,
+    ) -> Result<Self, String> {
+        let jwt = match config {
+            Some(c) => Some(JwtCheck {
+                keys: keys(&c.key, jwks)?,
+                validation: validation(c),
+            }),
+            None => None,
+        };
+        Ok(TokenVerifier {
+            jwt,
+            introspector,
+            roles_claim: roles_path(config.map_or(crate::config::model::DEFAULT_ROLES_CLAIM, |c| &c.roles_claim)),
+        })
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthFailure> {
+        let header = jsonwebtoken::decode_header(token);
+        match (&self.jwt, header, &self.introspector) {
+            (Some(check), Ok(header), _) => check.verify(token, header, &self.roles_claim).await,
+            (_, _, Some(introspector)) => introspector.verify(token).await,
+            (Some(_), Err(_), None) => Err(AuthFailure::invalid("malformed token")),
+            (None, _, None) => Err(AuthFailure::invalid("no way to verify this token")),
+        }
+    }
+}
+
+impl JwtCheck {
+    async fn verify(
+        &self,
+        token: &str,
+        header: jsonwebtoken::Header,
+        roles: &[String],
+    ) -> Result<Identity, AuthFailure> {
+        if !self.validation.algorithms.contains(&header.alg) {
+            return Err(AuthFailure::invalid("token algorithm not accepted"));
+        }
+        let jwk;
+        let key = match &self.keys {
+            Keys::Static(key) => key,
+            Keys::Jwks(store) => {
+                let kid = header.kid.as_deref().ok_or(AuthFailure::invalid("token has no kid"))?;
+                jwk = store
+                    .key(kid)
+                    .await
+                    .ok_or(AuthFailure::invalid("token kid is unknown"))?;
+                let family_ok = if jwk.rsa { is_rsa(header.alg) } else { is_ec(header.alg) };
+                if !family_ok || jwk.alg.is_some_and(|a| a != header.alg) {
+                    return Err(AuthFailure::invalid("token algorithm does not match its key"));
+                }
+                &jwk.key
+            }
+        };
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation).map_err(|e| describe(e.kind()))?;
+        Ok(Identity::from_claims(&data.claims, roles))
+    }
+}
+
+fn keys(source: &JwtKeySource, jwks: Option<Arc<JwksStore>>) -> Result<Keys, String> {
+    Ok(match source {
+        JwtKeySource::Secret(secret) => Keys::Static(DecodingKey::from_secret(secret)),
+        JwtKeySource::PublicKey { pem, rsa: true, path } => {
+            Keys::Static(DecodingKey::from_rsa_pem(pem).map_err(|e| format!("{path}: {e}"))?)
+        }
+        JwtKeySource::PublicKey { pem, rsa: false, path } => {
+            Keys::Static(DecodingKey::from_ec_pem(pem).map_err(|e| format!("{path}: {e}"))?)
+        }
+        JwtKeySource::Jwks { url, .. } => Keys::Jwks(jwks.ok_or_else(|| format!("no key store for {url}"))?),
+    })
+}
+
+fn validation(c: &JwtConfig) -> Validation {
+    let mut v = Validation::new(c.algorithms.first().copied().unwrap_or(Algorithm::HS256));
+    v.algorithms = c.algorithms.clone();
+    v.leeway = c.leeway.as_secs();
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.set_required_spec_claims(&["exp"]);
+    match &c.issuer {
+        Some(iss) => v.set_issuer(&[iss]),
+        None => v.iss = None,
+    }
+    match &c.audience {
+        Some(aud) => v.set_audience(&[aud]),
+        // Without a configured audience a token's `aud` is not checked.
+        None => v.validate_aud = false,
+    }
+    v
+}
+
+fn describe(kind: &ErrorKind) -> AuthFailure {
+    AuthFailure::invalid(match kind {
+        ErrorKind::ExpiredSignature => "token expired",
+        ErrorKind::ImmatureSignature => "token not yet valid",
+        ErrorKind::InvalidIssuer => "token issuer not accepted",
+        ErrorKind::InvalidAudience => "token audience not accepted",
+        ErrorKind::InvalidSignature => "token signature is invalid",
+        ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
+        ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim (exp)",
+        _ => "malformed token",
+    })
+}
+
+fn is_rsa(a: Algorithm) -> bool {
+    use Algorithm::*;
+    matches!(a, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
+}
+
+fn is_ec(a: Algorithm) -> bool {
+    matches!(a, Algorithm::ES256 | Algorithm::ES384)
+}
+
+/// `realm_access.roles` → `[realm_access, roles]`.
+pub fn roles_path(claim: &str) -> Vec<String> {
+    claim.split('.').map(String::from).collect()
+}

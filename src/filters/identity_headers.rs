@@ -1,0 +1,44 @@
+//! The verified identity, for the backend: X-User-ID (`sub`), X-User-Roles, X-User-Scopes,
+//! X-Consumer. Client-sent copies are removed on every route, authenticated or not, so a
+//! backend can trust them.
+
+use crate::proxy::RequestCtx;
+use pingora::http::RequestHeader;
+
+pub const USER_ID: &str = "x-user-id";
+pub const USER_ROLES: &str = "x-user-roles";
+pub const USER_SCOPES: &str = "x-user-scopes";
+pub const CONSUMER: &str = "x-consumer";
+
+pub struct IdentityHeaders;
+
+impl IdentityHeaders {
+    pub fn apply(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+        for name in [USER_ID, USER_ROLES, USER_SCOPES, CONSUMER] {
+            req.remove_header(name);
+        }
+        let Some(id) = &ctx.identity else {
+            return Ok(());
+        };
+        if let Some(sub) = &id.subject {
+            set(req, USER_ID, sub.clone());
+        }
+        if !id.roles.is_empty() {
+            set(req, USER_ROLES, id.roles.join(","));
+        }
+        if !id.scopes.is_empty() {
+            set(req, USER_SCOPES, id.scopes.join(" "));
+        }
+        if let Some(consumer) = &id.consumer {
+            set(req, CONSUMER, consumer.clone());
+        }
+        Ok(())
+    }
+}
+
+/// A claim that cannot be a header value (a newline in `sub`) is left out, not fatal.
+fn set(req: &mut RequestHeader, name: &'static str, value: String) {
+    if let Err(e) = req.insert_header(name, value) {
+        log::debug!("identity header {name} left out: {e}");
+    }
+}
