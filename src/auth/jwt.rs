@@ -22,7 +22,9 @@ enum Keys {
 
 struct JwtCheck {
     keys: Keys,
-    validation: Validation,
+    /// One validation per accepted algorithm: jsonwebtoken wants every algorithm of a
+    /// validation to fit the key, and a JWKS may hold RSA and EC keys side by side.
+    validations: Vec<(Algorithm, Validation)>,
 }
 
 /// Verifies the bearer tokens of `auth: jwt` routes.
@@ -42,7 +44,7 @@ impl TokenVerifier {
         let jwt = match config {
             Some(c) => Some(JwtCheck {
                 keys: keys(&c.key, jwks)?,
-                validation: validation(c),
+                validations: c.algorithms.iter().map(|&alg| (alg, validation(c, alg))).collect(),
             }),
             None => None,
         };
@@ -71,9 +73,9 @@ impl JwtCheck {
         header: jsonwebtoken::Header,
         roles: &[String],
     ) -> Result<Identity, AuthFailure> {
-        if !self.validation.algorithms.contains(&header.alg) {
+        let Some((_, validation)) = self.validations.iter().find(|(alg, _)| *alg == header.alg) else {
             return Err(AuthFailure::invalid("token algorithm not accepted"));
-        }
+        };
         let jwk;
         let key = match &self.keys {
             Keys::Static(key) => key,
@@ -91,7 +93,7 @@ impl JwtCheck {
             }
         };
         let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation).map_err(|e| describe(e.kind()))?;
+            jsonwebtoken::decode::<Map<String, Value>>(token, key, validation).map_err(|e| describe(e.kind()))?;
         Ok(Identity::from_claims(&data.claims, roles))
     }
 }
@@ -109,9 +111,8 @@ fn keys(source: &JwtKeySource, jwks: Option<Arc<JwksStore>>) -> Result<Keys, Str
     })
 }
 
-fn validation(c: &JwtConfig) -> Validation {
-    let mut v = Validation::new(c.algorithms.first().copied().unwrap_or(Algorithm::HS256));
-    v.algorithms = c.algorithms.clone();
+fn validation(c: &JwtConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
     v.leeway = c.leeway.as_secs();
     v.validate_exp = true;
     v.validate_nbf = true;

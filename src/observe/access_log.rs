@@ -25,6 +25,9 @@ struct AccessLine<'a> {
     attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// Class of a refusal (auth, forbidden, ip, cors, body_limit), for counting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<&'static str>,
 }
 
 fn as_display<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -56,10 +59,12 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
         bytes_sent: session.body_bytes_sent(),
         duration_ms: (ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
         attempts: ctx.attempts,
-        error: e.map(|e| match &ctx.error {
-            Some(decided) => decided.message().into_owned(),
-            None => describe(e),
-        }),
+        error: match (&ctx.error, e) {
+            (Some(decided), _) => Some(decided.message().into_owned()),
+            (None, Some(e)) => Some(describe(e)),
+            (None, None) => None,
+        },
+        rejected: ctx.error.as_ref().and_then(GatewayError::rejection),
     };
     match serde_json::to_string(&line) {
         Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),

@@ -62,13 +62,13 @@ fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Option<Decision> {
         )));
     }
     let preflight = cors::preflight_method(req);
-    // A preflight is routed by the method it asks about, where that route has a policy.
-    let by_preflight = preflight
-        .as_ref()
-        .and_then(|m| match ctx.snapshot.router.find_for_method(req, m) {
-            RouteMatch::Found(i) if ctx.snapshot.routes[i].cors.is_some() => Some(i),
-            _ => None,
-        });
+    // A preflight is routed by the method it asks about, where that route has a policy;
+    // asking for a method no route takes is a refused preflight.
+    let by_preflight = match preflight.as_ref().map(|m| ctx.snapshot.router.find_for_method(req, m)) {
+        Some(RouteMatch::Found(i)) if ctx.snapshot.routes[i].cors.is_some() => Some(i),
+        Some(RouteMatch::MethodNotAllowed(_)) => return Some(Decision::Reject(GatewayError::CorsRefused)),
+        _ => None,
+    };
     let found = match by_preflight {
         Some(i) => {
             ctx.preflight = preflight;

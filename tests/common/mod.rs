@@ -316,7 +316,15 @@ impl Gateway {
 
     pub async fn start_with_env(body: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        Self::start_in(free_port(), dir, body, env).await
+    }
+
+    /// On a port chosen beforehand (when the config or a page must name it first).
+    pub async fn start_on(port: u16, dir: tempfile::TempDir, body: &str) -> Gateway {
+        Self::start_in(port, dir, body, &[]).await
+    }
+
+    async fn start_in(port: u16, dir: tempfile::TempDir, body: &str, env: &[(&str, &str)]) -> Gateway {
         let config_path = dir.path().join("gatehouse.yaml");
         std::fs::write(&config_path, Self::config_text(port, dir.path(), body)).expect("write config");
         let args = vec!["run".to_string(), "-c".to_string(), config_path.display().to_string()];

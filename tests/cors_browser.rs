@@ -1,0 +1,121 @@
+//! CORS as a real browser enforces it: headless Chromium loads a page from one loopback
+//! origin that calls the gateway on another with a preflighted PUT. From the allowed
+//! origin the call succeeds; from a refused one the browser blocks it and the upstream
+//! never sees the PUT.
+//!
+//! Needs Debian's `chromium` (`.ci/run` installs it). Under CI=true a missing browser fails
+//! the test; elsewhere the test is skipped with a loud message.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+const CHROMIUM: &str = "chromium";
+
+fn chromium_available() -> bool {
+    let found = Command::new(CHROMIUM)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but `{CHROMIUM}` is not installed: .ci/run must install it"
+        );
+        eprintln!(
+            "\n!!! SKIPPING the browser CORS test: `{CHROMIUM}` is not installed (apt-get install chromium) !!!\n"
+        );
+    }
+    found
+}
+
+fn page(gateway: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body><div id="out">pending</div><script>
+fetch("{gateway}/api/items", {{ method: "PUT", headers: {{ "X-Custom": "1", "Content-Type": "application/json" }}, body: "{{}}" }})
+  .then(r => r.text())
+  .then(t => {{ document.getElementById("out").textContent = "RESULT:OK:" + t.length; }})
+  .catch(e => {{ document.getElementById("out").textContent = "RESULT:BLOCKED:" + e.name; }});
+</script></body></html>"#
+    )
+}
+
+/// Loads `url` in headless Chromium and returns the DOM after the page's fetch settled.
+fn load_in_browser(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test]
+async fn a_browser_calls_the_gateway_from_an_allowed_origin_and_is_blocked_from_another() {
+    if !chromium_available() {
+        return;
+    }
+    let gw_port = free_port();
+    let gateway = format!("http://127.0.0.1:{gw_port}");
+    let allowed = FnServer::start({
+        let html = page(&gateway);
+        move |_, _, _| (200, html.clone(), "text/html")
+    })
+    .await;
+    let refused = FnServer::start({
+        let html = page(&gateway);
+        move |_, _, _| (200, html.clone(), "text/html")
+    })
+    .await;
+    let up = MockUpstream::start("api").await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "cors: {{ origins: [\"http://{}\"], methods: [GET, PUT], headers: [X-Custom, Content-Type] }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ path: /api/items, methods: [GET, PUT], upstream: api }}]\n",
+        allowed.addr(),
+        up.addr()
+    );
+    let gw = Gateway::start_on(gw_port, dir, &body).await;
+
+    let dom = tokio::task::spawn_blocking({
+        let url = allowed.url("/");
+        move || load_in_browser(&url)
+    })
+    .await
+    .unwrap();
+    assert!(
+        dom.contains("RESULT:OK"),
+        "the allowed origin's call failed:\n{dom}\n{}",
+        gw.logs()
+    );
+    assert_eq!(up.recorded().iter().filter(|r| r.method == "PUT").count(), 1);
+
+    let dom = tokio::task::spawn_blocking({
+        let url = refused.url("/");
+        move || load_in_browser(&url)
+    })
+    .await
+    .unwrap();
+    assert!(
+        dom.contains("RESULT:BLOCKED"),
+        "the refused origin's call was not blocked:\n{dom}"
+    );
+    assert_eq!(
+        up.recorded().iter().filter(|r| r.method == "PUT").count(),
+        1,
+        "the refused origin's PUT never left the browser"
+    );
+}
