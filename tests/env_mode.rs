@@ -59,7 +59,54 @@ async fn routes_json_loads_as_the_seeds_write_it() {
 }
 
 #[tokio::test]
-async fn routes_json_that_asks_for_auth_is_refused_rather_than_served_open() {
+async fn require_auth_routes_verify_tokens_signed_with_jwt_secret() {
+    let up = MockUpstream::start("api").await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.json");
+    std::fs::write(
+        &routes,
+        format!(
+            r#"{{"routes":[{{"path":"/api/*path","targetURL":"http://{}","requireAuth":true}},{{"path":"/public","targetURL":"http://{}"}}]}}"#,
+            up.addr(),
+            up.addr()
+        ),
+    )
+    .unwrap();
+    let secret = "seed-secret-seed-secret-seed-secret!";
+    let gw = Gateway::start_env_mode(&[
+        ("ROUTES_CONFIG_PATH", routes.to_str().unwrap()),
+        ("JWT_SECRET", secret),
+        ("JWT_ISSUER", "api-gateway"),
+        ("ALLOWED_ORIGINS", "https://app.example.com"),
+    ])
+    .await;
+    assert_eq!(gw.get("/api/x").await.status(), 401);
+    let token = hs256(secret, &claims(serde_json::json!({"iss": "api-gateway"})));
+    let r = client().get(gw.url("/api/x")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let wrong_iss = hs256(secret, &claims(serde_json::json!({"iss": "elsewhere"})));
+    assert_eq!(
+        client()
+            .get(gw.url("/api/x"))
+            .bearer_auth(&wrong_iss)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = client()
+        .get(gw.url("/public"))
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com");
+}
+
+#[tokio::test]
+async fn routes_json_that_asks_for_auth_without_jwt_secret_is_refused_rather_than_served_open() {
     let dir = tempfile::tempdir().unwrap();
     let routes = dir.path().join("routes.json");
     std::fs::write(
@@ -69,6 +116,7 @@ async fn routes_json_that_asks_for_auth_is_refused_rather_than_served_open() {
     .unwrap();
     let out = std::process::Command::new(BIN)
         .arg("check")
+        .env_remove("JWT_SECRET")
         .env("ROUTES_CONFIG_PATH", &routes)
         .output()
         .unwrap();

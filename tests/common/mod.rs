@@ -367,6 +367,8 @@ impl Gateway {
             .env_remove("BACKEND_URL")
             .env_remove("BACKEND_URLS")
             .env_remove("ROUTES_CONFIG_PATH")
+            .env_remove("JWT_SECRET")
+            .env_remove("ALLOWED_ORIGINS")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
