@@ -8,7 +8,8 @@ the parts that are awkward in bash:
   run-one ...         one data point: wait until the machine is quiet, warm up, run wrk,
                       read CPU times from /proc, check for noise (redo if noisy), append a
                       CSV row and print a one-line summary
-  report CSV MD ...   medians / ranges / ratios as a Markdown table (stdout and MD file)
+  report CSV MD ...   medians / ranges / ratios as a Markdown table (stdout and MD file),
+                      plus the JWT verification cost when the gatehouse-hs256/-rs256 peers ran
   logsummary NAME F   one line summarising the warnings/errors of a gatehouse or nginx log
 
 CPU accounting (see /work/shared/benchmarking.md):
@@ -36,6 +37,10 @@ import sys
 import time
 
 CLK_TCK = int(os.environ.get("CLK_TCK") or os.sysconf("SC_CLK_TCK"))
+
+# Optional peers: gatehouse with `auth: jwt` on its route (see run.sh), compared with the
+# plain `gatehouse` peer in the report's "JWT verification cost" section.
+JWT_PEERS = ("gatehouse-hs256", "gatehouse-rs256")
 
 CSV_FIELDS = [
     "started", "rep", "attempt", "kept", "peer", "size", "conns", "duration_s",
@@ -169,6 +174,7 @@ def wait_quiet(max_cores, timeout, sample=1.0):
 def cmd_run_one(a):
     wrk = shlex.split(a.wrk)
     url = a.url
+    header = ["-H", a.header] if a.header else []   # the JWT peers' bearer token
     proxy = [a.proxy_pid] if a.proxy_pid else []
     origin = [a.origin_pid]
     ours = [int(p) for p in a.ours.split(",") if p and p != "0"]
@@ -182,13 +188,13 @@ def cmd_run_one(a):
 
         # Warm-up: same connections and URL, output discarded.
         if a.warmup != "0" and a.warmup != "0s":
-            subprocess.run(wrk + ["-t1", f"-c{a.conns}", f"-d{a.warmup}", url],
+            subprocess.run(wrk + ["-t1", f"-c{a.conns}", f"-d{a.warmup}"] + header + [url],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
         # Measured run, bracketed by CPU snapshots.
         p0, o0, all0 = tree_ticks(proxy), tree_ticks(origin), tree_ticks(ours)
         m0, me0, w0, t0 = machine_busy_ticks(), self_ticks(), children_cpu_s(), time.monotonic()
-        proc = subprocess.run(wrk + ["-t1", f"-c{a.conns}", f"-d{a.duration}", "--latency", url],
+        proc = subprocess.run(wrk + ["-t1", f"-c{a.conns}", f"-d{a.duration}", "--latency"] + header + [url],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         elapsed = time.monotonic() - t0
         p1, o1, all1 = tree_ticks(proxy), tree_ticks(origin), tree_ticks(ours)
@@ -241,7 +247,7 @@ def cmd_run_one(a):
 
         errs = w["non2xx"] + w["sock_errors"]
         cpu = f"{row['proxy_us_per_req']} µs/req" if proxy else "(no proxy)"
-        print(f"    {a.peer:<9} {a.size:>4} c={a.conns:<4} rep {a.rep}: {w['rps']:>9.0f} req/s  "
+        print(f"    {a.peer:<15} {a.size:>4} c={a.conns:<4} rep {a.rep}: {w['rps']:>9.0f} req/s  "
               f"p99 {w['p99_ms']:7.2f} ms  {cpu:<16} other {other:.2f} cores"
               + (f"  ERRORS {errs}" if errs else "")
               + ("  NOISY, redoing" if noisy and not last else "  NOISY (kept)" if noisy else ""))
@@ -396,6 +402,33 @@ def cmd_report(a):
                 out.append(f"| {s} | {c} | {_k(g[0])} | {_k(n[0])} | {g[0] / n[0]:.2f} "
                            f"| {g[1]:.1f} | {n[1]:.1f} | {g[1] / n[1]:.2f} |")
 
+    # JWT verification cost: the JWT peers are gatehouse with `auth: jwt` on the same route,
+    # so their difference to `gatehouse` (proxy only) is what verifying the token costs.
+    jwt_peers = [p for p in JWT_PEERS if p in peers]
+    if "gatehouse" in peers and jwt_peers:
+        out.append("")
+        out.append("## JWT verification cost\n")
+        out.append("gatehouse-hs256 / gatehouse-rs256 run the same route as gatehouse (proxy only) "
+                   "with `auth: jwt` (HS256 secret / RS256 public key) and get a valid bearer token "
+                   "in every request. extra µs/req = difference of the CPU µs/req medians to proxy "
+                   "only; req/s ratio < 1 means fewer requests per second than proxy only.\n")
+        out.append("| body | conns | peer | req/s | req/s ratio to proxy only "
+                   "| CPU µs/req | extra µs/req |")
+        out.append("|---|---:|---|---:|---:|---:|---:|")
+        for s in sizes:
+            for c in conns:
+                base = med.get((s, c, "gatehouse"))
+                if not base:
+                    continue
+                out.append(f"| {s} | {c} | gatehouse (proxy only) | {_k(base[0])} | 1.00 "
+                           f"| {base[1]:.1f} | – |")
+                for p in jwt_peers:
+                    j = med.get((s, c, p))
+                    if not j:
+                        continue
+                    out.append(f"| {s} | {c} | {p} | {_k(j[0])} | {j[0] / base[0]:.2f} "
+                               f"| {j[1]:.1f} | {j[1] - base[1]:+.1f} |")
+
     all_rows = list(csv.DictReader(open(a.csv)))
     redone = sum(1 for r in all_rows if r["kept"] == "0")
     noisy_kept = sum(1 for r in rows if float(r["other_cores"]) > a.noise_max)
@@ -425,6 +458,7 @@ def main():
     p.add_argument("--conns", required=True)
     p.add_argument("--rep", required=True)
     p.add_argument("--url", required=True)
+    p.add_argument("--header", default="", help="a request header for wrk -H ('' = none)")
     p.add_argument("--wrk", required=True, help="wrk command prefix, e.g. 'taskset -c 1 wrk'")
     p.add_argument("--duration", required=True)
     p.add_argument("--warmup", required=True)

@@ -3,24 +3,30 @@
 #
 #   bash loadtest/run.sh              # full run (~11 min): 3 sizes × 2 conn counts × 3 reps
 #   QUICK=1 bash loadtest/run.sh      # smoke run (~1 min)
+#   PEERS="gatehouse gatehouse-hs256 gatehouse-rs256 nginx" bash loadtest/run.sh
+#                                     # + the cost of JWT verification (HS256, RS256)
 #
 # What it does (method: /work/shared/benchmarking.md, summary in loadtest/README.md):
 #   1. builds gatehouse (cargo build --release) and checks the tools it needs;
 #   2. in a temp dir, starts an nginx ORIGIN (1 worker) serving `/` → "ok" and static files,
 #      gatehouse (threads 1) and an nginx REVERSE PROXY (1 worker, upstream keepalive) in
-#      front of it; "direct" is wrk straight at the origin;
+#      front of it; "direct" is wrk straight at the origin; the optional peers
+#      gatehouse-hs256 / gatehouse-rs256 are more gatehouse processes whose route requires
+#      a JWT (HS256 secret / RS256 public key), sent by wrk as a bearer token;
 #   3. iso layout on 2+ cores: the proxy alone on core 0, origin + wrk -t1 on core 1;
-#   4. checks every peer answers 200 with the exact body for every size;
+#   4. checks every peer answers 200 with the exact body for every size (and that the JWT
+#      peers answer 401 without a token or with a forged one);
 #   5. for each rep, size and connection count runs the peers interleaved (gatehouse,
 #      nginx, direct, gatehouse, …): wait for a quiet machine, warm up, measure with wrk,
 #      read the proxy's CPU time from /proc → CPU µs per request;
-#   6. prints a Markdown table (medians, ranges, gatehouse/nginx ratios) and saves it with
-#      the raw runs under loadtest/results/<timestamp>.{md,csv,raw}.
+#   6. prints a Markdown table (medians, ranges, gatehouse/nginx ratios, and the JWT
+#      verification cost when those peers ran) and saves it with the raw runs under
+#      loadtest/results/<timestamp>.{md,csv,raw}.
 # Every process it starts is stopped on exit, Ctrl-C or failure.
 #
 # Knobs (environment):
 #   DURATION=10s WARMUP=2s REPS=3 CONNS="64 256" SIZES="2 4k 64k"
-#   PEERS="gatehouse nginx direct"  PIN=1 (0 = no taskset)  QUICK=0
+#   PEERS="gatehouse nginx direct" (also: gatehouse-hs256 gatehouse-rs256)  PIN=1 (0 = no taskset)  QUICK=0
 #   BUILD=1 (0 = skip cargo build)  GATEHOUSE_BIN=target/release/gatehouse
 #   QUIET_MAX=0.15 (cores) QUIET_TIMEOUT=30 (s) NOISE_MAX=0.25 (cores) REDO=2  KEEP_TMP=0
 #   NGINX_UPSTREAM_KEEPALIVE=512 (nginx's `keepalive N`: idle upstream connections kept; ≥ CONNS for a fair comparison)
@@ -57,13 +63,16 @@ log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 for peer in $PEERS; do
-    [[ "$peer" =~ ^(gatehouse|nginx|direct)$ ]] || die "unknown peer '$peer' in PEERS (gatehouse, nginx, direct)"
+    [[ "$peer" =~ ^(gatehouse|gatehouse-hs256|gatehouse-rs256|nginx|direct)$ ]] ||
+        die "unknown peer '$peer' in PEERS (gatehouse, gatehouse-hs256, gatehouse-rs256, nginx, direct)"
 done
+has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------------------
 # Tools: install nginx-light / wrk when missing (only as root), else say what is missing.
 # ---------------------------------------------------------------------------------------
 declare -A PKG=([nginx]=nginx-light [wrk]=wrk [curl]=curl [python3]=python3 [taskset]=util-linux [getconf]=libc-bin)
+if has_peer gatehouse-rs256; then PKG[openssl]=openssl; fi   # generates its RSA key pair
 missing=()
 for tool in "${!PKG[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}")
@@ -115,9 +124,9 @@ cleanup() {
             [[ $rc -ne 0 ]] || rc=1
             continue
         fi
-        # gatehouse: SIGINT = fast shutdown; nginx master: SIGTERM = fast shutdown (it
-        # also stops its worker).
-        if [[ "${NAME[$pid]}" == gatehouse ]]; then
+        # gatehouse (any of its peers): SIGINT = fast shutdown; nginx master: SIGTERM =
+        # fast shutdown (it also stops its worker).
+        if [[ "${NAME[$pid]}" == gatehouse* ]]; then
             kill -INT "$pid" 2>/dev/null || true
         else
             kill -TERM "$pid" 2>/dev/null || true
@@ -156,7 +165,8 @@ else
     LAYOUT="unpinned (PIN=0 or 1 core)"
 fi
 
-read -r ORIGIN_PORT GH_PORT NGX_PORT < <(python3 "$HELPER" ports 3)
+# Ports of the origin, gatehouse, the nginx proxy and the two JWT gatehouse peers.
+read -r ORIGIN_PORT GH_PORT NGX_PORT HS_PORT RS_PORT < <(python3 "$HELPER" ports 5)
 
 # ---------------------------------------------------------------------------------------
 # Body sizes: "2" is the `return 200 "ok"` location at `/`, anything else (N or Nk bytes)
@@ -251,13 +261,21 @@ EOF
 } > "$TMP/nginx-proxy.conf"
 
 # gatehouse: the minimal benchmark config (pid file and upgrade socket in the temp dir so
-# that nothing collides with another gatehouse on this machine).
-cat > "$TMP/gatehouse.yaml" <<EOF
-listen: ["127.0.0.1:$GH_PORT"]
+# that nothing collides with another gatehouse on this machine). The JWT peers use the
+# same config plus `auth: jwt` on the route, so what they cost beyond `gatehouse` is the
+# token: reading it, verifying it, and passing the request on with X-User-ID.
+gatehouse_config() {   # $1 = peer name, $2 = port, $3 = `auth.jwt` settings ("" = no auth)
+    local name="$1" port="$2" jwt="${3:-}"
+    {
+        cat <<EOF
+listen: ["127.0.0.1:$port"]
 threads: 1
 access_log: false
-pid_file: $TMP/gatehouse.pid
-upgrade_sock: $TMP/gatehouse_upgrade.sock
+pid_file: $TMP/$name.pid
+upgrade_sock: $TMP/${name}_upgrade.sock
+EOF
+        [[ -z "$jwt" ]] || printf 'auth:\n  jwt: { %s }\n' "$jwt"
+        cat <<EOF
 upstreams:
   origin:
     targets: ["127.0.0.1:$ORIGIN_PORT"]
@@ -267,6 +285,23 @@ routes:
     prefix: /
     upstream: origin
 EOF
+        [[ -z "$jwt" ]] || echo "    auth: jwt"
+    } > "$TMP/$name.yaml"
+}
+
+gatehouse_config gatehouse "$GH_PORT"
+if has_peer gatehouse-hs256; then
+    gatehouse_config gatehouse-hs256 "$HS_PORT" \
+        'secret: "loadtest-secret-0123456789abcdef0123", algorithms: [HS256]'
+fi
+if has_peer gatehouse-rs256; then
+    # A throwaway RSA 2048 key pair: gatehouse verifies with the public key, the
+    # `gatehouse token --key` below signs with the private one.
+    { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$TMP/jwt_private.pem" &&
+      openssl rsa -in "$TMP/jwt_private.pem" -pubout -out "$TMP/jwt_public.pem"
+    } > "$TMP/openssl.log" 2>&1 || { cat "$TMP/openssl.log" >&2; die "cannot generate the RSA key pair"; }
+    gatehouse_config gatehouse-rs256 "$RS_PORT" "public_key: $TMP/jwt_public.pem"
+fi
 
 # nginx -e (startup error log) exists since 1.19.5; older versions log to the compiled-in path.
 NGINX_E=()
@@ -305,31 +340,74 @@ start_nginx origin "${LOAD_PIN[@]}"
 ORIGIN_PID=$STARTED_PID
 wait_ready origin "$ORIGIN_PID" "http://127.0.0.1:$ORIGIN_PORT/" "$TMP/origin/logs/error.log"
 
-GH_PID=0 NGX_PID=0
-if [[ " $PEERS " == *" gatehouse "* ]]; then
-    "${PROXY_PIN[@]}" env -u PORT RUST_LOG=info "$GATEHOUSE_BIN" run -c "$TMP/gatehouse.yaml" \
-        > "$TMP/gatehouse.log" 2>&1 &
-    GH_PID=$!
-    started "$GH_PID" gatehouse "$TMP/gatehouse.log"
-    wait_ready gatehouse "$GH_PID" "http://127.0.0.1:$GH_PORT/health" "$TMP/gatehouse.log"
+# Every gatehouse peer is its own process on the proxy core, with its config and log in
+# the temp dir. /health is built in and answers without a token even on the JWT peers.
+start_gatehouse() {   # $1 = peer name, $2 = port; sets STARTED_PID
+    local name="$1"
+    "${PROXY_PIN[@]}" env -u PORT RUST_LOG=info "$GATEHOUSE_BIN" run -c "$TMP/$name.yaml" \
+        > "$TMP/$name.log" 2>&1 &
+    STARTED_PID=$!
+    started "$STARTED_PID" "$name" "$TMP/$name.log"
+    wait_ready "$name" "$STARTED_PID" "http://127.0.0.1:$2/health" "$TMP/$name.log"
+}
+
+GH_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0
+if has_peer gatehouse; then
+    start_gatehouse gatehouse "$GH_PORT"
+    GH_PID=$STARTED_PID
 fi
-if [[ " $PEERS " == *" nginx "* ]]; then
+if has_peer gatehouse-hs256; then
+    start_gatehouse gatehouse-hs256 "$HS_PORT"
+    HS_PID=$STARTED_PID
+fi
+if has_peer gatehouse-rs256; then
+    start_gatehouse gatehouse-rs256 "$RS_PORT"
+    RS_PID=$STARTED_PID
+fi
+if has_peer nginx; then
     start_nginx nginx-proxy "${PROXY_PIN[@]}"
     NGX_PID=$STARTED_PID
     wait_ready nginx-proxy "$NGX_PID" "http://127.0.0.1:$NGX_PORT/" "$TMP/nginx-proxy/logs/error.log"
 fi
 
-peer_port() { case "$1" in gatehouse) echo "$GH_PORT";; nginx) echo "$NGX_PORT";; direct) echo "$ORIGIN_PORT";; *) die "unknown peer '$1'";; esac; }
-peer_pid()  { case "$1" in gatehouse) echo "$GH_PID";;  nginx) echo "$NGX_PID";;  direct) echo 0;; esac; }
+peer_port() {
+    case "$1" in
+        gatehouse) echo "$GH_PORT";; gatehouse-hs256) echo "$HS_PORT";; gatehouse-rs256) echo "$RS_PORT";;
+        nginx) echo "$NGX_PORT";; direct) echo "$ORIGIN_PORT";; *) die "unknown peer '$1'";;
+    esac
+}
+peer_pid() {
+    case "$1" in
+        gatehouse) echo "$GH_PID";; gatehouse-hs256) echo "$HS_PID";; gatehouse-rs256) echo "$RS_PID";;
+        nginx) echo "$NGX_PID";; direct) echo 0;;
+    esac
+}
+
+# Bearer tokens for the JWT peers, minted by the gatehouse CLI from that peer's own config
+# (HS256: the configured secret; RS256: --key with the private key). The 2 h lifetime
+# outlasts a default run with all five peers (~18 min); once expired, every request would
+# be a 401, counted under errors.
+declare -A TOKEN   # peer -> JWT (only the JWT peers have one)
+mint_token() {   # $1 = peer, rest = extra arguments of `gatehouse token`
+    local peer="$1"; shift
+    TOKEN[$peer]="$(env -u PORT "$GATEHOUSE_BIN" token -c "$TMP/$peer.yaml" --sub bench --ttl 2h "$@" \
+        2> "$TMP/$peer-token.log")" || { cat "$TMP/$peer-token.log" >&2; die "gatehouse token failed for $peer"; }
+}
+if has_peer gatehouse-hs256; then mint_token gatehouse-hs256; fi
+if has_peer gatehouse-rs256; then mint_token gatehouse-rs256 --key "$TMP/jwt_private.pem"; fi
+# The request header a peer needs ("" for all but the JWT peers).
+peer_header() { if [[ -n "${TOKEN[$1]:-}" ]]; then echo "Authorization: Bearer ${TOKEN[$1]}"; fi; }
 
 # ---------------------------------------------------------------------------------------
 # Check every peer returns 200 with the exact body for every size
 # ---------------------------------------------------------------------------------------
 for peer in $PEERS; do
+    header="$(peer_header "$peer")" hdr=()
+    [[ -z "$header" ]] || hdr=(-H "$header")
     for s in $SIZES; do
         url="http://127.0.0.1:$(peer_port "$peer")$(size_path "$s")"
         want="$(size_bytes "$s")"
-        got="$(curl -s -o "$TMP/body" -w '%{http_code} %{size_download}' "$url" || echo "curl-failed")"
+        got="$(curl -s "${hdr[@]}" -o "$TMP/body" -w '%{http_code} %{size_download}' "$url" || echo "curl-failed")"
         [[ "$got" == "200 $want" ]] || die "$peer $url: expected '200 $want' (status, body bytes), got '$got'"
         if [[ "$s" == 2 ]]; then
             [[ "$(cat "$TMP/body")" == ok ]] || die "$peer $url: body is not 'ok'"
@@ -340,6 +418,21 @@ for peer in $PEERS; do
 done
 log "all peers answer 200 with the exact body for sizes: $SIZES"
 
+# The JWT peers must really verify: no token and a token with a forged signature (its
+# first signature character changed) are both refused with 401.
+for peer in $PEERS; do
+    token="${TOKEN[$peer]:-}"
+    [[ -n "$token" ]] || continue
+    url="http://127.0.0.1:$(peer_port "$peer")/"
+    sig="${token##*.}"
+    if [[ "${sig:0:1}" == A ]]; then forged="${token%.*}.B${sig:1}"; else forged="${token%.*}.A${sig:1}"; fi
+    got="$(curl -s -o /dev/null -w '%{http_code}' "$url" || echo "curl-failed")"
+    [[ "$got" == 401 ]] || die "$peer $url without a token: expected 401, got '$got'"
+    got="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $forged" "$url" || echo "curl-failed")"
+    [[ "$got" == 401 ]] || die "$peer $url with a forged token: expected 401, got '$got'"
+    log "$peer answers 401 without a token and with a forged one"
+done
+
 # ---------------------------------------------------------------------------------------
 # Measure: reps outermost, peers interleaved innermost
 # ---------------------------------------------------------------------------------------
@@ -347,7 +440,7 @@ STAMP="$(date +%Y%m%d-%H%M%S)"
 RESULTS="$HERE/results"
 mkdir -p "$RESULTS"
 CSV="$RESULTS/$STAMP.csv" MD="$RESULTS/$STAMP.md" RAW="$RESULTS/$STAMP.raw"
-OURS="$ORIGIN_PID,$GH_PID,$NGX_PID"
+OURS="$ORIGIN_PID,$GH_PID,$NGX_PID,$HS_PID,$RS_PID"
 n_runs=$(( REPS * $(wc -w <<<"$SIZES") * $(wc -w <<<"$CONNS") * $(wc -w <<<"$PEERS") ))
 log "measuring: $n_runs runs of $DURATION (after $WARMUP warm-up each); results → $CSV"
 
@@ -358,6 +451,7 @@ for rep in $(seq "$REPS"); do
                 python3 "$HELPER" run-one \
                     --peer "$peer" --size "$s" --conns "$c" --rep "$rep" \
                     --url "http://127.0.0.1:$(peer_port "$peer")$(size_path "$s")" \
+                    --header "$(peer_header "$peer")" \
                     --wrk "${LOAD_PIN[*]} wrk" --duration "$DURATION" --warmup "$WARMUP" \
                     --proxy-pid "$(peer_pid "$peer")" --origin-pid "$ORIGIN_PID" --ours "$OURS" \
                     --quiet-max "$QUIET_MAX" --quiet-timeout "$QUIET_TIMEOUT" \
@@ -372,7 +466,9 @@ done
 # ---------------------------------------------------------------------------------------
 # Warnings and errors in the logs of the proxies and the origin, grouped by message.
 notes=()
-[[ "$GH_PID" == 0 ]] || notes+=("$(python3 "$HELPER" logsummary gatehouse "$TMP/gatehouse.log")")
+for name in gatehouse gatehouse-hs256 gatehouse-rs256; do
+    if has_peer "$name"; then notes+=("$(python3 "$HELPER" logsummary "$name" "$TMP/$name.log")"); fi
+done
 for name in nginx-proxy origin; do
     f="$TMP/$name/logs/error.log"
     if [[ -f "$f" ]]; then notes+=("$(python3 "$HELPER" logsummary "$name" "$f")"); fi
@@ -383,11 +479,15 @@ nginx_version="$(nginx -v 2>&1 | sed 's/^nginx version: //' || true)"
 wrk_version="$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2 || true)"
 gh_rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')"
 [[ -z "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] || gh_rev+=" + uncommitted changes"
+jwt_peers=""
+if has_peer gatehouse-hs256 || has_peer gatehouse-rs256; then
+    jwt_peers="; gatehouse-hs256 / gatehouse-rs256 = the same gatehouse with \`auth: jwt\` on the route (HS256 secret / RS256 with an RSA 2048 public key), each its own process, wrk sending a valid bearer token"
+fi
 report_args=(
     --stamp "$STAMP" --noise-max "$NOISE_MAX"
     --meta "machine: $NCPU cores ($cpu_model), Linux $(uname -r)"
     --meta "layout: $LAYOUT"
-    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false); $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = wrk → origin"
+    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false)$jwt_peers; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = wrk → origin"
     --meta "origin: nginx, 1 worker, \`return 200 \"ok\"\` for 2 B, static files otherwise; client: $wrk_version -t1"
     --meta "runs: $REPS rep(s) × $DURATION after $WARMUP warm-up, conns: $CONNS, sizes: $SIZES (bytes, k = KiB)"
 )

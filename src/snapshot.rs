@@ -87,12 +87,16 @@ impl Snapshot {
             problems.push(p);
             EdgeSecurity::empty()
         });
-        let global_cors = config
-            .security
-            .cors
-            .as_ref()
-            .and_then(|c| CorsPolicy::new(c).ok())
-            .map(Arc::new);
+        let global_cors = match config.security.cors.as_ref().map(CorsPolicy::new).transpose() {
+            Ok(policy) => policy.map(Arc::new),
+            Err(message) => {
+                problems.push(Problem {
+                    path: "cors".into(),
+                    message,
+                });
+                None
+            }
+        };
         let mut routes = Vec::new();
         for (i, r) in config.routes.iter().enumerate() {
             let Some(pool) = upstreams.get(&r.upstream) else {
@@ -135,7 +139,7 @@ fn build_route(
     edge: &EdgeSecurity,
     global_cors: Option<&Arc<CorsPolicy>>,
 ) -> Result<Route, String> {
-    let cors = match &config.cors {
+    let cors = match &config.security.cors {
         Some(own) => Some(Arc::new(CorsPolicy::new(own).map_err(|e| format!("cors: {e}"))?)),
         None => global_cors.cloned(),
     };
@@ -143,7 +147,7 @@ fn build_route(
         name: config.name.clone(),
         upstream: pool.clone(),
         timeout: config.timeout,
-        request_chain: filters::request_chain(config, &edge.config, edge, cors.as_ref()),
+        request_chain: filters::request_chain(config, edge, cors.as_ref()),
         cors,
         upstream_chain: filters::upstream_chain(config),
     })

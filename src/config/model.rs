@@ -83,6 +83,12 @@ pub struct RouteConfig {
     pub strip_prefix: Option<String>,
     /// Overrides the upstream's read/write timeout.
     pub timeout: Option<Duration>,
+    pub security: RouteSecurity,
+}
+
+/// The edge-security keys of one route.
+#[derive(Debug, Clone)]
+pub struct RouteSecurity {
     pub auth: AuthKind,
     /// All required.
     pub scopes: Vec<String>,

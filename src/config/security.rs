@@ -34,15 +34,6 @@ pub fn security(raw: &RawConfig, p: &mut Problems, warnings: &mut Vec<String>) -
 }
 
 /// The security keys of one route, checked against what the global config provides.
-pub struct RouteSecurity {
-    pub auth: AuthKind,
-    pub scopes: Vec<String>,
-    pub roles: Vec<String>,
-    pub max_body: Option<u64>,
-    pub ip: IpRules,
-    pub cors: Option<CorsConfig>,
-}
-
 pub fn route_security(r: &RawRoute, path: &str, raw_auth: Option<&RawAuth>, p: &mut Problems) -> RouteSecurity {
     let has_jwt = raw_auth.is_some_and(|a| a.jwt.is_some() || a.introspection.is_some());
     let has_keys = raw_auth.is_some_and(|a| a.api_keys.is_some());

@@ -267,19 +267,13 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, p: &mut Problems) -> Vec<Rou
             .timeout
             .as_ref()
             .map(|_| positive_duration(&r.timeout, &format!("{path}.timeout"), Duration::ZERO, p));
-        let sec = security::route_security(r, &path, raw.auth.as_ref(), p);
         out.push(RouteConfig {
             name,
             matcher,
             upstream,
             strip_prefix: r.strip_prefix.clone(),
             timeout,
-            auth: sec.auth,
-            scopes: sec.scopes,
-            roles: sec.roles,
-            max_body: sec.max_body,
-            ip: sec.ip,
-            cors: sec.cors,
+            security: security::route_security(r, &path, raw.auth.as_ref(), p),
         });
     }
     out

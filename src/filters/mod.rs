@@ -30,7 +30,7 @@ pub mod request_id;
 pub mod response_headers;
 pub mod strip_prefix;
 
-use crate::config::model::{AuthKind, RouteConfig, SecurityConfig};
+use crate::config::model::{AuthKind, RouteConfig};
 use crate::proxy::{GatewayError, RequestCtx};
 use crate::snapshot::EdgeSecurity;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -74,10 +74,11 @@ impl RequestStep {
 /// The request chain of `route`, in the order it runs.
 pub fn request_chain(
     route: &RouteConfig,
-    global: &SecurityConfig,
     edge: &EdgeSecurity,
     cors: Option<&Arc<cors::CorsPolicy>>,
 ) -> Vec<RequestStep> {
+    let global = &edge.config;
+    let route = &route.security;
     let mut chain = Vec::new();
     if let Some(f) = ip_filter::IpFilter::new(&global.ip, &route.ip) {
         chain.push(RequestStep::IpFilter(f));
