@@ -269,3 +269,23 @@ async fn gatehouse_token_mints_a_token_the_gateway_accepts() {
     assert_eq!(call(&s.gw, "/admin/x", Some(&token)).await.status(), 200);
     assert_eq!(s.up.last().headers["x-user-id"], "cli-user");
 }
+
+#[tokio::test]
+async fn a_remembered_token_still_expires_on_time() {
+    let up = MockUpstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        "auth: {{ jwt: {{ secret: \"{SECRET}\", leeway: 0s }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, auth: jwt, upstream: api }}]\n",
+        up.addr()
+    ))
+    .await;
+    let token = hs256(SECRET, &claims(json!({"exp": now() + 2})));
+    for _ in 0..3 {
+        assert_eq!(call(&gw, "/x", Some(&token)).await.status(), 200);
+    }
+    // Waiting out the token's lifetime is the point of this test.
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let r = call(&gw, "/x", Some(&token)).await;
+    assert_eq!(r.status(), 401, "verified tokens are remembered only until their exp");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "token expired");
+}

@@ -11,6 +11,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,9 @@ pub struct JwksStore {
     cooldown: Duration,
     client: reqwest::Client,
     keys: ArcSwap<HashMap<String, Arc<JwkKey>>>,
+    /// Bumped whenever `keys` is replaced: tokens verified against an older set are
+    /// verified again.
+    generation: AtomicU64,
     /// One fetch at a time.
     fetching: tokio::sync::Mutex<()>,
     last_fetch: Mutex<Option<Instant>>,
@@ -51,6 +55,7 @@ impl JwksStore {
             cooldown,
             client,
             keys: ArcSwap::from_pointee(HashMap::new()),
+            generation: AtomicU64::new(0),
             fetching: tokio::sync::Mutex::new(()),
             last_fetch: Mutex::new(None),
             next_refresh: Mutex::new(Instant::now()),
@@ -59,6 +64,10 @@ impl JwksStore {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The key named `kid`, refetching the set once (rate-limited) if it is unknown.
@@ -123,6 +132,9 @@ impl JwksStore {
         }
         let n = keys.len();
         self.keys.store(Arc::new(keys));
+        // Every fetched set counts as new (a kid may be reused for another key): tokens
+        // remembered as verified are checked again, at worst once per refresh.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(n)
     }
 }

@@ -32,7 +32,7 @@ pub struct RequestCtx {
     /// `fail_to_proxy` reports that rather than a generic classification.
     pub error: Option<GatewayError>,
     /// Set by authentication.
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     /// `Some(requested method)` for a CORS preflight on a route with a CORS policy.
     pub preflight: Option<Method>,
     /// The request's Origin, when the route's CORS policy allows it.
