@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod filters;
+pub mod limits;
 pub mod observe;
 pub mod proxy;
 pub mod reload;

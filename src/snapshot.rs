@@ -6,12 +6,16 @@ use crate::auth::api_key::ApiKeyStore;
 use crate::auth::introspect::Introspector;
 use crate::auth::jwks::JwksStore;
 use crate::auth::jwt::{roles_path, TokenVerifier};
-use crate::config::model::{JwtKeySource, RouteConfig, SecurityConfig, ServerSettings, DEFAULT_ROLES_CLAIM};
+use crate::config::model::{
+    JwtKeySource, RateLimitConfig, RouteConfig, RouteUpstream, SecurityConfig, ServerSettings, DEFAULT_ROLES_CLAIM,
+};
 use crate::config::{Config, ConfigError, Problem};
 use crate::filters::cors::CorsPolicy;
 use crate::filters::{self, RequestStep, UpstreamStep};
+use crate::limits::global::RedisStore;
+use crate::limits::RateLimit;
 use crate::routing::{shadowed_routes, Router};
-use crate::upstream::UpstreamPool;
+use crate::upstream::{RouteUpstreams, UpstreamPool};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +30,10 @@ pub struct Snapshot {
     pub source: String,
     pub server: ServerSettings,
     pub edge: EdgeSecurity,
+    /// Shared by every global rate limit; carried over a reload when unchanged.
+    pub redis: Option<Arc<RedisStore>>,
+    /// The top-level `rate_limit`, applied on every route.
+    pub rate_limit: Option<Arc<RateLimit>>,
     pub router: Router,
     /// In config order (the router's indices point here).
     pub routes: Vec<Route>,
@@ -36,7 +44,9 @@ pub struct Snapshot {
 /// A route, ready to serve.
 pub struct Route {
     pub name: String,
-    pub upstream: Arc<UpstreamPool>,
+    pub upstreams: RouteUpstreams,
+    /// The route's own limit (its buckets carried over a reload when unchanged).
+    pub rate_limit: Option<Arc<RateLimit>>,
     /// Read/write timeout towards the upstream; `None` = the upstream's own.
     pub timeout: Option<Duration>,
     /// The route's CORS policy (its own, else the global one).
@@ -97,12 +107,45 @@ impl Snapshot {
                 None
             }
         };
+        let redis = match &config.traffic.redis {
+            Some(cfg) => previous
+                .and_then(|p| p.redis.clone())
+                .filter(|r| r.config == *cfg)
+                .map(Ok)
+                .unwrap_or_else(|| RedisStore::new(cfg).map(Arc::new))
+                .map_err(|message| {
+                    problems.push(Problem {
+                        path: "redis".into(),
+                        message,
+                    })
+                })
+                .ok(),
+            None => None,
+        };
+        let previous_global = previous.and_then(|p| p.rate_limit.as_ref());
+        let rate_limit = config.traffic.rate_limit.as_ref().and_then(|rl| {
+            limit("*", rl, previous_global, redis.as_ref())
+                .map_err(|message| {
+                    problems.push(Problem {
+                        path: "rate_limit".into(),
+                        message,
+                    })
+                })
+                .ok()
+        });
         let mut routes = Vec::new();
         for (i, r) in config.routes.iter().enumerate() {
-            let Some(pool) = upstreams.get(&r.upstream) else {
-                continue;
+            let previous_limit = previous
+                .and_then(|p| p.routes.iter().find(|old| old.name == r.name))
+                .and_then(|old| old.rate_limit.as_ref());
+            let parts = RouteParts {
+                edge: &edge,
+                global_cors: global_cors.as_ref(),
+                global_limit: rate_limit.as_ref(),
+                redis: redis.as_ref(),
+                previous_limit,
             };
-            match build_route(r, pool, &edge, global_cors.as_ref()) {
+            match build_route(r, &upstreams, &parts) {
                 Ok(route) => routes.push(route),
                 Err(message) => problems.push(Problem {
                     path: format!("routes[{i}]"),
@@ -125,6 +168,8 @@ impl Snapshot {
             source: config.source,
             server: config.server,
             edge,
+            redis,
+            rate_limit,
             router,
             routes,
             upstreams,
@@ -133,24 +178,67 @@ impl Snapshot {
     }
 }
 
+/// What a route is built from besides its own config.
+struct RouteParts<'a> {
+    edge: &'a EdgeSecurity,
+    global_cors: Option<&'a Arc<CorsPolicy>>,
+    global_limit: Option<&'a Arc<RateLimit>>,
+    redis: Option<&'a Arc<RedisStore>>,
+    /// The same route's limit in the previous snapshot, reused when unchanged.
+    previous_limit: Option<&'a Arc<RateLimit>>,
+}
+
 fn build_route(
     config: &RouteConfig,
-    pool: &Arc<UpstreamPool>,
-    edge: &EdgeSecurity,
-    global_cors: Option<&Arc<CorsPolicy>>,
+    pools: &BTreeMap<String, Arc<UpstreamPool>>,
+    parts: &RouteParts,
 ) -> Result<Route, String> {
+    let pool = |name: &str| {
+        pools
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("upstream {name} was not built"))
+    };
+    let upstreams = match &config.upstream {
+        RouteUpstream::Single(name) => RouteUpstreams::single(pool(name)?),
+        RouteUpstream::Split(split) => RouteUpstreams::split(
+            split
+                .iter()
+                .map(|(name, weight)| pool(name).map(|p| (p, *weight)))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
     let cors = match &config.security.cors {
         Some(own) => Some(Arc::new(CorsPolicy::new(own).map_err(|e| format!("cors: {e}"))?)),
-        None => global_cors.cloned(),
+        None => parts.global_cors.cloned(),
     };
+    let rate_limit = match &config.rate_limit {
+        Some(rl) => Some(limit(&config.name, rl, parts.previous_limit, parts.redis)?),
+        None => None,
+    };
+    let limits: Vec<Arc<RateLimit>> = parts.global_limit.iter().copied().chain(&rate_limit).cloned().collect();
     Ok(Route {
         name: config.name.clone(),
-        upstream: pool.clone(),
+        upstreams,
         timeout: config.timeout,
-        request_chain: filters::request_chain(config, edge, cors.as_ref()),
+        request_chain: filters::request_chain(config, parts.edge, cors.as_ref(), limits),
         cors,
+        rate_limit,
         upstream_chain: filters::upstream_chain(config),
     })
+}
+
+/// A rate limit, reusing `previous` (and its buckets) when its config is unchanged.
+fn limit(
+    name: &str,
+    config: &RateLimitConfig,
+    previous: Option<&Arc<RateLimit>>,
+    redis: Option<&Arc<RedisStore>>,
+) -> Result<Arc<RateLimit>, String> {
+    if let Some(old) = previous.filter(|old| old.config == *config && old.counts_in(redis)) {
+        return Ok(old.clone());
+    }
+    RateLimit::new(name, config, redis).map(Arc::new)
 }
 
 // === impl EdgeSecurity ===

@@ -1,5 +1,5 @@
 //! The one background service that keeps the snapshot's live parts fresh: active health
-//! checks of upstream pools and JWKS refreshes.
+//! checks of upstream pools, JWKS refreshes, the Redis connection of global rate limits.
 //!
 //! Pingora services must exist before the server runs, so a pool or key set created by a
 //! reload could not get a background service of its own. Instead this service looks at
@@ -37,6 +37,10 @@ impl Supervisor {
                     }
                 });
             }
+        }
+        // Connects (and reconnects) off the request path, at most once a second.
+        if let Some(redis) = &snapshot.redis {
+            redis.ensure_connected();
         }
         if let Some(jwks) = snapshot.edge.jwks.as_ref().filter(|j| j.claim_refresh(now)) {
             let jwks = jwks.clone();

@@ -11,6 +11,7 @@ pub mod model;
 mod raw;
 mod security;
 mod seed;
+mod traffic;
 mod validate;
 
 pub use error::{ConfigError, Problem};

@@ -19,6 +19,7 @@ pub struct Config {
     pub source: String,
     pub server: ServerSettings,
     pub security: SecurityConfig,
+    pub traffic: TrafficConfig,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// In config order; the router sorts them by specificity.
     pub routes: Vec<RouteConfig>,
@@ -54,6 +55,98 @@ pub struct UpstreamConfig {
     /// Read/write timeout towards the upstream when the route sets none.
     pub timeout: Duration,
     pub keepalive_timeout: Duration,
+    pub balance: Balance,
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    pub passive_health: Option<PassiveHealthConfig>,
+    /// Wait before the first retry, doubled for each further one.
+    pub retry_backoff: Duration,
+    pub retry_non_idempotent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+    ConsistentHash(HashKey),
+}
+
+/// What `consistent_hash` hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    Header(HeaderName),
+    Cookie(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CircuitBreakerConfig {
+    pub failures: u32,
+    pub open_for: Duration,
+    pub half_open_requests: u32,
+    pub count_5xx: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassiveHealthConfig {
+    pub failures: u32,
+    pub eject_for: Duration,
+}
+
+/// Rate limiting that is not per route.
+#[derive(Debug, Clone, Default)]
+pub struct TrafficConfig {
+    pub redis: Option<RedisConfig>,
+    /// Applied on every route, before the route's own.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    pub url: String,
+    pub timeout: Duration,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitConfig {
+    pub requests: u64,
+    pub per: Duration,
+    pub key: RateKey,
+    pub scope: RateScope,
+    /// `true` = deny when Redis cannot answer in time (global scope only).
+    pub deny_on_redis_error: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateKey {
+    ClientIp,
+    ApiKey,
+    Subject,
+    Route,
+    Header(HeaderName),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    Local,
+    Global,
+}
+
+/// Where a route sends its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteUpstream {
+    Single(String),
+    /// Weighted split between pools (canary).
+    Split(Vec<(String, u32)>),
+}
+
+impl RouteUpstream {
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            RouteUpstream::Single(name) => vec![name.as_str()],
+            RouteUpstream::Split(parts) => parts.iter().map(|(n, _)| n.as_str()).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +172,8 @@ pub struct HealthCheckConfig {
 pub struct RouteConfig {
     pub name: String,
     pub matcher: RouteMatcher,
-    pub upstream: String,
+    pub upstream: RouteUpstream,
+    pub rate_limit: Option<RateLimitConfig>,
     pub strip_prefix: Option<String>,
     /// Overrides the upstream's read/write timeout.
     pub timeout: Option<Duration>,
@@ -221,3 +315,10 @@ pub const DEFAULT_INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_INTROSPECTION_CACHE_TTL: Duration = Duration::from_secs(300);
 pub const DEFAULT_INTROSPECTION_CACHE_SIZE: usize = 10_000;
 pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(5);
+pub const DEFAULT_REDIS_PREFIX: &str = "gatehouse";
+pub const DEFAULT_CB_FAILURES: u32 = 5;
+pub const DEFAULT_CB_OPEN_FOR: Duration = Duration::from_secs(10);
+pub const DEFAULT_CB_HALF_OPEN: u32 = 1;
+pub const DEFAULT_PASSIVE_FAILURES: u32 = 3;
+pub const DEFAULT_PASSIVE_EJECT: Duration = Duration::from_secs(10);

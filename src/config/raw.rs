@@ -41,6 +41,10 @@ pub struct RawConfig {
     pub trusted_proxies: Option<Vec<String>>,
     /// Largest request body of every route (`1MiB`); a route's `max_body` replaces it.
     pub max_body: Option<String>,
+    /// The Redis that `scope: global` rate limits share between gatehouse nodes.
+    pub redis: Option<RawRedis>,
+    /// A limit every route applies (before its own `rate_limit`).
+    pub rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
@@ -62,6 +66,62 @@ pub struct RawUpstream {
     pub timeout: Option<String>,
     /// How long an idle upstream connection is kept in the keepalive pool.
     pub keepalive_timeout: Option<String>,
+    /// `consistent_hash` key: `ip`, `header:NAME` or `cookie:NAME`.
+    pub hash_key: Option<String>,
+    pub circuit_breaker: Option<RawCircuitBreaker>,
+    /// Ejects a target that fails repeatedly in live traffic, between active checks.
+    pub passive_health: Option<RawPassiveHealth>,
+    /// First wait before a retry; doubled for each further one (default 0: none).
+    pub retry_backoff: Option<String>,
+    /// Also retry non-idempotent requests whose connection was lost before a response.
+    pub retry_non_idempotent: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCircuitBreaker {
+    /// Consecutive failures that open the circuit.
+    pub failures: Option<u32>,
+    /// How long it stays open before letting probes through.
+    pub open_for: Option<String>,
+    /// Probes allowed while half-open.
+    pub half_open_requests: Option<u32>,
+    /// Whether upstream 5xx answers count as failures (default true).
+    pub count_5xx: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPassiveHealth {
+    /// Consecutive failures (connect errors, timeouts, 5xx) that eject a target.
+    pub failures: Option<u32>,
+    /// How long an ejected target gets no traffic.
+    pub eject_for: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRedis {
+    pub url: Option<String>,
+    /// Longest a limit decision may wait for Redis (default 5ms).
+    pub timeout: Option<String>,
+    /// Namespace of every key, shared by the nodes that share limits (default `gatehouse`).
+    pub key_prefix: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRateLimit {
+    pub requests: Option<u64>,
+    pub per: Option<String>,
+    /// `ip` (default), `api_key`, `sub`, `route` or `header:NAME`.
+    pub key: Option<String>,
+    /// `local` (default, this process) or `global` (all nodes, through Redis).
+    pub scope: Option<String>,
+    /// `scope: global` only: `allow` (default) or `deny` when Redis is slow or down.
+    pub on_redis_error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSplit {
+    pub upstream: Option<String>,
+    pub weight: Option<u32>,
 }
 
 /// Active HTTP health check of an upstream's targets.
@@ -107,6 +167,9 @@ pub struct RawRoute {
     pub ip_deny: Option<Vec<String>>,
     /// Replaces the global CORS policy for this route.
     pub cors: Option<RawCors>,
+    pub rate_limit: Option<RawRateLimit>,
+    /// Instead of `upstream`: weighted split between pools (canary).
+    pub split: Option<Vec<RawSplit>>,
 }
 
 /// `auth:` at the top level.

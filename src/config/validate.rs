@@ -4,7 +4,7 @@
 use super::error::{ConfigError, Problems};
 use super::model::*;
 use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
-use super::security;
+use super::{security, traffic};
 use crate::routing::{HostPattern, PathPattern, RouteMatcher};
 use http::{HeaderName, Method};
 use std::collections::BTreeMap;
@@ -17,6 +17,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
     let server = server_settings(&raw, port, &mut p);
     let mut security_warnings = Vec::new();
     let security = security::security(&raw, &mut p, &mut security_warnings);
+    let traffic = traffic::traffic(&raw, &mut p);
     let upstreams: BTreeMap<String, UpstreamConfig> = raw
         .upstreams
         .iter()
@@ -34,6 +35,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
             source: source.to_string(),
             server,
             security,
+            traffic,
             upstreams,
             routes,
             warnings,
@@ -108,17 +110,7 @@ fn upstream(name: &str, raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamC
         .enumerate()
         .filter_map(|(i, t)| target(t, &format!("{path}.targets[{i}]"), p))
         .collect();
-    match raw.balance.as_deref() {
-        None | Some("round_robin") => {}
-        Some(other @ ("least_conn" | "consistent_hash")) => p.push(
-            format!("{path}.balance"),
-            format!("\"{other}\" is not available in this version (use round_robin)"),
-        ),
-        Some(other) => p.push(
-            format!("{path}.balance"),
-            format!("unknown balance \"{other}\" (expected round_robin, least_conn or consistent_hash)"),
-        ),
-    }
+    let traffic = traffic::upstream_traffic(raw, &path, p);
     let health_check = raw
         .health_check
         .as_ref()
@@ -126,6 +118,11 @@ fn upstream(name: &str, raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamC
     Some(UpstreamConfig {
         targets,
         health_check,
+        balance: traffic.balance,
+        circuit_breaker: traffic.circuit_breaker,
+        passive_health: traffic.passive_health,
+        retry_backoff: traffic.retry_backoff,
+        retry_non_idempotent: traffic.retry_non_idempotent,
         retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
         connect_timeout: positive_duration(
             &raw.connect_timeout,
@@ -249,17 +246,11 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, p: &mut Problems) -> Vec<Rou
         let Some(matcher) = matcher(r, &path, p) else {
             continue;
         };
-        let upstream = match r.upstream.as_deref() {
-            None => {
-                p.push(format!("{path}.upstream"), "required");
-                String::new()
-            }
-            Some(u) if !raw.upstreams.contains_key(u) => {
-                p.push(format!("{path}.upstream"), format!("unknown upstream \"{u}\""));
-                String::new()
-            }
-            Some(u) => u.to_string(),
-        };
+        let upstream = traffic::route_upstream(r, &path, &raw.upstreams, p);
+        let rate_limit = r
+            .rate_limit
+            .as_ref()
+            .map(|rl| traffic::rate_limit(rl, &format!("{path}.rate_limit"), raw.redis.is_some(), p));
         if let Some(strip) = &r.strip_prefix {
             check_strip_prefix(strip, &matcher.path, &format!("{path}.strip_prefix"), p);
         }
@@ -271,6 +262,7 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, p: &mut Problems) -> Vec<Rou
             name,
             matcher,
             upstream,
+            rate_limit,
             strip_prefix: r.strip_prefix.clone(),
             timeout,
             security: security::route_security(r, &path, raw.auth.as_ref(), p),
@@ -401,7 +393,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 fn warnings(raw: &RawConfig, routes: &[RouteConfig]) -> Vec<String> {
     raw.upstreams
         .keys()
-        .filter(|name| !routes.iter().any(|r| &r.upstream == *name))
+        .filter(|name| !routes.iter().any(|r| r.upstream.names().contains(&name.as_str())))
         .map(|name| format!("upstreams.{name} is not used by any route"))
         .collect()
 }

@@ -5,7 +5,7 @@
 //! request_filter          request id → client ip → route match (admit)
 //!                         → IP allow/deny → CORS preflight → body size limit
 //!                         → cookie → Authorization → authenticate (JWT / API key)
-//!                         → authorize (scopes, roles)
+//!                         → authorize (scopes, roles) → rate limits (global, route)
 //! request_body_filter     body size limit on streamed bodies
 //! upstream_request_filter strip_prefix → X-Forwarded-* → X-Request-ID → identity headers
 //! response_filter         hop-by-hop and configured headers dropped → security headers
@@ -26,11 +26,13 @@ pub mod cors;
 pub mod forwarded;
 pub mod identity_headers;
 pub mod ip_filter;
+pub mod rate_limit;
 pub mod request_id;
 pub mod response_headers;
 pub mod strip_prefix;
 
 use crate::config::model::{AuthKind, RouteConfig};
+use crate::limits::RateLimit;
 use crate::proxy::{GatewayError, RequestCtx};
 use crate::snapshot::EdgeSecurity;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -51,6 +53,7 @@ pub enum RequestStep {
     CookieToken(cookie_token::CookieToken),
     Authenticate(authenticate::Authenticate),
     Authorize(authorize::Authorize),
+    RateLimit(rate_limit::RateLimitStep),
 }
 
 impl RequestStep {
@@ -66,6 +69,7 @@ impl RequestStep {
             RequestStep::CookieToken(step) => step.apply(req),
             RequestStep::Authenticate(step) => step.run(req, ctx).await?,
             RequestStep::Authorize(step) => step.check(ctx)?,
+            RequestStep::RateLimit(step) => step.run(req, ctx).await?,
         }
         Ok(Flow::Continue)
     }
@@ -76,6 +80,7 @@ pub fn request_chain(
     route: &RouteConfig,
     edge: &EdgeSecurity,
     cors: Option<&Arc<cors::CorsPolicy>>,
+    limits: Vec<Arc<RateLimit>>,
 ) -> Vec<RequestStep> {
     let global = &edge.config;
     let route = &route.security;
@@ -109,6 +114,10 @@ pub fn request_chain(
     }
     if let Some(step) = authorize::Authorize::new(&route.scopes, &route.roles) {
         chain.push(RequestStep::Authorize(step));
+    }
+    // After authentication: limits may be keyed by the consumer or the token's subject.
+    if let Some(step) = rate_limit::RateLimitStep::new(limits) {
+        chain.push(RequestStep::RateLimit(step));
     }
     chain
 }

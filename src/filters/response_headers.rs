@@ -38,6 +38,11 @@ pub fn finish(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()
     if let Some(policy) = ctx.route().and_then(|r| r.cors.as_ref()) {
         policy.decorate(resp, ctx.origin.as_ref())?;
     }
+    if let Some(decision) = &ctx.rate_limit {
+        for (name, value) in super::rate_limit::headers(decision) {
+            resp.insert_header(name, value)?;
+        }
+    }
     resp.insert_header(request_id::HEADER, ctx.request_id.as_str())
 }
 

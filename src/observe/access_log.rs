@@ -54,7 +54,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
         method: req.method.as_str(),
         path: req.uri.path(),
         route: ctx.route().map(|r| r.name.as_str()),
-        upstream: ctx.target.as_ref(),
+        upstream: ctx.attempt.as_ref().map(|a| &a.target.target().backend.addr),
         status,
         bytes_sent: session.body_bytes_sent(),
         duration_ms: (ctx.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,

@@ -11,19 +11,32 @@ pub fn report(snapshot: &Snapshot) -> Vec<u8> {
     for (name, pool) in &snapshot.upstreams {
         let targets: Vec<Value> = pool
             .targets()
-            .map(|t| json!({ "addr": t.target.spec, "weight": t.target.weight, "healthy": t.healthy }))
+            .map(|t| {
+                json!({
+                    "addr": t.target.config.spec,
+                    "weight": t.target.config.weight,
+                    "healthy": t.healthy,
+                    "ejected": t.ejected,
+                    "in_flight": t.target.in_flight(),
+                })
+            })
             .collect();
-        let healthy = targets.iter().filter(|t| t["healthy"] == true).count();
-        all_serving &= healthy > 0;
-        services.insert(
-            name.clone(),
-            json!({
-                "healthy_instances": healthy,
-                "total_instances": targets.len(),
-                "status": format!("{healthy}/{}", targets.len()),
-                "targets": targets,
-            }),
-        );
+        let healthy = targets
+            .iter()
+            .filter(|t| t["healthy"] == true && t["ejected"] == false)
+            .count();
+        let circuit = pool.circuit_state();
+        all_serving &= healthy > 0 && circuit != Some("open");
+        let mut service = json!({
+            "healthy_instances": healthy,
+            "total_instances": targets.len(),
+            "status": format!("{healthy}/{}", targets.len()),
+            "targets": targets,
+        });
+        if let Some(state) = circuit {
+            service["circuit"] = json!(state);
+        }
+        services.insert(name.clone(), service);
     }
     let doc = json!({
         "status": if all_serving { "healthy" } else { "degraded" },

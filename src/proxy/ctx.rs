@@ -2,7 +2,9 @@
 
 use super::error::GatewayError;
 use crate::auth::Identity;
+use crate::limits::Decision;
 use crate::snapshot::{Route, Snapshot};
+use crate::upstream::{InFlight, Permit, UpstreamPool};
 use http::{HeaderValue, Method};
 use pingora::protocols::l4::socket::SocketAddr;
 use std::net::IpAddr;
@@ -22,8 +24,10 @@ pub struct RequestCtx {
     pub scheme: &'static str,
     /// Index into `snapshot.routes` once routing found one.
     pub route: Option<usize>,
-    /// The target of the current (last) attempt.
-    pub target: Option<SocketAddr>,
+    /// Which of the route's pools serves this request (a split picks one per request).
+    pub pool: Option<usize>,
+    /// The current (last) upstream attempt.
+    pub attempt: Option<Attempt>,
     /// Targets already tried and failed, avoided by retries.
     pub failed_targets: Vec<SocketAddr>,
     /// Upstream attempts so far (first try included).
@@ -40,6 +44,16 @@ pub struct RequestCtx {
     /// The route's `max_body`, enforced while the body streams.
     pub body_limit: Option<u64>,
     pub body_received: u64,
+    /// The tightest rate-limit decision, for the RateLimit-* headers.
+    pub rate_limit: Option<Decision>,
+}
+
+/// One upstream attempt: the target (in flight while this lives) and the circuit's leave,
+/// until its outcome is recorded.
+pub struct Attempt {
+    pub target: InFlight,
+    pub permit: Option<Permit>,
+    pub recorded: bool,
 }
 
 impl RequestCtx {
@@ -52,7 +66,8 @@ impl RequestCtx {
             client_ip: None,
             scheme: "http",
             route: None,
-            target: None,
+            pool: None,
+            attempt: None,
             failed_targets: Vec::new(),
             attempts: 0,
             error: None,
@@ -61,10 +76,16 @@ impl RequestCtx {
             origin: None,
             body_limit: None,
             body_received: 0,
+            rate_limit: None,
         }
     }
 
     pub fn route(&self) -> Option<&Route> {
         self.route.map(|i| &self.snapshot.routes[i])
+    }
+
+    /// The pool serving this request, once the first attempt chose it.
+    pub fn pool(&self) -> Option<&Arc<UpstreamPool>> {
+        Some(self.route()?.upstreams.get(self.pool?))
     }
 }

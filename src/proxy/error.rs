@@ -30,6 +30,10 @@ pub enum GatewayError {
     PayloadTooLarge,
     /// A dependency of the gateway itself (the token introspection server) is down.
     Unavailable(&'static str),
+    /// Over a rate limit: 429 with Retry-After (seconds).
+    RateLimited { retry_after: u64 },
+    /// The upstream's circuit is open: refused without touching it.
+    CircuitOpen { upstream: String },
     /// Every target of the upstream is unhealthy.
     NoHealthyTarget { upstream: String },
     /// Could not connect, or the connection failed before a complete response.
@@ -52,6 +56,8 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } => 401,
             GatewayError::Forbidden { .. } | GatewayError::IpDenied | GatewayError::CorsRefused => 403,
             GatewayError::PayloadTooLarge => 413,
+            GatewayError::RateLimited { .. } => 429,
+            GatewayError::CircuitOpen { .. } => 503,
             GatewayError::Unavailable(_) => 503,
             GatewayError::NoHealthyTarget { .. } => 503,
             GatewayError::BadGateway => 502,
@@ -72,6 +78,8 @@ impl GatewayError {
             GatewayError::IpDenied => Cow::Borrowed("client address not allowed"),
             GatewayError::CorsRefused => Cow::Borrowed("CORS preflight refused for this origin or method"),
             GatewayError::PayloadTooLarge => Cow::Borrowed("request body too large"),
+            GatewayError::RateLimited { .. } => Cow::Borrowed("rate limit exceeded"),
+            GatewayError::CircuitOpen { upstream } => Cow::Owned(format!("circuit open for upstream {upstream}")),
             GatewayError::Unavailable(what) => Cow::Borrowed(what),
             GatewayError::NoHealthyTarget { upstream } => {
                 Cow::Owned(format!("no healthy target in upstream {upstream}"))
@@ -91,6 +99,7 @@ impl GatewayError {
             GatewayError::IpDenied => Some("ip"),
             GatewayError::CorsRefused => Some("cors"),
             GatewayError::PayloadTooLarge => Some("body_limit"),
+            GatewayError::RateLimited { .. } => Some("rate_limit"),
             _ => None,
         }
     }

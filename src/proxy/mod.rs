@@ -6,6 +6,7 @@ mod ctx;
 pub mod error;
 mod respond;
 mod retry;
+mod upstream;
 
 pub use ctx::RequestCtx;
 pub use error::GatewayError;
@@ -19,7 +20,7 @@ use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, ErrorType, Result};
+use pingora::{Error, Result};
 use std::borrow::Cow;
 
 pub struct Gateway {
@@ -65,8 +66,8 @@ impl ProxyHttp for Gateway {
         body_limit::count(body, ctx)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        next_peer(ctx)
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        upstream::next_peer(session.req_header(), ctx).await
     }
 
     async fn upstream_request_filter(
@@ -80,6 +81,17 @@ impl ProxyHttp for Gateway {
                 step.apply(req, ctx)?;
             }
         }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let failed = ctx.pool().is_some_and(|p| p.is_failure_status(resp.status.as_u16()));
+        upstream::record(ctx, !failed);
         Ok(())
     }
 
@@ -140,31 +152,6 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if ctx.snapshot.server.access_log {
             access_log::record(session, e, ctx);
-        }
-    }
-}
-
-/// The next target for this request's route, avoiding targets that already failed it.
-fn next_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-    let Some(index) = ctx.route else {
-        return Error::e_explain(ErrorType::InternalError, "upstream_peer without a route");
-    };
-    let route = &ctx.snapshot.routes[index];
-    if let Some(previous) = ctx.target.take() {
-        ctx.failed_targets.push(previous);
-    }
-    ctx.attempts += 1;
-    match route.upstream.select(&ctx.failed_targets) {
-        Some(backend) => {
-            let peer = route.upstream.peer(&backend, route.timeout);
-            ctx.target = Some(backend.addr);
-            Ok(peer)
-        }
-        None => {
-            ctx.error = Some(GatewayError::NoHealthyTarget {
-                upstream: route.upstream.name.clone(),
-            });
-            Error::e_explain(ErrorType::HTTPStatus(503), "no healthy target")
         }
     }
 }

@@ -5,7 +5,7 @@ use super::error::GatewayError;
 use super::RequestCtx;
 use crate::filters::response_headers;
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde::Serialize;
@@ -30,6 +30,9 @@ pub async fn error(session: &mut Session, ctx: &RequestCtx, err: &GatewayError) 
     let mut resp = ResponseHeader::build(status, Some(8))?;
     if let GatewayError::MethodNotAllowed { allow } = err {
         resp.insert_header(ALLOW, allow.as_str())?;
+    }
+    if let GatewayError::RateLimited { retry_after } = err {
+        resp.insert_header(RETRY_AFTER, *retry_after)?;
     }
     if let Some(challenge) = err.challenge() {
         resp.insert_header(WWW_AUTHENTICATE, challenge)?;

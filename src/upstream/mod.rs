@@ -1,72 +1,103 @@
-//! Upstream pools: targets, weighted selection, health, and the peer each request dials.
+//! Upstream pools: targets, selection, health, circuit breaking, and the peer each request
+//! dials.
 //!
-//! A pool wraps Pingora's `LoadBalancer<RoundRobin>` (weighted round robin over a static
-//! target set) and keeps the `HttpPeer` template built once from config (timeouts,
-//! keepalive). Active health checks are not scheduled by the pool itself but by the one
-//! [`crate::supervisor::Supervisor`], which checks whatever pools the current snapshot holds.
+//! A pool wraps one of Pingora's load balancers over a static target set: weighted round
+//! robin, Ketama consistent hashing, or our least-connections selection. Selection skips
+//! targets that are unhealthy (active checks), ejected (passive health) or already failed
+//! this request; a pool whose circuit is open refuses before selecting. Active health
+//! checks are not scheduled by the pool but by the one [`crate::supervisor::Supervisor`].
 
+mod circuit;
 mod health;
+mod least_conn;
+mod split;
+mod target;
 
-use crate::config::model::{TargetConfig, UpstreamConfig};
+pub use circuit::{CircuitBreaker, Permit};
+pub use health::HealthSchedule;
+pub use split::RouteUpstreams;
+pub use target::{InFlight, TargetState};
+
+use crate::config::model::{Balance, UpstreamConfig};
+use least_conn::LeastConn;
 use pingora::lb::discovery::Static;
-use pingora::lb::selection::RoundRobin;
+use pingora::lb::selection::consistent::KetamaHashing;
+use pingora::lb::selection::{BackendIter, BackendSelection, RoundRobin};
 use pingora::lb::{Backend, Backends, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr;
 use pingora::upstreams::peer::HttpPeer;
 use std::collections::BTreeSet;
-use std::time::Duration;
-
-pub use health::HealthSchedule;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Bound on how many candidates one selection looks at before giving up.
 const MAX_SELECT_STEPS: usize = 256;
 
+enum Balancer {
+    RoundRobin(LoadBalancer<RoundRobin>),
+    Ketama(LoadBalancer<KetamaHashing>),
+    LeastConn(LoadBalancer<LeastConn>),
+}
+
 /// A named pool of targets, shared by the routes that use it and, when its config is
-/// unchanged, carried over from one snapshot to the next (with its health state).
+/// unchanged, carried over from one snapshot to the next (with its health, ejections,
+/// circuit state and in-flight counts).
 pub struct UpstreamPool {
     pub name: String,
     pub config: UpstreamConfig,
-    balancer: LoadBalancer<RoundRobin>,
-    /// Same order as `config.targets`, for health reporting.
-    backends: Vec<Backend>,
+    balancer: Balancer,
+    /// Same order as `config.targets`.
+    targets: Arc<Vec<Arc<TargetState>>>,
+    circuit: Option<Arc<CircuitBreaker>>,
     peer_template: HttpPeer,
     health: Option<HealthSchedule>,
 }
 
+/// Why no target was picked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickError {
+    CircuitOpen,
+    NoHealthyTarget,
+}
+
+/// A picked target: in flight until dropped, with the circuit's leave to try it.
+pub struct Pick {
+    pub target: InFlight,
+    pub permit: Option<Permit>,
+}
+
 /// One target's state, for `/health` and logs.
 pub struct TargetStatus<'a> {
-    pub target: &'a TargetConfig,
+    pub target: &'a TargetState,
     pub healthy: bool,
+    pub ejected: bool,
 }
 
 // === impl UpstreamPool ===
 
 impl UpstreamPool {
     pub fn build(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
-        let backends: Vec<Backend> = config
-            .targets
-            .iter()
-            .map(|t| Backend {
-                addr: SocketAddr::Inet(t.addr),
-                weight: t.weight as usize,
-                ext: Default::default(),
-            })
-            .collect();
         let first = config.targets.first().ok_or("at least one target is required")?;
-        let mut view = Backends::new(Static::new(backends.iter().cloned().collect::<BTreeSet<_>>()));
-        let health = match &config.health_check {
-            Some(hc) => {
-                view.set_health_check(health::http_check(name, hc)?);
-                Some(HealthSchedule::new(hc.interval))
-            }
-            None => None,
+        let epoch = Instant::now();
+        let targets: Arc<Vec<Arc<TargetState>>> = Arc::new(
+            config
+                .targets
+                .iter()
+                .map(|t| {
+                    let backend = Backend {
+                        addr: SocketAddr::Inet(t.addr),
+                        weight: t.weight as usize,
+                        ext: Default::default(),
+                    };
+                    Arc::new(TargetState::new(t.clone(), backend, epoch))
+                })
+                .collect(),
+        );
+        let balancer = match &config.balance {
+            Balance::RoundRobin => Balancer::RoundRobin(load_balancer(name, config, &targets, None)?),
+            Balance::ConsistentHash(_) => Balancer::Ketama(load_balancer(name, config, &targets, None)?),
+            Balance::LeastConn => Balancer::LeastConn(load_balancer(name, config, &targets, Some(targets.clone()))?),
         };
-        let balancer = LoadBalancer::from_backends(view);
-        // Static discovery answers at once; this fills the selector before the first request.
-        futures::FutureExt::now_or_never(balancer.update())
-            .ok_or("static discovery did not complete")?
-            .map_err(|e| format!("cannot build the target set: {e}"))?;
-
         let mut peer_template = HttpPeer::new(first.addr, false, String::new());
         peer_template.options.connection_timeout = Some(config.connect_timeout);
         peer_template.options.read_timeout = Some(config.timeout);
@@ -76,27 +107,61 @@ impl UpstreamPool {
             name: name.to_string(),
             config: config.clone(),
             balancer,
-            backends,
+            circuit: config
+                .circuit_breaker
+                .as_ref()
+                .map(|c| Arc::new(CircuitBreaker::new(name, c))),
+            health: config.health_check.as_ref().map(|hc| HealthSchedule::new(hc.interval)),
+            targets,
             peer_template,
-            health,
         })
     }
 
-    /// Next healthy target by weighted round robin, avoiding `failed` (targets this request
-    /// already tried) when another healthy one exists.
-    pub fn select(&self, failed: &[SocketAddr]) -> Option<Backend> {
-        if failed.is_empty() {
-            return self.balancer.select(b"", MAX_SELECT_STEPS);
-        }
-        self.balancer
-            .select_with(b"", MAX_SELECT_STEPS, |b, healthy| healthy && !failed.contains(&b.addr))
-            .or_else(|| self.balancer.select(b"", MAX_SELECT_STEPS))
+    /// The next target: healthy, not ejected, not among `failed` (this request's earlier
+    /// attempts) unless no other is left. `hash_key` feeds consistent hashing.
+    pub fn pick(&self, hash_key: &[u8], failed: &[SocketAddr]) -> Result<Pick, PickError> {
+        let permit = match &self.circuit {
+            Some(circuit) => Some(circuit.try_acquire().ok_or(PickError::CircuitOpen)?),
+            None => None,
+        };
+        let usable = |b: &Backend, healthy: bool| healthy && !self.state_of(b).is_some_and(|t| t.is_ejected());
+        let backend = self
+            .balancer
+            .select_with(hash_key, |b, healthy| usable(b, healthy) && !failed.contains(&b.addr))
+            .or_else(|| {
+                (!failed.is_empty())
+                    .then(|| self.balancer.select_with(hash_key, usable))
+                    .flatten()
+            })
+            .ok_or(PickError::NoHealthyTarget)?;
+        let target = self.state_of(&backend).cloned().ok_or(PickError::NoHealthyTarget)?;
+        Ok(Pick {
+            target: InFlight::start(target),
+            permit,
+        })
     }
 
-    /// The peer to dial for `backend`, with the route's timeout if it has one.
-    pub fn peer(&self, backend: &Backend, timeout: Option<Duration>) -> Box<HttpPeer> {
+    fn state_of(&self, backend: &Backend) -> Option<&Arc<TargetState>> {
+        self.targets.iter().find(|t| t.backend.addr == backend.addr)
+    }
+
+    /// The outcome of one attempt, for passive health and the circuit breaker.
+    pub fn record(&self, target: &TargetState, permit: Option<Permit>, success: bool) {
+        target.record(success, self.config.passive_health.as_ref(), &self.name);
+        if let Some(permit) = permit {
+            permit.record(success);
+        }
+    }
+
+    /// Whether an upstream answer with `status` counts as a failure.
+    pub fn is_failure_status(&self, status: u16) -> bool {
+        status >= 500 && self.circuit.as_ref().is_none_or(|c| c.counts_5xx())
+    }
+
+    /// The peer to dial for `target`, with the route's timeout if it has one.
+    pub fn peer(&self, target: &TargetState, timeout: Option<Duration>) -> Box<HttpPeer> {
         let mut peer = Box::new(self.peer_template.clone());
-        peer._address = backend.addr.clone();
+        peer._address = target.backend.addr.clone();
         if let Some(t) = timeout {
             peer.options.read_timeout = Some(t);
             peer.options.write_timeout = Some(t);
@@ -106,14 +171,16 @@ impl UpstreamPool {
 
     pub fn targets(&self) -> impl Iterator<Item = TargetStatus<'_>> {
         let view = self.balancer.backends();
-        self.config
-            .targets
-            .iter()
-            .zip(&self.backends)
-            .map(move |(target, backend)| TargetStatus {
-                target,
-                healthy: view.ready(backend),
-            })
+        self.targets.iter().map(move |t| TargetStatus {
+            target: t,
+            healthy: view.ready(&t.backend),
+            ejected: t.is_ejected(),
+        })
+    }
+
+    /// `closed`, `open` or `half_open`; `None` without a circuit breaker.
+    pub fn circuit_state(&self) -> Option<&'static str> {
+        self.circuit.as_ref().map(|c| c.state())
     }
 
     pub fn health_schedule(&self) -> Option<&HealthSchedule> {
@@ -124,4 +191,48 @@ impl UpstreamPool {
     pub async fn run_health_check(&self) {
         self.balancer.backends().run_health_check(true).await;
     }
+}
+
+// === impl Balancer ===
+
+impl Balancer {
+    fn select_with(&self, key: &[u8], accept: impl Fn(&Backend, bool) -> bool) -> Option<Backend> {
+        match self {
+            Balancer::RoundRobin(lb) => lb.select_with(key, MAX_SELECT_STEPS, accept),
+            Balancer::Ketama(lb) => lb.select_with(key, MAX_SELECT_STEPS, accept),
+            Balancer::LeastConn(lb) => lb.select_with(key, MAX_SELECT_STEPS, accept),
+        }
+    }
+
+    fn backends(&self) -> &Backends {
+        match self {
+            Balancer::RoundRobin(lb) => lb.backends(),
+            Balancer::Ketama(lb) => lb.backends(),
+            Balancer::LeastConn(lb) => lb.backends(),
+        }
+    }
+}
+
+/// A Pingora load balancer over the pool's static targets, with its health check.
+fn load_balancer<S>(
+    name: &str,
+    config: &UpstreamConfig,
+    targets: &[Arc<TargetState>],
+    selection_config: Option<S::Config>,
+) -> Result<LoadBalancer<S>, String>
+where
+    S: BackendSelection + 'static,
+    S::Iter: BackendIter,
+{
+    let set: BTreeSet<Backend> = targets.iter().map(|t| t.backend.clone()).collect();
+    let mut view = Backends::new(Static::new(set));
+    if let Some(hc) = &config.health_check {
+        view.set_health_check(health::http_check(name, hc)?);
+    }
+    let balancer = LoadBalancer::from_backends_with_config(view, selection_config);
+    // Static discovery answers at once; this fills the selector before the first request.
+    futures::FutureExt::now_or_never(balancer.update())
+        .ok_or("static discovery did not complete")?
+        .map_err(|e| format!("cannot build the target set: {e}"))?;
+    Ok(balancer)
 }

@@ -1,0 +1,68 @@
+//! `rate_limit` (global, then the route's): one decision per configured limit, keyed by
+//! client address, API-key consumer, token subject, route or a header. Over the limit →
+//! 429 with Retry-After; every response of a limited route carries RateLimit-Limit,
+//! -Remaining and -Reset of the tightest limit.
+//!
+//! A request without a value for the key (no token on a `key: sub` limit) is counted by
+//! its client address instead.
+
+use crate::config::model::RateKey;
+use crate::limits::{Decision, RateLimit};
+use crate::proxy::{GatewayError, RequestCtx};
+use pingora::http::RequestHeader;
+use std::sync::Arc;
+
+pub struct RateLimitStep {
+    limits: Vec<Arc<RateLimit>>,
+}
+
+impl RateLimitStep {
+    /// `None` when no limit applies.
+    pub fn new(limits: Vec<Arc<RateLimit>>) -> Option<Self> {
+        (!limits.is_empty()).then_some(RateLimitStep { limits })
+    }
+
+    pub async fn run(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+        for limit in &self.limits {
+            let key = key_value(limit.key_kind(), req, ctx);
+            let decision = limit.check(&key).await;
+            ctx.rate_limit = Some(match ctx.rate_limit {
+                Some(seen) if seen.remaining <= decision.remaining && decision.allowed => seen,
+                _ => decision,
+            });
+            if !decision.allowed {
+                return Err(GatewayError::RateLimited {
+                    retry_after: decision.retry_after_secs,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn key_value(kind: &RateKey, req: &RequestHeader, ctx: &RequestCtx) -> String {
+    let identity = ctx.identity.as_deref();
+    let value = match kind {
+        RateKey::ClientIp => None,
+        RateKey::ApiKey => identity.and_then(|i| i.consumer.clone()),
+        RateKey::Subject => identity.and_then(|i| i.subject.clone()),
+        RateKey::Route => Some(String::new()),
+        RateKey::Header(name) => req
+            .headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    };
+    value.unwrap_or_else(|| match ctx.client_ip {
+        Some(ip) => format!("ip:{ip}"),
+        None => "ip:unknown".to_string(),
+    })
+}
+
+/// The RateLimit-* headers of `decision`.
+pub fn headers(decision: &Decision) -> [(&'static str, u64); 3] {
+    [
+        ("ratelimit-limit", decision.limit),
+        ("ratelimit-remaining", decision.remaining),
+        ("ratelimit-reset", decision.reset_secs),
+    ]
+}

@@ -1,0 +1,153 @@
+//! Limits shared by every gatehouse node through Redis: the GCRA of `gcra.rs` as one Lua
+//! script, so each decision is one atomic round trip, timed by Redis' own clock (the nodes'
+//! clocks may disagree). Keys are `{prefix}:rl:{limit}:{key}`, so nodes with the same
+//! prefix and route names share limits.
+//!
+//! The connection is made (and remade) off the request path; a decision that Redis cannot
+//! answer within `timeout`, or while it is unreachable, follows the limit's
+//! `on_redis_error` policy and is logged (at most once per second) and counted.
+
+use super::gcra::{Quota, Verdict};
+use crate::config::model::RedisConfig;
+use arc_swap::ArcSwapOption;
+use redis::aio::ConnectionManager;
+use redis::Script;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const GCRA_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local emission = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + emission
+if new_tat - now > period then
+  return {0, 0, tat - now, new_tat - now - period}
+end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, math.floor((period - (new_tat - now)) / emission), new_tat - now, 0}
+"#;
+
+/// How long to wait between two connection attempts to an unreachable Redis.
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+
+/// The Redis every global limit of a snapshot uses (carried over reloads when unchanged).
+pub struct RedisStore {
+    pub config: RedisConfig,
+    client: redis::Client,
+    conn: ArcSwapOption<ConnectionManager>,
+    connecting: AtomicBool,
+    epoch: Instant,
+    last_attempt_ms: AtomicU64,
+    last_error_log_ms: AtomicU64,
+    script: Script,
+    /// Decisions made by policy because Redis could not answer.
+    pub errors: AtomicU64,
+}
+
+impl RedisStore {
+    pub fn new(config: &RedisConfig) -> Result<Self, String> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
+        Ok(RedisStore {
+            config: config.clone(),
+            client,
+            conn: ArcSwapOption::empty(),
+            connecting: AtomicBool::new(false),
+            epoch: Instant::now(),
+            last_attempt_ms: AtomicU64::new(0),
+            last_error_log_ms: AtomicU64::new(0),
+            script: Script::new(GCRA_SCRIPT),
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Starts connecting in the background unless connected, connecting, or tried < 1s ago.
+    pub fn ensure_connected(self: &Arc<Self>) {
+        if self.conn.load().is_some() {
+            return;
+        }
+        let now = self.now_ms();
+        if now.saturating_sub(self.last_attempt_ms.load(Ordering::Relaxed)) < RECONNECT_EVERY.as_millis() as u64 {
+            return;
+        }
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.last_attempt_ms.store(now, Ordering::Relaxed);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Duration::from_secs(1))
+                .set_response_timeout(Duration::from_secs(1))
+                .set_number_of_retries(1);
+            match ConnectionManager::new_with_config(store.client.clone(), config).await {
+                Ok(conn) => {
+                    log::info!("redis {}: connected", store.config.url);
+                    store.conn.store(Some(Arc::new(conn)));
+                }
+                Err(e) => store.log_error(&format!("cannot connect: {e}")),
+            }
+            store.connecting.store(false, Ordering::Release);
+        });
+    }
+
+    /// One global decision: `Some(verdict)`, or `None` when Redis could not answer in time.
+    pub async fn check(self: &Arc<Self>, key: &str, quota: &Quota) -> Option<Verdict> {
+        let Some(conn) = self.conn.load_full() else {
+            self.ensure_connected();
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let mut conn = (*conn).clone();
+        let mut invocation = self.script.key(key);
+        invocation.arg(quota.emission_us).arg(quota.period_us);
+        let reply: Result<Result<(u8, u64, u64, u64), _>, _> =
+            tokio::time::timeout(self.config.timeout, invocation.invoke_async(&mut conn)).await;
+        match reply {
+            Ok(Ok((allowed, remaining, reset_us, retry_after_us))) => Some(Verdict {
+                allowed: allowed == 1,
+                remaining,
+                reset_us,
+                retry_after_us,
+            }),
+            Ok(Err(e)) => {
+                self.failed(&format!("script failed: {e}"));
+                None
+            }
+            Err(_) => {
+                self.failed(&format!("no answer within {:?}", self.config.timeout));
+                None
+            }
+        }
+    }
+
+    fn failed(&self, what: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.log_error(what);
+    }
+
+    /// Logs at most once a second: a Redis outage must not flood the log.
+    fn log_error(&self, what: &str) {
+        let now = self.now_ms();
+        let last = self.last_error_log_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .last_error_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::warn!(
+                "redis {}: {what}; rate-limit decisions follow on_redis_error ({} so far)",
+                self.config.url,
+                self.errors.load(Ordering::Relaxed)
+            );
+        }
+    }
+}

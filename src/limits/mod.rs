@@ -1,0 +1,109 @@
+//! Rate limits: exact GCRA token buckets, counted in this process (`local`) or shared by
+//! every node through Redis (`global`). The request step is `filters/rate_limit.rs`.
+
+pub mod gcra;
+pub mod global;
+pub mod local;
+
+use crate::config::model::{RateKey, RateLimitConfig, RateScope};
+use gcra::{Quota, Verdict};
+use global::RedisStore;
+use local::LocalLimiter;
+use std::sync::Arc;
+
+/// One configured limit, ready to decide.
+pub struct RateLimit {
+    /// Name in keys and logs: the route name, or `*` for the global limit.
+    pub name: String,
+    pub config: RateLimitConfig,
+    quota: Quota,
+    counter: Counter,
+}
+
+enum Counter {
+    Local(Box<LocalLimiter>),
+    Global { store: Arc<RedisStore>, prefix: String },
+}
+
+/// A decision, with what the RateLimit-* headers report.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the bucket is full again.
+    pub reset_secs: u64,
+    /// Seconds to wait before retrying, when refused.
+    pub retry_after_secs: u64,
+}
+
+impl RateLimit {
+    /// `store` is required for `scope: global` (validation made sure one is configured).
+    pub fn new(name: &str, config: &RateLimitConfig, store: Option<&Arc<RedisStore>>) -> Result<Self, String> {
+        let quota = Quota::new(config.requests, config.per);
+        let counter = match config.scope {
+            RateScope::Local => Counter::Local(Box::new(LocalLimiter::new(quota))),
+            RateScope::Global => {
+                let store = store.ok_or("scope: global needs redis configured")?.clone();
+                let prefix = format!("{}:rl:{name}:", store.config.key_prefix);
+                Counter::Global { store, prefix }
+            }
+        };
+        Ok(RateLimit {
+            name: name.to_string(),
+            config: config.clone(),
+            quota,
+            counter,
+        })
+    }
+
+    /// Whether this limit counts where a new one with `redis` would (same process, or the
+    /// same Redis store).
+    pub fn counts_in(&self, redis: Option<&Arc<RedisStore>>) -> bool {
+        match &self.counter {
+            Counter::Local(_) => true,
+            Counter::Global { store, .. } => redis.is_some_and(|r| Arc::ptr_eq(r, store)),
+        }
+    }
+
+    pub fn key_kind(&self) -> &RateKey {
+        &self.config.key
+    }
+
+    /// Decides for `key` (the value of the configured key: address, consumer, ...).
+    pub async fn check(&self, key: &str) -> Decision {
+        let verdict = match &self.counter {
+            Counter::Local(limiter) => limiter.check(key),
+            Counter::Global { store, prefix } => {
+                let full_key = format!("{prefix}{key}");
+                match store.check(&full_key, &self.quota).await {
+                    Some(v) => v,
+                    None => return self.redis_unavailable(),
+                }
+            }
+        };
+        self.decision(verdict)
+    }
+
+    fn decision(&self, v: Verdict) -> Decision {
+        Decision {
+            allowed: v.allowed,
+            limit: self.config.requests,
+            remaining: v.remaining,
+            reset_secs: v.reset_us.div_ceil(1_000_000),
+            retry_after_secs: v.retry_after_us.div_ceil(1_000_000).max(u64::from(!v.allowed)),
+        }
+    }
+
+    /// What `on_redis_error` says when Redis could not decide.
+    fn redis_unavailable(&self) -> Decision {
+        let allowed = !self.config.deny_on_redis_error;
+        Decision {
+            allowed,
+            limit: self.config.requests,
+            remaining: if allowed { self.config.requests } else { 0 },
+            reset_secs: 0,
+            retry_after_secs: u64::from(!allowed),
+        }
+    }
+}
