@@ -125,20 +125,43 @@ impl UpstreamPool {
             None => None,
         };
         let usable = |b: &Backend, healthy: bool| healthy && !self.state_of(b).is_some_and(|t| t.is_ejected());
-        let backend = self
-            .balancer
-            .select_with(hash_key, |b, healthy| usable(b, healthy) && !failed.contains(&b.addr))
-            .or_else(|| {
-                (!failed.is_empty())
-                    .then(|| self.balancer.select_with(hash_key, usable))
-                    .flatten()
-            })
+        let retry = !failed.is_empty();
+        let chosen = match &self.balancer {
+            // A retry must not turn the round-robin wheel: it would land every next request
+            // on the same (failed) target.
+            Balancer::RoundRobin(_) if retry => self.retry_target(failed, &usable),
+            _ => self
+                .balancer
+                .select_with(hash_key, |b, healthy| usable(b, healthy) && !failed.contains(&b.addr))
+                .and_then(|b| self.state_of(&b).cloned()),
+        };
+        // Every other target failed too: one that failed may be tried again.
+        let fallback = || {
+            self.balancer
+                .select_with(hash_key, usable)
+                .and_then(|b| self.state_of(&b).cloned())
+        };
+        let target = chosen
+            .or_else(|| retry.then(fallback).flatten())
             .ok_or(PickError::NoHealthyTarget)?;
-        let target = self.state_of(&backend).cloned().ok_or(PickError::NoHealthyTarget)?;
         Ok(Pick {
             target: InFlight::start(target),
             permit,
         })
+    }
+
+    /// For a retry: the usable target, not yet failed, with the fewest requests in flight.
+    fn retry_target(
+        &self,
+        failed: &[SocketAddr],
+        usable: &impl Fn(&Backend, bool) -> bool,
+    ) -> Option<Arc<TargetState>> {
+        let view = self.balancer.backends();
+        self.targets
+            .iter()
+            .filter(|t| !failed.contains(&t.backend.addr) && usable(&t.backend, view.ready(&t.backend)))
+            .min_by_key(|t| t.in_flight())
+            .cloned()
     }
 
     fn state_of(&self, backend: &Backend) -> Option<&Arc<TargetState>> {

@@ -660,3 +660,93 @@ pub fn claims(extra: serde_json::Value) -> serde_json::Value {
     }
     c
 }
+
+// === Redis ===
+
+/// A real `redis-server` on a free loopback port, killed when dropped. `None` (with a loud
+/// message) when redis-server is missing on a developer machine; under CI=true that panics.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub async fn start() -> Option<RedisServer> {
+        let found = Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI=true but redis-server is not installed: .ci/run must install it"
+            );
+            eprintln!(
+                "\n!!! SKIPPING a Redis test: redis-server is not installed (apt-get install redis-server) !!!\n"
+            );
+            return None;
+        }
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        server.restart().await;
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// (Re)starts the server on the same port, empty.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let port = self.port;
+        eventually(Duration::from_secs(10), "redis-server answering PING", || async move {
+            ping(port).await
+        })
+        .await;
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn ping(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let mut buf = [0u8; 16];
+    conn.write_all(b"PING\r\n").await.is_ok() && conn.read(&mut buf).await.is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
