@@ -10,14 +10,17 @@ the parts that are awkward in bash:
                       CSV row and print a one-line summary
   report CSV MD ...   medians / ranges / ratios as a Markdown table (stdout and MD file),
                       plus the JWT verification cost when the gatehouse-hs256/-rs256 peers ran
-  logsummary NAME F   one line summarising the warnings/errors of a gatehouse or nginx log
+                      and the rate limit cost when gatehouse-rl-local/-global ran
+  logsummary NAME F   one line summarising the warnings/errors of a gatehouse, nginx or
+                      redis-server log
 
 CPU accounting (see /work/shared/benchmarking.md):
   * a process's CPU is utime+stime from /proc/<pid>/stat, summed over the process and all
     its descendants (nginx: master + worker), in clock ticks (CLK_TCK, from run.sh's
     `getconf CLK_TCK`);
   * CPU µs per request = CPU seconds during the wrk run × 10⁶ / requests completed
-    (the same as CPU% × 10⁴ / req/s);
+    (the same as CPU% × 10⁴ / req/s); the same for the origin and, behind the
+    gatehouse-rl-global peer, for its redis-server;
   * "other" CPU = busy time of the whole machine (/proc/stat) minus our processes
     (proxies, origin, wrk, this helper), in cores; a run where it exceeds --noise-max is
     redone.
@@ -41,12 +44,15 @@ CLK_TCK = int(os.environ.get("CLK_TCK") or os.sysconf("SC_CLK_TCK"))
 # Optional peers: gatehouse with `auth: jwt` on its route (see run.sh), compared with the
 # plain `gatehouse` peer in the report's "JWT verification cost" section.
 JWT_PEERS = ("gatehouse-hs256", "gatehouse-rs256")
+# Optional peers: gatehouse with a never-triggering `rate_limit` on its route, counted in
+# the process or in Redis; compared with `gatehouse` in the "Rate limit cost" section.
+RL_PEERS = ("gatehouse-rl-local", "gatehouse-rl-global")
 
 CSV_FIELDS = [
     "started", "rep", "attempt", "kept", "peer", "size", "conns", "duration_s",
     "requests", "rps", "p50_ms", "p99_ms", "non2xx", "sock_errors",
     "proxy_cpu_s", "proxy_us_per_req", "origin_cpu_s", "origin_us_per_req",
-    "wrk_cpu_s", "other_cores", "quiet_wait_s",
+    "wrk_cpu_s", "other_cores", "quiet_wait_s", "redis_cpu_s", "redis_us_per_req",
 ]
 
 
@@ -177,6 +183,7 @@ def cmd_run_one(a):
     header = ["-H", a.header] if a.header else []   # the JWT peers' bearer token
     proxy = [a.proxy_pid] if a.proxy_pid else []
     origin = [a.origin_pid]
+    redis = [a.redis_pid] if a.redis_pid else []      # gatehouse-rl-global's redis-server
     ours = [int(p) for p in a.ours.split(",") if p and p != "0"]
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     row = None
@@ -192,12 +199,12 @@ def cmd_run_one(a):
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
         # Measured run, bracketed by CPU snapshots.
-        p0, o0, all0 = tree_ticks(proxy), tree_ticks(origin), tree_ticks(ours)
+        p0, o0, r0, all0 = tree_ticks(proxy), tree_ticks(origin), tree_ticks(redis), tree_ticks(ours)
         m0, me0, w0, t0 = machine_busy_ticks(), self_ticks(), children_cpu_s(), time.monotonic()
         proc = subprocess.run(wrk + ["-t1", f"-c{a.conns}", f"-d{a.duration}", "--latency"] + header + [url],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         elapsed = time.monotonic() - t0
-        p1, o1, all1 = tree_ticks(proxy), tree_ticks(origin), tree_ticks(ours)
+        p1, o1, r1, all1 = tree_ticks(proxy), tree_ticks(origin), tree_ticks(redis), tree_ticks(ours)
         m1, me1, w1 = machine_busy_ticks(), self_ticks(), children_cpu_s()
         out = proc.stdout
 
@@ -223,6 +230,7 @@ def cmd_run_one(a):
         req = max(w["requests"], 1)
         proxy_s = (p1 - p0) / CLK_TCK
         origin_s = (o1 - o0) / CLK_TCK
+        redis_s = (r1 - r0) / CLK_TCK
         wrk_s = w1 - w0
         other_ticks = (m1 - m0) - (all1 - all0) - wrk_s * CLK_TCK - (me1 - me0)
         other = max(other_ticks, 0) / CLK_TCK / elapsed
@@ -238,6 +246,8 @@ def cmd_run_one(a):
             "origin_us_per_req": f"{origin_s * 1e6 / req:.2f}",
             "wrk_cpu_s": f"{wrk_s:.2f}", "other_cores": f"{other:.2f}",
             "quiet_wait_s": f"{waited:.1f}",
+            "redis_cpu_s": f"{redis_s:.2f}" if redis else "",
+            "redis_us_per_req": f"{redis_s * 1e6 / req:.2f}" if redis else "",
         }
         noisy = other > a.noise_max
         last = attempt == a.redo + 1
@@ -247,8 +257,10 @@ def cmd_run_one(a):
 
         errs = w["non2xx"] + w["sock_errors"]
         cpu = f"{row['proxy_us_per_req']} µs/req" if proxy else "(no proxy)"
-        print(f"    {a.peer:<15} {a.size:>4} c={a.conns:<4} rep {a.rep}: {w['rps']:>9.0f} req/s  "
-              f"p99 {w['p99_ms']:7.2f} ms  {cpu:<16} other {other:.2f} cores"
+        if redis:
+            cpu += f" + redis {row['redis_us_per_req']}"
+        print(f"    {a.peer:<19} {a.size:>4} c={a.conns:<4} rep {a.rep}: {w['rps']:>9.0f} req/s  "
+              f"p50 {_lat(w['p50_ms']):>6} p99 {_lat(w['p99_ms']):>6} ms  {cpu:<16} other {other:.2f} cores"
               + (f"  ERRORS {errs}" if errs else "")
               + ("  NOISY, redoing" if noisy and not last else "  NOISY (kept)" if noisy else ""))
         if not noisy:
@@ -283,9 +295,18 @@ def cmd_ports(a):
 # connection when it stops, so a few per connection and wrk run are expected.
 _CLIENT_GONE = re.compile(r"Downstream (ConnectionClosed|WriteError)|Broken pipe|Connection reset by peer")
 
+# gatehouse's warning when a global rate-limit decision could not be made by Redis (logged
+# at most once a second, with the running count of such policy decisions).
+_REDIS_FALLBACK = re.compile(r"rate-limit decisions follow on_redis_error \((\d+) so far\)")
+
 
 def _log_records(path):
-    """(level, message) of every warning-or-worse line of a gatehouse JSON log or nginx error log."""
+    """(level, message) of every warning-or-worse line of a gatehouse JSON log, an nginx
+    error log or a redis-server log."""
+    # redis-server logs its startup banner at warning level, with warnings that do not
+    # matter here (no config file: it gets arguments; memory overcommit: only for
+    # background saves, which are off), so only what follows "Ready to accept" counts.
+    redis_ready = False
     for line in open(path, errors="replace"):
         line = line.strip()
         if line.startswith("{"):
@@ -295,6 +316,13 @@ def _log_records(path):
                 continue
             if j.get("level") in ("WARN", "ERROR"):
                 yield j["level"], j.get("msg", "")
+        elif re.match(r"\d+:[XCSM] ", line):
+            # redis-server: "pid:role day month year time LEVEL message", # = warning.
+            if "Ready to accept connections" in line:
+                redis_ready = True
+            m = re.match(r"\d+:[XCSM] .*? \d\d:\d\d:\d\d\.\d+ # (.*)", line)
+            if m and redis_ready:
+                yield "WARN", m.group(1)
         else:
             m = re.match(r"\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)", line)
             if m and m.group(1) in ("warn", "error", "crit", "alert", "emerg"):
@@ -306,9 +334,12 @@ def cmd_logsummary(a):
     if not recs:
         return
     levels = {}
-    gone, other = 0, {}
+    gone, other, fallbacks = 0, {}, 0
     for level, msg in recs:
         levels[level] = levels.get(level, 0) + 1
+        m = _REDIS_FALLBACK.search(msg)
+        if m:
+            fallbacks = max(fallbacks, int(m.group(1)))
         if _CLIENT_GONE.search(msg):
             gone += 1
         else:
@@ -322,6 +353,9 @@ def cmd_logsummary(a):
     if other:
         top = sorted(other.items(), key=lambda kv: -kv[1])[:3]
         text += "; other: " + "; ".join(f"{n}× {lv} `{msg}`" for (lv, msg), n in top)
+    if fallbacks:
+        text += (f". **At least {fallbacks} rate-limit decision(s) were made by the "
+                 f"on_redis_error policy, not by Redis** (the last count logged)")
     print(text)
 
 
@@ -331,6 +365,11 @@ def cmd_logsummary(a):
 
 def _k(x):
     return f"{x / 1000:.1f}k" if x >= 1000 else f"{x:.0f}"
+
+
+def _lat(ms):
+    """A latency in ms: 3 decimals below 1 ms (one connection: tens of µs), else 2."""
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}"
 
 
 def _num(rows, key):
@@ -365,9 +404,9 @@ def cmd_report(a):
     out.append("Medians over the reps; req/s range is min–max. CPU µs/req is the CPU time of the "
                "proxy process tree (or the origin) divided by the requests wrk completed — "
                "lower is better. errors = non-2xx/3xx responses + socket errors, summed over runs.\n")
-    out.append("| body | conns | peer | req/s | req/s range | p99 ms | proxy CPU µs/req "
+    out.append("| body | conns | peer | req/s | req/s range | p50 ms | p99 ms | proxy CPU µs/req "
                "| origin CPU µs/req | errors | runs |")
-    out.append("|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
+    out.append("|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|")
     med = {}
     for s in sizes:
         for c in conns:
@@ -378,13 +417,16 @@ def cmd_report(a):
                 rps = _num(g, "rps")
                 pus = _num(g, "proxy_us_per_req")
                 ous = _num(g, "origin_us_per_req")
+                p50 = _num(g, "p50_ms")
                 p99 = _num(g, "p99_ms")
+                rus = [float(r["redis_us_per_req"]) for r in g if r.get("redis_us_per_req")]
                 errs = sum(int(r["non2xx"]) + int(r["sock_errors"]) for r in g)
                 noisy = sum(1 for r in g if float(r["other_cores"]) > a.noise_max)
-                med[(s, c, p)] = (_med(rps), _med(pus))
+                med[(s, c, p)] = {"rps": _med(rps), "us": _med(pus), "p50": _med(p50),
+                                  "p99": _med(p99), "redis_us": _med(rus)}
                 out.append(
                     f"| {s} | {c} | {p} | {_k(_med(rps))} | {_k(min(rps))}–{_k(max(rps))} "
-                    f"| {_med(p99):.2f} | {f'{_med(pus):.1f}' if pus else '–'} "
+                    f"| {_lat(_med(p50))} | {_lat(_med(p99))} | {f'{_med(pus):.1f}' if pus else '–'} "
                     f"| {_med(ous):.1f} | {errs} | {len(g)}{f' ({noisy} noisy)' if noisy else ''} |")
 
     if "gatehouse" in peers and "nginx" in peers:
@@ -399,8 +441,8 @@ def cmd_report(a):
                 g, n = med.get((s, c, "gatehouse")), med.get((s, c, "nginx"))
                 if not g or not n:
                     continue
-                out.append(f"| {s} | {c} | {_k(g[0])} | {_k(n[0])} | {g[0] / n[0]:.2f} "
-                           f"| {g[1]:.1f} | {n[1]:.1f} | {g[1] / n[1]:.2f} |")
+                out.append(f"| {s} | {c} | {_k(g['rps'])} | {_k(n['rps'])} | {g['rps'] / n['rps']:.2f} "
+                           f"| {g['us']:.1f} | {n['us']:.1f} | {g['us'] / n['us']:.2f} |")
 
     # JWT verification cost: the JWT peers are gatehouse with `auth: jwt` on the same route,
     # so their difference to `gatehouse` (proxy only) is what verifying the token costs.
@@ -420,14 +462,50 @@ def cmd_report(a):
                 base = med.get((s, c, "gatehouse"))
                 if not base:
                     continue
-                out.append(f"| {s} | {c} | gatehouse (proxy only) | {_k(base[0])} | 1.00 "
-                           f"| {base[1]:.1f} | – |")
+                out.append(f"| {s} | {c} | gatehouse (proxy only) | {_k(base['rps'])} | 1.00 "
+                           f"| {base['us']:.1f} | – |")
                 for p in jwt_peers:
                     j = med.get((s, c, p))
                     if not j:
                         continue
-                    out.append(f"| {s} | {c} | {p} | {_k(j[0])} | {j[0] / base[0]:.2f} "
-                               f"| {j[1]:.1f} | {j[1] - base[1]:+.1f} |")
+                    out.append(f"| {s} | {c} | {p} | {_k(j['rps'])} | {j['rps'] / base['rps']:.2f} "
+                               f"| {j['us']:.1f} | {j['us'] - base['us']:+.1f} |")
+
+    # Rate limit cost: the same route with a never-triggering `rate_limit`, counted in the
+    # process (local) or by a Redis round trip per request (global). The proxy's CPU does
+    # not include redis-server's, which gets its own column; latency from the same runs.
+    rl_peers = [p for p in RL_PEERS if p in peers]
+    if "gatehouse" in peers and rl_peers:
+        out.append("")
+        out.append("## Rate limit cost\n")
+        out.append("gatehouse-rl-local / gatehouse-rl-global run the same route as gatehouse (proxy "
+                   "only) with a `rate_limit` that never triggers, decided in the process / by one "
+                   "Lua script round trip per request to Redis. extra µs/req = difference of the "
+                   "proxy CPU µs/req medians to proxy only; it does **not** include the CPU of "
+                   "redis-server, shown apart (Redis CPU µs/req: proxy extra + Redis is the whole "
+                   "CPU price of a global decision). p50 / p99 are the medians of wrk's percentiles "
+                   "in the same runs, added = difference to proxy only. With many connections "
+                   "latency is mostly queueing (Little's law); with one connection (CONNS=1) it is "
+                   "the latency of each request.\n")
+        out.append("| body | conns | peer | req/s | req/s ratio to proxy only | CPU µs/req "
+                   "| extra µs/req | Redis CPU µs/req | p50 ms | p99 ms | added p50 µs | added p99 µs |")
+        out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in sizes:
+            for c in conns:
+                base = med.get((s, c, "gatehouse"))
+                if not base:
+                    continue
+                out.append(f"| {s} | {c} | gatehouse (proxy only) | {_k(base['rps'])} | 1.00 "
+                           f"| {base['us']:.1f} | – | – | {_lat(base['p50'])} | {_lat(base['p99'])} | – | – |")
+                for p in rl_peers:
+                    j = med.get((s, c, p))
+                    if not j:
+                        continue
+                    rus = f"{j['redis_us']:.1f}" if j["redis_us"] is not None else "–"
+                    out.append(f"| {s} | {c} | {p} | {_k(j['rps'])} | {j['rps'] / base['rps']:.2f} "
+                               f"| {j['us']:.1f} | {j['us'] - base['us']:+.1f} | {rus} "
+                               f"| {_lat(j['p50'])} | {_lat(j['p99'])} "
+                               f"| {(j['p50'] - base['p50']) * 1000:+.0f} | {(j['p99'] - base['p99']) * 1000:+.0f} |")
 
     all_rows = list(csv.DictReader(open(a.csv)))
     redone = sum(1 for r in all_rows if r["kept"] == "0")
@@ -464,6 +542,7 @@ def main():
     p.add_argument("--warmup", required=True)
     p.add_argument("--proxy-pid", type=int, default=0, help="0 for the direct peer")
     p.add_argument("--origin-pid", type=int, required=True)
+    p.add_argument("--redis-pid", type=int, default=0, help="a redis-server whose CPU to report (0 = none)")
     p.add_argument("--ours", default="", help="comma-separated pids of all our long-lived processes")
     p.add_argument("--quiet-max", type=float, default=0.15)
     p.add_argument("--quiet-timeout", type=float, default=30)

@@ -5,6 +5,10 @@
 #   QUICK=1 bash loadtest/run.sh      # smoke run (~1 min)
 #   PEERS="gatehouse gatehouse-hs256 gatehouse-rs256 nginx" bash loadtest/run.sh
 #                                     # + the cost of JWT verification (HS256, RS256)
+#   PEERS="gatehouse gatehouse-rl-local gatehouse-rl-global nginx" SIZES=2 CONNS=64 bash loadtest/run.sh
+#                                     # + the cost of a rate limit (local / global via Redis)
+#   CONNS=1 SIZES=2 PEERS="gatehouse gatehouse-rl-local gatehouse-rl-global" bash loadtest/run.sh
+#                                     # per-request latency (one connection, closed loop)
 #
 # What it does (method: /work/shared/benchmarking.md, summary in loadtest/README.md):
 #   1. builds gatehouse (cargo build --release) and checks the tools it needs;
@@ -13,20 +17,24 @@
 #      front of it; "direct" is wrk straight at the origin; the optional peers
 #      gatehouse-hs256 / gatehouse-rs256 are more gatehouse processes whose route requires
 #      a JWT (HS256 secret / RS256 public key), sent by wrk as a bearer token;
+#      gatehouse-rl-local / gatehouse-rl-global have a rate limit on the route that never
+#      triggers, counted in the process / in a redis-server started here;
 #   3. iso layout on 2+ cores: the proxy alone on core 0, origin + wrk -t1 on core 1;
-#   4. checks every peer answers 200 with the exact body for every size (and that the JWT
-#      peers answer 401 without a token or with a forged one);
+#   4. checks every peer answers 200 with the exact body for every size (that the JWT
+#      peers answer 401 without a token or with a forged one, and that the rate-limited
+#      peers send RateLimit-* headers, counted by Redis for the global one);
 #   5. for each rep, size and connection count runs the peers interleaved (gatehouse,
 #      nginx, direct, gatehouse, …): wait for a quiet machine, warm up, measure with wrk,
 #      read the proxy's CPU time from /proc → CPU µs per request;
 #   6. prints a Markdown table (medians, ranges, gatehouse/nginx ratios, and the JWT
-#      verification cost when those peers ran) and saves it with the raw runs under
+#      verification / rate limit cost when those peers ran) and saves it with the raw runs under
 #      loadtest/results/<timestamp>.{md,csv,raw}.
 # Every process it starts is stopped on exit, Ctrl-C or failure.
 #
 # Knobs (environment):
 #   DURATION=10s WARMUP=2s REPS=3 CONNS="64 256" SIZES="2 4k 64k"
-#   PEERS="gatehouse nginx direct" (also: gatehouse-hs256 gatehouse-rs256)  PIN=1 (0 = no taskset)  QUICK=0
+#   PEERS="gatehouse nginx direct" (also: gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local
+#         gatehouse-rl-global)  PIN=1 (0 = no taskset)  QUICK=0
 #   BUILD=1 (0 = skip cargo build)  GATEHOUSE_BIN=target/release/gatehouse
 #   QUIET_MAX=0.15 (cores) QUIET_TIMEOUT=30 (s) NOISE_MAX=0.25 (cores) REDO=2  KEEP_TMP=0
 #   NGINX_UPSTREAM_KEEPALIVE=512 (nginx's `keepalive N`: idle upstream connections kept; ≥ CONNS for a fair comparison)
@@ -62,9 +70,9 @@ if [[ "$NCPU" -ge 2 ]]; then PIN="${PIN:-1}"; else PIN=0; fi
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+ALL_PEERS="gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global nginx direct"
 for peer in $PEERS; do
-    [[ "$peer" =~ ^(gatehouse|gatehouse-hs256|gatehouse-rs256|nginx|direct)$ ]] ||
-        die "unknown peer '$peer' in PEERS (gatehouse, gatehouse-hs256, gatehouse-rs256, nginx, direct)"
+    [[ " $ALL_PEERS " == *" $peer "* ]] || die "unknown peer '$peer' in PEERS (${ALL_PEERS// /, })"
 done
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
 
@@ -73,6 +81,9 @@ has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
 # ---------------------------------------------------------------------------------------
 declare -A PKG=([nginx]=nginx-light [wrk]=wrk [curl]=curl [python3]=python3 [taskset]=util-linux [getconf]=libc-bin)
 if has_peer gatehouse-rs256; then PKG[openssl]=openssl; fi   # generates its RSA key pair
+if has_peer gatehouse-rl-global; then                          # the Redis of its global limit
+    PKG[redis-server]=redis-server PKG[redis-cli]=redis-tools
+fi
 missing=()
 for tool in "${!PKG[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}")
@@ -102,7 +113,7 @@ TMP="$(mktemp -d /tmp/gatehouse-loadtest.XXXXXX)"
 # nginx workers run as an unprivileged user when the master is root: they must be able
 # to read the static files and write their temp dirs under $TMP.
 chmod 755 "$TMP"
-PIDS=()             # every long-lived process we started (nginx masters, gatehouse)
+PIDS=()             # every long-lived process we started (nginx masters, gatehouse, redis)
 declare -A NAME LOG  # pid -> name, pid -> its log file
 
 started() {   # $1 = pid, $2 = name, $3 = log file
@@ -125,7 +136,7 @@ cleanup() {
             continue
         fi
         # gatehouse (any of its peers): SIGINT = fast shutdown; nginx master: SIGTERM =
-        # fast shutdown (it also stops its worker).
+        # fast shutdown (it also stops its worker); redis-server: SIGTERM (nothing to save).
         if [[ "${NAME[$pid]}" == gatehouse* ]]; then
             kill -INT "$pid" 2>/dev/null || true
         else
@@ -156,17 +167,20 @@ trap 'exit 143' TERM
 # Try to allow many sockets (256 client + upstream connections per peer).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# CPU layout: proxy alone on core 0, origin + wrk on core 1.
+# CPU layout: proxy alone on core 0, origin (+ Redis) + wrk on core 1.
+load_side="origin"
+if has_peer gatehouse-rl-global; then load_side+=", redis-server"; fi
 if [[ "$PIN" == 1 ]]; then
     PROXY_PIN=(taskset -c 0) LOAD_PIN=(taskset -c 1)
-    LAYOUT="iso: proxy on core 0; origin and wrk -t1 on core 1"
+    LAYOUT="iso: proxy on core 0; $load_side and wrk -t1 on core 1"
 else
     PROXY_PIN=() LOAD_PIN=()
     LAYOUT="unpinned (PIN=0 or 1 core)"
 fi
 
-# Ports of the origin, gatehouse, the nginx proxy and the two JWT gatehouse peers.
-read -r ORIGIN_PORT GH_PORT NGX_PORT HS_PORT RS_PORT < <(python3 "$HELPER" ports 5)
+# Ports of the origin, gatehouse, the nginx proxy, the two JWT and the two rate-limited
+# gatehouse peers, and the Redis of the global one.
+read -r ORIGIN_PORT GH_PORT NGX_PORT HS_PORT RS_PORT RLL_PORT RLG_PORT REDIS_PORT < <(python3 "$HELPER" ports 8)
 
 # ---------------------------------------------------------------------------------------
 # Body sizes: "2" is the `return 200 "ok"` location at `/`, anything else (N or Nk bytes)
@@ -261,11 +275,12 @@ EOF
 } > "$TMP/nginx-proxy.conf"
 
 # gatehouse: the minimal benchmark config (pid file and upgrade socket in the temp dir so
-# that nothing collides with another gatehouse on this machine). The JWT peers use the
-# same config plus `auth: jwt` on the route, so what they cost beyond `gatehouse` is the
-# token: reading it, verifying it, and passing the request on with X-User-ID.
-gatehouse_config() {   # $1 = peer name, $2 = port, $3 = `auth.jwt` settings ("" = no auth)
-    local name="$1" port="$2" jwt="${3:-}"
+# that nothing collides with another gatehouse on this machine). The other gatehouse peers
+# use the same config plus one feature, so what they cost beyond `gatehouse` is that
+# feature: the JWT peers add `auth: jwt` on the route (reading and verifying the token,
+# passing the request on with X-User-ID), the rate-limited peers a `rate_limit` on it.
+gatehouse_config() {   # $1 = peer name, $2 = port, $3 = top-level YAML, $4 = route YAML (both optional)
+    local name="$1" port="$2" top="${3:-}" route="${4:-}"
     {
         cat <<EOF
 listen: ["127.0.0.1:$port"]
@@ -274,7 +289,7 @@ access_log: false
 pid_file: $TMP/$name.pid
 upgrade_sock: $TMP/${name}_upgrade.sock
 EOF
-        [[ -z "$jwt" ]] || printf 'auth:\n  jwt: { %s }\n' "$jwt"
+        [[ -z "$top" ]] || printf '%s\n' "$top"
         cat <<EOF
 upstreams:
   origin:
@@ -285,14 +300,15 @@ routes:
     prefix: /
     upstream: origin
 EOF
-        [[ -z "$jwt" ]] || echo "    auth: jwt"
+        [[ -z "$route" ]] || printf '    %s\n' "$route"
     } > "$TMP/$name.yaml"
 }
 
 gatehouse_config gatehouse "$GH_PORT"
 if has_peer gatehouse-hs256; then
     gatehouse_config gatehouse-hs256 "$HS_PORT" \
-        'secret: "loadtest-secret-0123456789abcdef0123", algorithms: [HS256]'
+        'auth: { jwt: { secret: "loadtest-secret-0123456789abcdef0123", algorithms: [HS256] } }' \
+        'auth: jwt'
 fi
 if has_peer gatehouse-rs256; then
     # A throwaway RSA 2048 key pair: gatehouse verifies with the public key, the
@@ -300,7 +316,25 @@ if has_peer gatehouse-rs256; then
     { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$TMP/jwt_private.pem" &&
       openssl rsa -in "$TMP/jwt_private.pem" -pubout -out "$TMP/jwt_public.pem"
     } > "$TMP/openssl.log" 2>&1 || { cat "$TMP/openssl.log" >&2; die "cannot generate the RSA key pair"; }
-    gatehouse_config gatehouse-rs256 "$RS_PORT" "public_key: $TMP/jwt_public.pem"
+    gatehouse_config gatehouse-rs256 "$RS_PORT" "auth: { jwt: { public_key: $TMP/jwt_public.pem } }" 'auth: jwt'
+fi
+
+# The rate-limited peers: a limit per client address that never triggers (all requests
+# come from 127.0.0.1, so one bucket, and 10^6 per second (the finest a limit can be) is far above what one core
+# serves), counted in the process (local) or, for the global one, by one Lua script round
+# trip per request to the redis-server started below. Its timeout is raised from the
+# default 5ms to 50ms so that a loaded machine does not turn decisions into policy
+# fallbacks (which skip Redis and would look cheaper); the check below makes sure Redis
+# answers.
+RL_LIMIT=1000000
+rl_route() { echo "rate_limit: { requests: $RL_LIMIT, per: 1s, key: ip, scope: $1 }"; }
+if has_peer gatehouse-rl-local; then
+    gatehouse_config gatehouse-rl-local "$RLL_PORT" "" "$(rl_route local)"
+fi
+if has_peer gatehouse-rl-global; then
+    gatehouse_config gatehouse-rl-global "$RLG_PORT" \
+        "redis: { url: \"redis://127.0.0.1:$REDIS_PORT\", timeout: 50ms, key_prefix: bench }" \
+        "$(rl_route global)"
 fi
 
 # nginx -e (startup error log) exists since 1.19.5; older versions log to the compiled-in path.
@@ -332,13 +366,31 @@ wait_ready() {   # $1 = name, $2 = pid, $3 = url, $4 = log file
 }
 
 # ---------------------------------------------------------------------------------------
-# Start origin, gatehouse, nginx proxy
+# Start origin, Redis, gatehouse, nginx proxy
 # ---------------------------------------------------------------------------------------
 log "temp dir: $TMP"
 log "layout: $LAYOUT"
 start_nginx origin "${LOAD_PIN[@]}"
 ORIGIN_PID=$STARTED_PID
 wait_ready origin "$ORIGIN_PID" "http://127.0.0.1:$ORIGIN_PORT/" "$TMP/origin/logs/error.log"
+
+# The Redis of gatehouse-rl-global: loopback only, no persistence (no RDB snapshots, no
+# AOF: nothing but the request path costs CPU), on the load core like the origin, so
+# that the proxy core measures gatehouse alone. Its CPU is read like the origin's.
+REDIS_PID=0
+if has_peer gatehouse-rl-global; then
+    mkdir -p "$TMP/redis"
+    "${LOAD_PIN[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+        --dir "$TMP/redis" --logfile "$TMP/redis/redis.log" --daemonize no > /dev/null 2>&1 &
+    REDIS_PID=$!
+    started "$REDIS_PID" redis "$TMP/redis/redis.log"
+    for _ in $(seq 300); do
+        kill -0 "$REDIS_PID" 2>/dev/null || { tail -n 20 "$TMP/redis/redis.log" >&2 || true; die "redis-server did not start"; }
+        [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true)" == PONG ]] && break
+        sleep 0.1
+    done
+    [[ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true)" == PONG ]] || die "redis-server not ready on port $REDIS_PORT after 30 s"
+fi
 
 # Every gatehouse peer is its own process on the proxy core, with its config and log in
 # the temp dir. /health is built in and answers without a token even on the JWT peers.
@@ -351,7 +403,7 @@ start_gatehouse() {   # $1 = peer name, $2 = port; sets STARTED_PID
     wait_ready "$name" "$STARTED_PID" "http://127.0.0.1:$2/health" "$TMP/$name.log"
 }
 
-GH_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0
+GH_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0 RLL_PID=0 RLG_PID=0
 if has_peer gatehouse; then
     start_gatehouse gatehouse "$GH_PORT"
     GH_PID=$STARTED_PID
@@ -364,6 +416,14 @@ if has_peer gatehouse-rs256; then
     start_gatehouse gatehouse-rs256 "$RS_PORT"
     RS_PID=$STARTED_PID
 fi
+if has_peer gatehouse-rl-local; then
+    start_gatehouse gatehouse-rl-local "$RLL_PORT"
+    RLL_PID=$STARTED_PID
+fi
+if has_peer gatehouse-rl-global; then
+    start_gatehouse gatehouse-rl-global "$RLG_PORT"
+    RLG_PID=$STARTED_PID
+fi
 if has_peer nginx; then
     start_nginx nginx-proxy "${PROXY_PIN[@]}"
     NGX_PID=$STARTED_PID
@@ -373,15 +433,19 @@ fi
 peer_port() {
     case "$1" in
         gatehouse) echo "$GH_PORT";; gatehouse-hs256) echo "$HS_PORT";; gatehouse-rs256) echo "$RS_PORT";;
+        gatehouse-rl-local) echo "$RLL_PORT";; gatehouse-rl-global) echo "$RLG_PORT";;
         nginx) echo "$NGX_PORT";; direct) echo "$ORIGIN_PORT";; *) die "unknown peer '$1'";;
     esac
 }
 peer_pid() {
     case "$1" in
         gatehouse) echo "$GH_PID";; gatehouse-hs256) echo "$HS_PID";; gatehouse-rs256) echo "$RS_PID";;
+        gatehouse-rl-local) echo "$RLL_PID";; gatehouse-rl-global) echo "$RLG_PID";;
         nginx) echo "$NGX_PID";; direct) echo 0;;
     esac
 }
+# The Redis whose CPU counts for a peer's requests (0 = none).
+peer_redis_pid() { if [[ "$1" == gatehouse-rl-global ]]; then echo "$REDIS_PID"; else echo 0; fi; }
 
 # Bearer tokens for the JWT peers, minted by the gatehouse CLI from that peer's own config
 # (HS256: the configured secret; RS256: --key with the private key). The 2 h lifetime
@@ -433,6 +497,26 @@ for peer in $PEERS; do
     log "$peer answers 401 without a token and with a forged one"
 done
 
+# The rate-limited peers must really count: every response carries RateLimit-Limit and a
+# RateLimit-Remaining below it. For the global peer that proves Redis answered: when it
+# cannot, the decision follows `on_redis_error: allow` and reports remaining == limit.
+# gatehouse connects to Redis in the background on the first global decision, so the
+# first few requests may be such fallbacks: retry for up to 5 s.
+for peer in $PEERS; do
+    [[ "$peer" == gatehouse-rl-* ]] || continue
+    url="http://127.0.0.1:$(peer_port "$peer")/"
+    for i in $(seq 50); do
+        hdrs="$(curl -s -D - -o /dev/null "$url" | tr -d '\r' | tr 'A-Z' 'a-z' || true)"
+        limit="$(sed -n 's/^ratelimit-limit: *//p' <<<"$hdrs")"
+        remaining="$(sed -n 's/^ratelimit-remaining: *//p' <<<"$hdrs")"
+        [[ "$limit" == "$RL_LIMIT" && "$remaining" =~ ^[0-9]+$ && "$remaining" -lt "$RL_LIMIT" ]] && break
+        sleep 0.1
+    done
+    [[ "$limit" == "$RL_LIMIT" && "$remaining" =~ ^[0-9]+$ && "$remaining" -lt "$RL_LIMIT" ]] ||
+        die "$peer $url: expected ratelimit-limit: $RL_LIMIT and ratelimit-remaining below it, got '${limit:-none}' / '${remaining:-none}'"
+    log "$peer counts: ratelimit-limit $limit, ratelimit-remaining $remaining$([[ "$peer" == *global ]] && echo " (answered by Redis)")"
+done
+
 # ---------------------------------------------------------------------------------------
 # Measure: reps outermost, peers interleaved innermost
 # ---------------------------------------------------------------------------------------
@@ -440,7 +524,7 @@ STAMP="$(date +%Y%m%d-%H%M%S)"
 RESULTS="$HERE/results"
 mkdir -p "$RESULTS"
 CSV="$RESULTS/$STAMP.csv" MD="$RESULTS/$STAMP.md" RAW="$RESULTS/$STAMP.raw"
-OURS="$ORIGIN_PID,$GH_PID,$NGX_PID,$HS_PID,$RS_PID"
+OURS="$ORIGIN_PID,$GH_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$REDIS_PID"
 n_runs=$(( REPS * $(wc -w <<<"$SIZES") * $(wc -w <<<"$CONNS") * $(wc -w <<<"$PEERS") ))
 log "measuring: $n_runs runs of $DURATION (after $WARMUP warm-up each); results → $CSV"
 
@@ -453,7 +537,8 @@ for rep in $(seq "$REPS"); do
                     --url "http://127.0.0.1:$(peer_port "$peer")$(size_path "$s")" \
                     --header "$(peer_header "$peer")" \
                     --wrk "${LOAD_PIN[*]} wrk" --duration "$DURATION" --warmup "$WARMUP" \
-                    --proxy-pid "$(peer_pid "$peer")" --origin-pid "$ORIGIN_PID" --ours "$OURS" \
+                    --proxy-pid "$(peer_pid "$peer")" --origin-pid "$ORIGIN_PID" \
+                    --redis-pid "$(peer_redis_pid "$peer")" --ours "$OURS" \
                     --quiet-max "$QUIET_MAX" --quiet-timeout "$QUIET_TIMEOUT" \
                     --noise-max "$NOISE_MAX" --redo "$REDO" --csv "$CSV" --raw "$RAW"
             done
@@ -466,13 +551,20 @@ done
 # ---------------------------------------------------------------------------------------
 # Warnings and errors in the logs of the proxies and the origin, grouped by message.
 notes=()
-for name in gatehouse gatehouse-hs256 gatehouse-rs256; do
+for name in gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global; do
     if has_peer "$name"; then notes+=("$(python3 "$HELPER" logsummary "$name" "$TMP/$name.log")"); fi
 done
 for name in nginx-proxy origin; do
     f="$TMP/$name/logs/error.log"
     if [[ -f "$f" ]]; then notes+=("$(python3 "$HELPER" logsummary "$name" "$f")"); fi
 done
+if [[ "$REDIS_PID" != 0 ]]; then notes+=("$(python3 "$HELPER" logsummary redis "$TMP/redis/redis.log")"); fi
+# gatehouse logs a global decision that Redis failed to make (then at most one line a
+# second, with the running count, which logsummary reports in bold). No such line: every
+# measured decision of gatehouse-rl-global was Redis's.
+if has_peer gatehouse-rl-global && ! grep -q 'follow on_redis_error' "$TMP/gatehouse-rl-global.log"; then
+    notes+=("gatehouse-rl-global: no Redis failure in its log, so Redis made every measured decision (no on_redis_error fallback).")
+fi
 
 cpu_model="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
 nginx_version="$(nginx -v 2>&1 | sed 's/^nginx version: //' || true)"
@@ -483,11 +575,18 @@ jwt_peers=""
 if has_peer gatehouse-hs256 || has_peer gatehouse-rs256; then
     jwt_peers="; gatehouse-hs256 / gatehouse-rs256 = the same gatehouse with \`auth: jwt\` on the route (HS256 secret / RS256 with an RSA 2048 public key), each its own process, wrk sending a valid bearer token"
 fi
+rl_peers=""
+if has_peer gatehouse-rl-local || has_peer gatehouse-rl-global; then
+    rl_peers="; gatehouse-rl-local / gatehouse-rl-global = the same gatehouse with \`$(rl_route "local|global")\` on the route (never triggers), each its own process"
+    if has_peer gatehouse-rl-global; then
+        rl_peers+=", the global one with \`redis.timeout: 50ms\` and Redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') (no persistence) on the load core"
+    fi
+fi
 report_args=(
     --stamp "$STAMP" --noise-max "$NOISE_MAX"
     --meta "machine: $NCPU cores ($cpu_model), Linux $(uname -r)"
     --meta "layout: $LAYOUT"
-    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false)$jwt_peers; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = wrk → origin"
+    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false)$jwt_peers$rl_peers; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = wrk → origin"
     --meta "origin: nginx, 1 worker, \`return 200 \"ok\"\` for 2 B, static files otherwise; client: $wrk_version -t1"
     --meta "runs: $REPS rep(s) × $DURATION after $WARMUP warm-up, conns: $CONNS, sizes: $SIZES (bytes, k = KiB)"
 )

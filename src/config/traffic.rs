@@ -55,6 +55,13 @@ pub fn rate_limit(raw: &RawRateLimit, path: &str, has_redis: bool, p: &mut Probl
             Duration::from_secs(1)
         }
     };
+    // The buckets refill in whole microseconds.
+    if requests as u128 > per.as_micros() {
+        p.push(
+            format!("{path}.requests"),
+            format!("at most one request per microsecond ({} per {per:?})", per.as_micros()),
+        );
+    }
     let key = match raw.key.as_deref().unwrap_or("ip") {
         "ip" => RateKey::ClientIp,
         "api_key" => RateKey::ApiKey,
