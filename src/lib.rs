@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::all)]
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;

@@ -2,36 +2,143 @@
 //! startup. A config that fails any step is refused with every problem logged, and the
 //! snapshot in service keeps serving.
 
-use crate::config::model::ServerSettings;
-use crate::config::{ConfigError, ConfigSource, Problem};
+use crate::config::model::{ServerSettings, TargetConfig};
+use crate::config::{resolve, Config, ConfigError, ConfigSource, Problem};
+use crate::observe::metrics::Metrics;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::signal::unix::{signal, SignalKind};
+
+/// Targets registered or deregistered at runtime (admin API), kept across reloads.
+#[derive(Debug, Default, Clone)]
+struct TargetChanges {
+    added: Vec<TargetConfig>,
+    removed: Vec<SocketAddr>,
+}
+
+struct State {
+    /// The last config that loaded, before runtime target changes.
+    config: Config,
+    changes: BTreeMap<String, TargetChanges>,
+}
 
 pub struct Reloader {
     source: ConfigSource,
     snapshot: SharedSnapshot,
-    /// Reloads (SIGHUP, later the admin API) run one at a time.
-    serialize: Mutex<()>,
+    metrics: Arc<Metrics>,
+    /// One change at a time (SIGHUP, admin reload, target registration).
+    state: Mutex<State>,
 }
 
 impl Reloader {
-    pub fn new(source: ConfigSource, snapshot: SharedSnapshot) -> Self {
+    /// `config` is the one the running snapshot was built from.
+    pub fn new(source: ConfigSource, config: Config, snapshot: SharedSnapshot, metrics: Arc<Metrics>) -> Self {
         Reloader {
             source,
             snapshot,
-            serialize: Mutex::new(()),
+            metrics,
+            state: Mutex::new(State {
+                config,
+                changes: BTreeMap::new(),
+            }),
         }
+    }
+
+    pub fn source(&self) -> &ConfigSource {
+        &self.source
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Loads the source again and swaps the new snapshot in. Blocking (file and DNS I/O):
     /// call it off the request runtime.
     pub fn reload(&self) -> Result<Arc<Snapshot>, ConfigError> {
-        let _one_at_a_time = self.serialize.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let config = self.source.load()?;
+        let mut state = self.lock();
+        let outcome = self.source.load().and_then(|config| {
+            let next = self.install(&config, &state.changes)?;
+            state.config = config;
+            Ok(next)
+        });
+        self.metrics.reloaded(outcome.is_ok());
+        outcome
+    }
+
+    /// Adds `spec` (host:port) to `upstream` at runtime; kept across reloads.
+    pub fn register_target(&self, upstream: &str, spec: &str, weight: u16) -> Result<Arc<Snapshot>, ConfigError> {
+        let addr = resolve(spec).map_err(|e| ConfigError::single("admin", "addr", e))?;
+        let target = TargetConfig {
+            spec: spec.to_string(),
+            addr,
+            weight,
+        };
+        self.change_targets(upstream, |c| {
+            c.removed.retain(|a| *a != addr);
+            c.added.retain(|t| t.addr != addr);
+            c.added.push(target);
+        })
+    }
+
+    /// Removes the target at `spec` from `upstream` at runtime; kept across reloads.
+    pub fn deregister_target(&self, upstream: &str, spec: &str) -> Result<Arc<Snapshot>, ConfigError> {
+        let addr = resolve(spec).map_err(|e| ConfigError::single("admin", "addr", e))?;
+        self.change_targets(upstream, |c| {
+            c.added.retain(|t| t.addr != addr);
+            if !c.removed.contains(&addr) {
+                c.removed.push(addr);
+            }
+        })
+    }
+
+    fn change_targets(
+        &self,
+        upstream: &str,
+        change: impl FnOnce(&mut TargetChanges),
+    ) -> Result<Arc<Snapshot>, ConfigError> {
+        let mut state = self.lock();
+        if !state.config.upstreams.contains_key(upstream) {
+            return Err(ConfigError::single(
+                "admin",
+                "upstream",
+                format!("unknown upstream \"{upstream}\""),
+            ));
+        }
+        let mut changes = state.changes.clone();
+        change(changes.entry(upstream.to_string()).or_default());
+        let next = self.install(&state.config, &changes)?;
+        state.changes = changes;
+        Ok(next)
+    }
+
+    /// Builds `config` with the runtime target changes and swaps it in.
+    fn install(
+        &self,
+        config: &Config,
+        changes: &BTreeMap<String, TargetChanges>,
+    ) -> Result<Arc<Snapshot>, ConfigError> {
+        let mut config = config.clone();
+        for (name, c) in changes {
+            let Some(upstream) = config.upstreams.get_mut(name) else {
+                continue;
+            };
+            upstream
+                .targets
+                .retain(|t| !c.removed.contains(&t.addr) && !c.added.iter().any(|a| a.addr == t.addr));
+            upstream.targets.extend(c.added.iter().cloned());
+            if upstream.targets.is_empty() {
+                return Err(ConfigError::single(
+                    "admin",
+                    format!("upstreams.{name}.targets"),
+                    "the last target cannot be removed",
+                ));
+            }
+        }
         let current = self.snapshot.load_full();
         check_restart_fields(&current.server, &config.server, &config.source)?;
         let next = Arc::new(Snapshot::build(config, Some(&current))?);
@@ -77,6 +184,10 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
     fixed("log_file", running.log_file != new.log_file);
     fixed("grace_period", running.grace_period != new.grace_period);
     fixed("shutdown_timeout", running.shutdown_timeout != new.shutdown_timeout);
+    fixed(
+        "admin.listen",
+        running.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen),
+    );
     if problems.is_empty() {
         Ok(())
     } else {
@@ -112,7 +223,7 @@ impl BackgroundService for ReloadOnSighup {
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = hangups.recv() => {
-                    log::info!("SIGHUP: reloading {}", self.reloader.source.describe());
+                    log::info!("SIGHUP: reloading {}", self.reloader.source().describe());
                     let reloader = self.reloader.clone();
                     if let Err(e) = tokio::task::spawn_blocking(move || reloader.reload_and_log()).await {
                         log::error!("reload task failed: {e}");

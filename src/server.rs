@@ -2,7 +2,9 @@
 //! health supervisor, and the reload trigger. Used by `gatehouse run` (and nothing else
 //! needs to know how the parts are wired).
 
+use crate::admin::AdminApi;
 use crate::config::{ConfigError, ConfigSource};
+use crate::observe::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::reload::{ReloadOnSighup, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -11,6 +13,7 @@ use arc_swap::ArcSwap;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 use std::sync::Arc;
 
 /// Pingora's process flags, passed through from the command line.
@@ -26,10 +29,15 @@ pub struct ProcessOptions {
 pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, SharedSnapshot), ConfigError> {
     let config = source.load()?;
     let listen = config.server.listen.clone();
-    let snapshot = Snapshot::build(config, None)?;
+    let admin = config.server.admin.clone();
+    let snapshot = Snapshot::build(config.clone(), None)?;
     for w in &snapshot.warnings {
         log::warn!("{}: {w}", snapshot.source);
     }
+    let metrics = Arc::new(
+        Metrics::new()
+            .map_err(|e| ConfigError::single(&snapshot.source, "metrics", format!("cannot register: {e}")))?,
+    );
     let conf = server_conf(&snapshot);
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
 
@@ -41,21 +49,27 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, S
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(shared.clone()),
-        "gatehouse proxy",
-    );
+    let gateway = Gateway::new(shared.clone(), metrics.clone());
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gatehouse proxy");
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
     }
     server.add_service(proxy);
+    let supervisor = Supervisor::new(shared.clone());
+    server.add_service(background_service("health checks and key refresh", supervisor));
+    let reloader = Arc::new(Reloader::new(source, config, shared.clone(), metrics.clone()));
     server.add_service(background_service(
-        "health checks and key refresh",
-        Supervisor::new(shared.clone()),
+        "reload on SIGHUP",
+        ReloadOnSighup::new(reloader.clone()),
     ));
-    let reloader = Arc::new(Reloader::new(source, shared.clone()));
-    server.add_service(background_service("reload on SIGHUP", ReloadOnSighup::new(reloader)));
+    if let Some(admin) = admin {
+        let mut service = Service::new(
+            "gatehouse admin".into(),
+            AdminApi::new(shared.clone(), metrics, reloader),
+        );
+        service.add_tcp(&admin.listen.to_string());
+        server.add_service(service);
+    }
     Ok((server, shared))
 }
 

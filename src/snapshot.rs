@@ -17,6 +17,7 @@ use crate::limits::RateLimit;
 use crate::routing::{shadowed_routes, Router};
 use crate::upstream::{RouteUpstreams, UpstreamPool};
 use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,10 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     pub upstreams: BTreeMap<String, Arc<UpstreamPool>>,
     pub warnings: Vec<String>,
+    /// The loaded config with secrets redacted, for /admin/config.
+    pub document: serde_json::Value,
+    /// SHA-256 of the loaded config (secrets included), hex.
+    pub config_hash: String,
 }
 
 /// A route, ready to serve.
@@ -47,6 +52,7 @@ pub struct Route {
     pub upstreams: RouteUpstreams,
     /// The route's own limit (its buckets carried over a reload when unchanged).
     pub rate_limit: Option<Arc<RateLimit>>,
+    pub auth: crate::config::model::AuthKind,
     /// Read/write timeout towards the upstream; `None` = the upstream's own.
     pub timeout: Option<Duration>,
     /// The route's CORS policy (its own, else the global one).
@@ -159,6 +165,8 @@ impl Snapshot {
                 problems,
             });
         }
+        let config_hash = hex::encode(Sha256::digest(config.document.to_string().as_bytes()));
+        let document = redact(config.document);
         let names: Vec<String> = config.routes.iter().map(|r| r.name.clone()).collect();
         let router = Router::new(config.routes.into_iter().map(|r| r.matcher).collect());
         let mut warnings = config.warnings;
@@ -174,7 +182,44 @@ impl Snapshot {
             routes,
             upstreams,
             warnings,
+            document,
+            config_hash,
         })
+    }
+}
+
+/// Keys whose values never leave the process.
+const SECRET_KEYS: [&str; 4] = ["secret", "client_secret", "token", "password"];
+
+/// The config document with secrets replaced by `"[redacted]"` (and passwords in URLs).
+fn redact(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let hidden = SECRET_KEYS.contains(&k.as_str()) && !v.is_null();
+                    (k, if hidden { Value::from("[redacted]") } else { redact(v) })
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(redact).collect()),
+        Value::String(s) => Value::String(redact_url_password(&s)),
+        other => other,
+    }
+}
+
+/// `redis://user:pass@host` → `redis://user:[redacted]@host`.
+fn redact_url_password(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return s.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
+        None => s.to_string(),
     }
 }
 
@@ -220,6 +265,7 @@ fn build_route(
     Ok(Route {
         name: config.name.clone(),
         upstreams,
+        auth: config.security.auth,
         timeout: config.timeout,
         request_chain: filters::request_chain(config, parts.edge, cors.as_ref(), limits),
         cors,

@@ -97,12 +97,15 @@ async fn a_refused_connection_is_retried_on_another_target() {
     .await;
     let counts = distribution(&gw, "/", 40).await;
     assert_eq!(counts.get("a"), Some(&40));
-    // Half the requests went to the dead target first and needed a second attempt.
+    // Half the requests went to the dead target first and needed a second attempt (a retry
+    // does not turn the round-robin wheel). Access lines are written just after each answer.
+    eventually(Duration::from_secs(5), "40 access lines", || {
+        let n = gw.access_log().iter().filter(|l| l["path"] == "/").count();
+        async move { n == 40 }
+    })
+    .await;
     let retried = gw.access_log().iter().filter(|l| l["attempts"] == 2).count();
-    assert_eq!(
-        retried, 20,
-        "every other request met the dead target first (a retry does not turn the wheel)"
-    );
+    assert_eq!(retried, 20, "every other request met the dead target first");
 }
 
 #[tokio::test]

@@ -82,10 +82,11 @@ pub fn parse_yaml(text: &str, source: &str, lookup: &dyn Fn(&str) -> Option<Stri
         return Err(ConfigError::single(source, "", "the file is empty"));
     }
     let mut unknown = Vec::new();
-    let raw: RawConfig = serde_ignored::deserialize(serde_yaml::Deserializer::from_str(&expanded), |path| {
+    let mut raw: RawConfig = serde_ignored::deserialize(serde_yaml::Deserializer::from_str(&expanded), |path| {
         unknown.push(field_path(&path))
     })
     .map_err(|e| ConfigError::single(source, "", format!("invalid YAML: {e}")))?;
+    metrics_override(&mut raw, lookup, &mut problems);
     let port = port_override(lookup, &mut problems);
     for path in unknown {
         problems.push(path, "unknown key");
@@ -115,6 +116,20 @@ fn port_override(lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Problem
             problems.push("PORT", format!("\"{value}\" is not a port number"));
             None
         }
+    }
+}
+
+/// `ENABLE_METRICS=false` (the seeds' switch) turns metrics off, whatever the file says.
+fn metrics_override(raw: &mut RawConfig, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Problems) {
+    match lookup("ENABLE_METRICS")
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("") => {}
+        Some("true" | "1" | "yes") => raw.metrics = Some(true),
+        Some("false" | "0" | "no") => raw.metrics = Some(false),
+        Some(other) => problems.push("ENABLE_METRICS", format!("\"{other}\" is not true or false")),
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Things that load but deserve a look: unreachable routes, unused upstreams.
     pub warnings: Vec<String>,
+    /// The config as loaded (after `${VAR}` expansion), for /admin/config and its hash.
+    pub document: serde_json::Value,
 }
 
 /// Process-level settings. Listeners and threads cannot change on reload.
@@ -41,6 +43,14 @@ pub struct ServerSettings {
     /// Built-in health endpoint on the main listener, answered before routing.
     pub health_path: Option<String>,
     pub access_log: bool,
+    pub metrics: bool,
+    pub admin: Option<AdminConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
 }
 
 /// A pool of targets. Compared on reload: an unchanged pool keeps its health state.
@@ -297,6 +307,7 @@ pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/gatehouse_upgrade.sock";
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -5,11 +5,11 @@
 //! every problem with its path. Unknown keys are not silently dropped: the loader records
 //! them with `serde_ignored` and reports each one as a problem.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The whole file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawConfig {
     /// Plain-HTTP listen addresses. `PORT` overrides their port.
     pub listen: Option<Vec<String>>,
@@ -29,6 +29,10 @@ pub struct RawConfig {
     pub health_path: Option<String>,
     /// Whether every request writes a JSON access-log line.
     pub access_log: Option<bool>,
+    /// Prometheus metrics (default true; `ENABLE_METRICS=false` turns them off).
+    pub metrics: Option<bool>,
+    /// The admin listener: metrics, health, readiness, config, reload, upstream targets.
+    pub admin: Option<RawAdmin>,
     /// Credentials the routes' `auth:` can ask for.
     pub auth: Option<RawAuth>,
     /// Default CORS policy of every route (a route's own `cors:` replaces it).
@@ -51,8 +55,17 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
 }
 
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawAdmin {
+    /// Default `127.0.0.1:9901`; `""` disables the admin listener.
+    pub listen: Option<String>,
+    /// Bearer token every admin call but /health and /ready must carry; required when
+    /// `listen` is not a loopback address.
+    pub token: Option<String>,
+}
+
 /// A named pool of backend servers.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawUpstream {
     /// `"host:port"` or `{ addr: "host:port", weight: N }`; kept loose so that each
     /// wrong entry gets its own message.
@@ -77,7 +90,7 @@ pub struct RawUpstream {
     pub retry_non_idempotent: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawCircuitBreaker {
     /// Consecutive failures that open the circuit.
     pub failures: Option<u32>,
@@ -89,7 +102,7 @@ pub struct RawCircuitBreaker {
     pub count_5xx: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawPassiveHealth {
     /// Consecutive failures (connect errors, timeouts, 5xx) that eject a target.
     pub failures: Option<u32>,
@@ -97,7 +110,7 @@ pub struct RawPassiveHealth {
     pub eject_for: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawRedis {
     pub url: Option<String>,
     /// Longest a limit decision may wait for Redis (default 5ms).
@@ -106,7 +119,7 @@ pub struct RawRedis {
     pub key_prefix: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawRateLimit {
     pub requests: Option<u64>,
     pub per: Option<String>,
@@ -118,14 +131,14 @@ pub struct RawRateLimit {
     pub on_redis_error: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawSplit {
     pub upstream: Option<String>,
     pub weight: Option<u32>,
 }
 
 /// Active HTTP health check of an upstream's targets.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawHealthCheck {
     pub path: Option<String>,
     pub interval: Option<String>,
@@ -139,7 +152,7 @@ pub struct RawHealthCheck {
 }
 
 /// One route: what it matches and where it goes.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawRoute {
     pub name: Option<String>,
     /// `/exact`, `/users/:id` or `/files/*rest`.
@@ -173,7 +186,7 @@ pub struct RawRoute {
 }
 
 /// `auth:` at the top level.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawAuth {
     pub jwt: Option<RawJwt>,
     pub api_keys: Option<RawApiKeys>,
@@ -181,7 +194,7 @@ pub struct RawAuth {
     pub introspection: Option<RawIntrospection>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawJwt {
     /// HMAC secret (HS256/384/512).
     pub secret: Option<String>,
@@ -203,7 +216,7 @@ pub struct RawJwt {
     pub roles_claim: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawApiKeys {
     /// Header carrying the key (default X-API-Key).
     pub header: Option<String>,
@@ -213,14 +226,14 @@ pub struct RawApiKeys {
     pub keys: Vec<RawApiKey>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawApiKey {
     pub consumer: Option<String>,
     /// Hex SHA-256 of the key (`gatehouse hash-key KEY`).
     pub sha256: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawIntrospection {
     pub url: Option<String>,
     pub client_id: Option<String>,
@@ -232,7 +245,7 @@ pub struct RawIntrospection {
     pub cache_size: Option<usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawCors {
     /// Allowed origins (`https://app.example.com`), or `["*"]` for any.
     pub origins: Option<Vec<String>>,
@@ -244,7 +257,7 @@ pub struct RawCors {
     pub max_age: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawSecurityHeaders {
     /// Strict-Transport-Security value; none by default.
     pub hsts: Option<String>,

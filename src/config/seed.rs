@@ -5,7 +5,7 @@
 //! every rule and message is shared.
 
 use super::error::{ConfigError, Problems};
-use super::raw::{RawAuth, RawConfig, RawCors, RawHealthCheck, RawJwt, RawRoute, RawUpstream};
+use super::raw::{RawAdmin, RawAuth, RawConfig, RawCors, RawHealthCheck, RawJwt, RawRoute, RawUpstream};
 use super::{port_override, validate, Config};
 use serde::Deserialize;
 
@@ -50,6 +50,10 @@ pub fn load(lookup: Lookup) -> Result<Config, ConfigError> {
     let routes_path = lookup("ROUTES_CONFIG_PATH").filter(|v| !v.is_empty());
     let source = routes_path.clone().unwrap_or_else(|| "environment".to_string());
     raw.auth = jwt_from_env(lookup);
+    raw.admin = Some(RawAdmin {
+        listen: lookup("ADMIN_LISTEN").filter(|v| !v.is_empty()),
+        token: lookup("ADMIN_TOKEN").filter(|v| !v.is_empty()),
+    });
     // The seeds' default is "*": every origin may call the API from a browser.
     let origins = lookup("ALLOWED_ORIGINS")
         .filter(|v| !v.trim().is_empty())
@@ -95,6 +99,7 @@ pub fn load(lookup: Lookup) -> Result<Config, ConfigError> {
         );
     }
     let port = port_override(lookup, &mut problems);
+    super::metrics_override(&mut raw, lookup, &mut problems);
     let validated = validate::validate(raw, &source, port).map(|mut c| {
         c.warnings.extend(warnings);
         c

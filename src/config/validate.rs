@@ -14,6 +14,7 @@ use std::time::Duration;
 /// Validates `raw` from `source`. `port` (the `PORT` variable) replaces every listener's port.
 pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Config, ConfigError> {
     let mut p = Problems::default();
+    let document = serde_json::to_value(&raw).unwrap_or_default();
     let server = server_settings(&raw, port, &mut p);
     let mut security_warnings = Vec::new();
     let security = security::security(&raw, &mut p, &mut security_warnings);
@@ -39,6 +40,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
             upstreams,
             routes,
             warnings,
+            document,
         },
     )
 }
@@ -89,7 +91,39 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         shutdown_timeout: duration(&raw.shutdown_timeout, "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, p),
         health_path,
         access_log: raw.access_log.unwrap_or(true),
+        metrics: raw.metrics.unwrap_or(true),
+        admin: admin(raw, p),
     }
+}
+
+fn admin(raw: &RawConfig, p: &mut Problems) -> Option<AdminConfig> {
+    let listen = raw
+        .admin
+        .as_ref()
+        .and_then(|a| a.listen.clone())
+        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into());
+    if listen.is_empty() {
+        return None;
+    }
+    let token = raw
+        .admin
+        .as_ref()
+        .and_then(|a| a.token.clone())
+        .filter(|t| !t.is_empty());
+    let addr = match listen.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => {
+            p.push("admin.listen", format!("\"{listen}\" is not an address (ip:port)"));
+            return None;
+        }
+    };
+    if token.is_none() && !addr.ip().is_loopback() {
+        p.push(
+            "admin.token",
+            format!("required when admin.listen ({addr}) is not a loopback address"),
+        );
+    }
+    Some(AdminConfig { listen: addr, token })
 }
 
 fn default_threads() -> usize {

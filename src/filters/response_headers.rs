@@ -38,12 +38,27 @@ pub fn finish(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()
     if let Some(policy) = ctx.route().and_then(|r| r.cors.as_ref()) {
         policy.decorate(resp, ctx.origin.as_ref())?;
     }
+    resp.insert_header("server-timing", server_timing(ctx))?;
     if let Some(decision) = &ctx.rate_limit {
         for (name, value) in super::rate_limit::headers(decision) {
             resp.insert_header(name, value)?;
         }
     }
     resp.insert_header(request_id::HEADER, ctx.request_id.as_str())
+}
+
+/// `gateway;dur=…, upstream;dur=…` in milliseconds: the gateway's own time so far, and the
+/// upstream's time to its response header.
+fn server_timing(ctx: &RequestCtx) -> String {
+    let total = ctx.started.elapsed();
+    match ctx.upstream_ttfb {
+        Some(up) => format!(
+            "gateway;dur={:.3}, upstream;dur={:.3}",
+            total.saturating_sub(up).as_secs_f64() * 1000.0,
+            up.as_secs_f64() * 1000.0
+        ),
+        None => format!("gateway;dur={:.3}", total.as_secs_f64() * 1000.0),
+    }
 }
 
 /// Removes the headers the upstream's `Connection` names (`Connection: close, X-Internal`).

@@ -6,12 +6,14 @@ use std::io::Write;
 
 /// Log target of access-log lines.
 pub const ACCESS_TARGET: &str = "access";
+/// Log target of admin audit lines (already JSON, written as they are).
+pub const AUDIT_TARGET: &str = "audit";
 
 pub fn init() {
     let env = env_logger::Env::default().default_filter_or("info");
     let _ = env_logger::Builder::from_env(env)
         .format(|buf, record| {
-            if record.target() == ACCESS_TARGET {
+            if record.target() == ACCESS_TARGET || record.target() == AUDIT_TARGET {
                 return writeln!(buf, "{}", record.args());
             }
             let line = serde_json::json!({

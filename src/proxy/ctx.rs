@@ -46,6 +46,10 @@ pub struct RequestCtx {
     pub body_received: u64,
     /// The tightest rate-limit decision, for the RateLimit-* headers.
     pub rate_limit: Option<Decision>,
+    /// When the request left for the upstream (first attempt).
+    pub upstream_started: Option<Instant>,
+    /// Upstream time to the response header, for Server-Timing.
+    pub upstream_ttfb: Option<std::time::Duration>,
 }
 
 /// One upstream attempt: the target (in flight while this lives) and the circuit's leave,
@@ -77,6 +81,8 @@ impl RequestCtx {
             body_limit: None,
             body_received: 0,
             rate_limit: None,
+            upstream_started: None,
+            upstream_ttfb: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub use ctx::RequestCtx;
 pub use error::GatewayError;
 
 use crate::filters::{body_limit, response_headers};
+use crate::observe::metrics::{self, Metrics};
 use crate::observe::{access_log, health};
 use crate::snapshot::SharedSnapshot;
 use admit::Decision;
@@ -22,14 +23,17 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, Result};
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
 
 pub struct Gateway {
     snapshot: SharedSnapshot,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
-    pub fn new(snapshot: SharedSnapshot) -> Self {
-        Gateway { snapshot }
+    pub fn new(snapshot: SharedSnapshot, metrics: Arc<Metrics>) -> Self {
+        Gateway { snapshot, metrics }
     }
 }
 
@@ -76,6 +80,7 @@ impl ProxyHttp for Gateway {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_started.get_or_insert_with(Instant::now);
         if let Some(route) = ctx.route() {
             for step in &route.upstream_chain {
                 step.apply(req, ctx)?;
@@ -90,6 +95,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_ttfb = ctx.upstream_started.map(|t| t.elapsed());
         let failed = ctx.pool().is_some_and(|p| p.is_failure_status(resp.status.as_u16()));
         upstream::record(ctx, !failed);
         Ok(())
@@ -152,6 +158,9 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if ctx.snapshot.server.access_log {
             access_log::record(session, e, ctx);
+        }
+        if ctx.snapshot.server.metrics {
+            self.metrics.record(&metrics::RequestRecord::of(session, ctx));
         }
     }
 }

@@ -40,6 +40,8 @@ pub struct HealthSchedule {
     interval: Duration,
     next_due: Mutex<Instant>,
     running: AtomicBool,
+    /// Set once the first check of every target completed (readiness).
+    checked: AtomicBool,
 }
 
 impl HealthSchedule {
@@ -48,6 +50,7 @@ impl HealthSchedule {
             interval,
             next_due: Mutex::new(Instant::now()),
             running: AtomicBool::new(false),
+            checked: AtomicBool::new(false),
         }
     }
 
@@ -63,7 +66,12 @@ impl HealthSchedule {
         if let Ok(mut next) = self.next_due.lock() {
             *next = Instant::now() + self.interval;
         }
+        self.checked.store(true, Ordering::Release);
         self.running.store(false, Ordering::Release);
+    }
+
+    pub fn checked_once(&self) -> bool {
+        self.checked.load(Ordering::Acquire)
     }
 }
 

@@ -336,19 +336,49 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let port_s = port.to_string();
-        let mut all: Vec<(&str, &str)> = vec![("PORT", port_s.as_str())];
+        let admin_port = free_port();
+        std::fs::write(dir.path().join("admin.port"), admin_port.to_string()).expect("admin port");
+        let admin_s = format!("127.0.0.1:{admin_port}");
+        let mut all: Vec<(&str, &str)> = vec![("PORT", port_s.as_str()), ("ADMIN_LISTEN", admin_s.as_str())];
         all.extend_from_slice(env);
         let config_path = PathBuf::new();
         Self::spawn(dir, port, config_path, &["run".to_string()], &all).await
     }
 
-    /// The full config file text for `body` on `port`.
+    /// The full config file text for `body` on `port`. The admin listener gets its own
+    /// free port (recorded in the directory for `admin_port`) unless `body` sets `admin:`.
     pub fn config_text(port: u16, dir: &Path, body: &str) -> String {
+        let admin_file = dir.join("admin.port");
+        let admin_port = std::fs::read_to_string(&admin_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .unwrap_or_else(|| {
+                let p = free_port();
+                let _ = std::fs::write(&admin_file, p.to_string());
+                p
+            });
+        let admin = if body.contains("admin:") {
+            String::new()
+        } else {
+            format!("admin: {{ listen: \"127.0.0.1:{admin_port}\" }}\n")
+        };
         format!(
-            "listen: [\"127.0.0.1:{port}\"]\nthreads: 1\npid_file: {pid}\nupgrade_sock: {sock}\ngrace_period: 0s\nshutdown_timeout: 1s\n{body}\n",
+            "listen: [\"127.0.0.1:{port}\"]\nthreads: 1\npid_file: {pid}\nupgrade_sock: {sock}\ngrace_period: 0s\nshutdown_timeout: 1s\n{admin}{body}\n",
             pid = dir.join("gatehouse.pid").display(),
             sock = dir.join("upgrade.sock").display(),
         )
+    }
+
+    /// The admin listener's port (as `config_text` chose it).
+    pub fn admin_port(&self) -> u16 {
+        std::fs::read_to_string(self.dir.path().join("admin.port"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port())
     }
 
     async fn spawn(

@@ -1,0 +1,160 @@
+//! The JSON documents of the admin API, read from the current snapshot.
+
+use super::Reply;
+use crate::config::model::{AuthKind, RateKey, RateScope, MAX_WEIGHT};
+use crate::observe::metrics::Metrics;
+use crate::routing::PathPattern;
+use crate::snapshot::Snapshot;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+/// 200 once every upstream with an active health check has completed its first check.
+pub fn ready(snapshot: &Snapshot) -> Reply {
+    let waiting: Vec<&str> = snapshot
+        .upstreams
+        .iter()
+        .filter(|(_, pool)| pool.health_schedule().is_some_and(|s| !s.checked_once()))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if waiting.is_empty() {
+        Reply::Json(
+            StatusCode::OK,
+            json!({ "status": "ready", "config_generation": snapshot.generation }),
+        )
+    } else {
+        Reply::Json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "starting", "waiting_for_health_checks": waiting }),
+        )
+    }
+}
+
+pub fn config(snapshot: &Snapshot) -> Reply {
+    Reply::Json(
+        StatusCode::OK,
+        json!({
+            "source": snapshot.source,
+            "generation": snapshot.generation,
+            "hash": snapshot.config_hash,
+            "config": snapshot.document,
+        }),
+    )
+}
+
+pub fn routes(snapshot: &Snapshot) -> Reply {
+    let routes: Vec<Value> = snapshot
+        .router
+        .order()
+        .iter()
+        .map(|&i| {
+            let route = &snapshot.routes[i];
+            let m = snapshot.router.matcher(i);
+            let (kind, pattern) = match &m.path {
+                PathPattern::Exact(s) => ("exact", s.as_str()),
+                PathPattern::Segments { source, .. } => ("pattern", source.as_str()),
+                PathPattern::Prefix(s) => ("prefix", s.as_str()),
+                PathPattern::Regex(r) => ("regex", r.as_str()),
+            };
+            let limit = route.rate_limit.as_ref().map(|l| {
+                json!({
+                    "requests": l.config.requests,
+                    "per_seconds": l.config.per.as_secs_f64(),
+                    "key": rate_key(&l.config.key),
+                    "scope": if l.config.scope == RateScope::Global { "global" } else { "local" },
+                })
+            });
+            json!({
+                "name": route.name,
+                "path": { "kind": kind, "pattern": pattern },
+                "host": m.host.as_ref().map(|h| format!("{h:?}")),
+                "methods": m.methods.as_ref().map(|ms| ms.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+                "headers": m.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                "query": m.query.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                "upstreams": route.upstreams.pools().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+                "auth": match route.auth { AuthKind::None => "none", AuthKind::Jwt => "jwt", AuthKind::ApiKey => "api_key" },
+                "rate_limit": limit,
+            })
+        })
+        .collect();
+    Reply::Json(
+        StatusCode::OK,
+        json!({ "routes": routes, "generation": snapshot.generation }),
+    )
+}
+
+fn rate_key(key: &RateKey) -> String {
+    match key {
+        RateKey::ClientIp => "ip".into(),
+        RateKey::ApiKey => "api_key".into(),
+        RateKey::Subject => "sub".into(),
+        RateKey::Route => "route".into(),
+        RateKey::Header(h) => format!("header:{h}"),
+    }
+}
+
+pub fn upstreams(snapshot: &Snapshot) -> Reply {
+    let upstreams: serde_json::Map<String, Value> = snapshot
+        .upstreams
+        .iter()
+        .map(|(name, pool)| {
+            let targets: Vec<Value> = pool
+                .targets()
+                .map(|t| {
+                    json!({
+                        "addr": t.target.config.spec,
+                        "weight": t.target.config.weight,
+                        "healthy": t.healthy,
+                        "ejected": t.ejected,
+                        "in_flight": t.target.in_flight(),
+                    })
+                })
+                .collect();
+            let balance = match &pool.config.balance {
+                crate::config::model::Balance::RoundRobin => "round_robin",
+                crate::config::model::Balance::LeastConn => "least_conn",
+                crate::config::model::Balance::ConsistentHash(_) => "consistent_hash",
+            };
+            let doc = json!({
+                "balance": balance,
+                "retries": pool.config.retries,
+                "circuit": pool.circuit_state(),
+                "health_check": pool.config.health_check.as_ref().map(|h| h.path.clone()),
+                "targets": targets,
+            });
+            (name.clone(), doc)
+        })
+        .collect();
+    Reply::Json(
+        StatusCode::OK,
+        json!({ "upstreams": upstreams, "generation": snapshot.generation }),
+    )
+}
+
+/// Per route: requests so far and the p99 latency estimated from the histogram, for the
+/// status page (which turns successive counts into a rate).
+pub fn stats(metrics: &Metrics) -> Reply {
+    let routes: Vec<Value> = metrics
+        .route_stats()
+        .into_iter()
+        .map(|s| json!({ "route": s.route, "requests": s.requests, "p99_seconds": s.p99_seconds }))
+        .collect();
+    Reply::Json(StatusCode::OK, json!({ "routes": routes }))
+}
+
+/// `{"addr": "host:port", "weight": N}` of a target registration.
+pub fn target_request(body: &[u8]) -> Result<(String, u16), String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body must be JSON {{\"addr\", \"weight\"}}: {e}"))?;
+    let addr = v["addr"]
+        .as_str()
+        .ok_or("addr (\"host:port\") is required")?
+        .to_string();
+    let weight = match &v["weight"] {
+        Value::Null => 1,
+        w => w
+            .as_u64()
+            .filter(|w| (1..=MAX_WEIGHT as u64).contains(w))
+            .ok_or(format!("weight must be between 1 and {MAX_WEIGHT}"))? as u16,
+    };
+    Ok((addr, weight))
+}

@@ -1,0 +1,315 @@
+//! Prometheus metrics. One `Metrics` owns every collector in its own registry (no global
+//! registry, so tests and reloads cannot leak into each other); it lives for the whole
+//! process, across config reloads. Route labels are route names, never raw paths, so the
+//! label sets stay bounded.
+//!
+//! Request metrics are recorded in the `logging` phase; the state of upstreams (health,
+//! circuits) is read from the current snapshot when `/metrics` is scraped.
+
+use crate::snapshot::Snapshot;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Seconds; from 1 ms to 30 s, the range of a gateway hop.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    rejections: IntCounterVec,
+    reloads: IntCounterVec,
+    upstream_healthy: IntGaugeVec,
+    circuit_state: IntGaugeVec,
+    rate_limit_redis_errors: IntGauge,
+    config_info: IntGaugeVec,
+}
+
+/// What one finished request contributes.
+pub struct RequestRecord<'a> {
+    pub route: &'a str,
+    pub method: &'a str,
+    pub status: u16,
+    pub seconds: f64,
+    /// Time spent waiting on the upstream, when the request went upstream.
+    pub upstream: Option<(&'a str, f64)>,
+    /// `auth`, `forbidden`, `rate_limit`, `body_limit`, `ip`, `cors`.
+    pub rejected: Option<&'static str>,
+}
+
+impl<'a> RequestRecord<'a> {
+    /// What the finished request in `session` contributes.
+    pub fn of(session: &'a pingora::proxy::Session, ctx: &'a crate::proxy::RequestCtx) -> Self {
+        let pool = ctx.pool();
+        RequestRecord {
+            route: ctx.route().map_or(NO_ROUTE, |r| r.name.as_str()),
+            method: method_label(&session.req_header().method),
+            status: session.response_written().map_or(0, |r| r.status.as_u16()),
+            seconds: ctx.started.elapsed().as_secs_f64(),
+            upstream: pool
+                .zip(ctx.upstream_started)
+                .map(|(p, t)| (p.name.as_str(), t.elapsed().as_secs_f64())),
+            rejected: ctx.error.as_ref().and_then(|e| e.rejection()),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "gateway_requests_total",
+                "Requests answered, by route, method and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_request_duration_seconds",
+                "Time from request to the end of the response",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route", "method"],
+        )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_upstream_duration_seconds",
+                "Time from the request leaving for the upstream to the end of its response",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["upstream"],
+        )?;
+        let rejections = IntCounterVec::new(
+            Opts::new(
+                "gateway_rejections_total",
+                "Requests the gateway refused, by route and reason",
+            ),
+            &["route", "reason"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new("gateway_config_reloads_total", "Config reloads, by result (ok, error)"),
+            &["result"],
+        )?;
+        let upstream_healthy = IntGaugeVec::new(
+            Opts::new(
+                "gateway_upstream_healthy",
+                "1 when the target takes traffic (healthy, not ejected)",
+            ),
+            &["upstream", "target"],
+        )?;
+        let circuit_state = IntGaugeVec::new(
+            Opts::new(
+                "gateway_circuit_state",
+                "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+            ),
+            &["upstream"],
+        )?;
+        let rate_limit_redis_errors = IntGauge::new(
+            "gateway_rate_limit_redis_errors_total",
+            "Global rate-limit decisions taken by on_redis_error because Redis could not answer",
+        )?;
+        let config_info = IntGaugeVec::new(
+            Opts::new(
+                "gateway_config_info",
+                "The active config: its hash and generation (value 1)",
+            ),
+            &["hash", "generation", "source"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(rejections.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(upstream_healthy.clone()))?;
+        registry.register(Box::new(circuit_state.clone()))?;
+        registry.register(Box::new(rate_limit_redis_errors.clone()))?;
+        registry.register(Box::new(config_info.clone()))?;
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_duration,
+            rejections,
+            reloads,
+            upstream_healthy,
+            circuit_state,
+            rate_limit_redis_errors,
+            config_info,
+        })
+    }
+
+    pub fn record(&self, r: &RequestRecord) {
+        let status = status_label(r.status);
+        self.requests.with_label_values(&[r.route, r.method, status]).inc();
+        self.duration.with_label_values(&[r.route, r.method]).observe(r.seconds);
+        if let Some((upstream, seconds)) = r.upstream {
+            self.upstream_duration.with_label_values(&[upstream]).observe(seconds);
+        }
+        if let Some(reason) = r.rejected {
+            self.rejections.with_label_values(&[r.route, reason]).inc();
+        }
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        self.reloads.with_label_values(&[if ok { "ok" } else { "error" }]).inc();
+    }
+
+    /// The text exposition, with the snapshot's upstream state read now.
+    pub fn render(&self, snapshot: &Snapshot, config_hash: &str) -> Vec<u8> {
+        self.upstream_healthy.reset();
+        self.circuit_state.reset();
+        let mut redis_errors = 0;
+        for (name, pool) in &snapshot.upstreams {
+            for t in pool.targets() {
+                let up = t.healthy && !t.ejected;
+                self.upstream_healthy
+                    .with_label_values(&[name.as_str(), t.target.config.spec.as_str()])
+                    .set(i64::from(up));
+            }
+            if let Some(state) = pool.circuit_state() {
+                let value = match state {
+                    "closed" => 0,
+                    "open" => 1,
+                    _ => 2,
+                };
+                self.circuit_state.with_label_values(&[name.as_str()]).set(value);
+            }
+        }
+        if let Some(redis) = &snapshot.redis {
+            redis_errors = redis.errors.load(std::sync::atomic::Ordering::Relaxed);
+        }
+        self.rate_limit_redis_errors.set(redis_errors as i64);
+        self.config_info.reset();
+        self.config_info
+            .with_label_values(&[config_hash, &snapshot.generation.to_string(), &snapshot.source])
+            .set(1);
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::warn!("metrics encoding failed: {e}");
+        }
+        out
+    }
+}
+
+/// Statuses as static labels, without formatting a number per request.
+fn status_label(status: u16) -> &'static str {
+    const COMMON: [(u16, &str); 24] = [
+        (0, "0"),
+        (101, "101"),
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (206, "206"),
+        (301, "301"),
+        (302, "302"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (409, "409"),
+        (413, "413"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+        (499, "499"),
+    ];
+    COMMON.iter().find(|(s, _)| *s == status).map_or(
+        match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+        |(_, label)| label,
+    )
+}
+
+/// Requests and p99 of one route, from the histogram.
+pub struct RouteStats {
+    pub route: String,
+    pub requests: u64,
+    pub p99_seconds: Option<f64>,
+}
+
+impl Metrics {
+    /// Per route (all methods together): request count and the p99 latency, estimated by
+    /// linear interpolation inside the histogram bucket that holds it.
+    pub fn route_stats(&self) -> Vec<RouteStats> {
+        use std::collections::BTreeMap;
+        let mut per_route: BTreeMap<String, (u64, Vec<(f64, u64)>)> = BTreeMap::new();
+        for family in prometheus::core::Collector::collect(&self.duration) {
+            for m in family.get_metric() {
+                let Some(route) = m.get_label().iter().find(|l| l.name() == "route") else {
+                    continue;
+                };
+                let h = m.get_histogram();
+                let entry = per_route.entry(route.value().to_string()).or_default();
+                entry.0 += h.get_sample_count();
+                for (i, b) in h.get_bucket().iter().enumerate() {
+                    match entry.1.get_mut(i) {
+                        Some(slot) => slot.1 += b.cumulative_count(),
+                        None => entry.1.push((b.upper_bound(), b.cumulative_count())),
+                    }
+                }
+            }
+        }
+        per_route
+            .into_iter()
+            .map(|(route, (count, buckets))| RouteStats {
+                route,
+                requests: count,
+                p99_seconds: quantile(0.99, count, &buckets),
+            })
+            .collect()
+    }
+}
+
+fn quantile(q: f64, count: u64, buckets: &[(f64, u64)]) -> Option<f64> {
+    if count == 0 {
+        return None;
+    }
+    let rank = q * count as f64;
+    let mut lower = (0.0, 0u64);
+    for &(bound, cumulative) in buckets {
+        if cumulative as f64 >= rank {
+            let in_bucket = (cumulative - lower.1).max(1) as f64;
+            return Some(lower.0 + (bound - lower.0) * ((rank - lower.1 as f64) / in_bucket));
+        }
+        lower = (bound, cumulative);
+    }
+    Some(lower.0)
+}
+
+/// Method label: the standard methods as they are, anything else `OTHER` (bounded labels).
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::HEAD => "HEAD",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::PATCH => "PATCH",
+        M::OPTIONS => "OPTIONS",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// Route label of requests no route took (404, 405, the health endpoint, refusals before
+/// routing).
+pub const NO_ROUTE: &str = "unmatched";
