@@ -7,7 +7,8 @@
 //!                         → cookie → Authorization → authenticate (JWT / API key)
 //!                         → authorize (scopes, roles) → rate limits (global, route)
 //! request_body_filter     body size limit on streamed bodies
-//! upstream_request_filter strip_prefix → X-Forwarded-* → X-Request-ID → identity headers
+//! upstream_request_filter strip_prefix → X-Forwarded-* → X-Request-ID → traceparent
+//!                         → identity headers
 //! response_filter         hop-by-hop and configured headers dropped → security headers
 //!                         → CORS headers → X-Request-ID
 //! ```
@@ -30,6 +31,7 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod response_headers;
 pub mod strip_prefix;
+pub mod tracing;
 
 use crate::config::model::{AuthKind, RouteConfig};
 use crate::limits::RateLimit;
@@ -128,6 +130,7 @@ pub enum UpstreamStep {
     Forwarded(forwarded::Forwarded),
     RequestId(request_id::PropagateRequestId),
     Identity(identity_headers::IdentityHeaders),
+    Trace(tracing::PropagateTrace),
 }
 
 impl UpstreamStep {
@@ -137,6 +140,7 @@ impl UpstreamStep {
             UpstreamStep::Forwarded(step) => step.apply(req, ctx),
             UpstreamStep::RequestId(step) => step.apply(req, ctx),
             UpstreamStep::Identity(step) => step.apply(req, ctx),
+            UpstreamStep::Trace(step) => step.apply(req, ctx),
         }
     }
 }
@@ -149,6 +153,7 @@ pub fn upstream_chain(route: &RouteConfig) -> Vec<UpstreamStep> {
     }
     chain.push(UpstreamStep::Forwarded(forwarded::Forwarded));
     chain.push(UpstreamStep::RequestId(request_id::PropagateRequestId));
+    chain.push(UpstreamStep::Trace(tracing::PropagateTrace));
     // Always: client-sent identity headers are stripped even on open routes.
     chain.push(UpstreamStep::Identity(identity_headers::IdentityHeaders));
     chain

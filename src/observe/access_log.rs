@@ -13,6 +13,7 @@ struct AccessLine<'a> {
     #[serde(serialize_with = "as_display")]
     ts: jiff::Timestamp,
     request_id: &'a str,
+    trace_id: Option<&'a str>,
     client_ip: Option<std::net::IpAddr>,
     method: &'a str,
     path: &'a str,
@@ -50,6 +51,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
     let line = AccessLine {
         ts: jiff::Timestamp::now(),
         request_id: &ctx.request_id,
+        trace_id: ctx.trace.as_ref().map(|t| t.trace_id.as_str()),
         client_ip: ctx.client_ip,
         method: req.method.as_str(),
         path: req.uri.path(),

@@ -3,6 +3,7 @@
 
 use super::error::GatewayError;
 use super::RequestCtx;
+use crate::filters::tracing::TraceContext;
 use crate::filters::{client_ip, cors, request_id, Flow};
 use crate::routing::RouteMatch;
 use http::Method;
@@ -44,6 +45,7 @@ pub async fn decide(session: &mut Session, ctx: &mut RequestCtx) -> Decision {
 fn identify(session: &Session, ctx: &mut RequestCtx) {
     let req = session.req_header();
     ctx.request_id = request_id::for_request(req);
+    ctx.trace = Some(TraceContext::for_request(req));
     ctx.peer_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
     ctx.client_ip = client_ip::resolve(ctx.peer_ip, req, &ctx.snapshot.edge.config.trusted_proxies);
 }

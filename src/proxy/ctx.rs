@@ -2,6 +2,7 @@
 
 use super::error::GatewayError;
 use crate::auth::Identity;
+use crate::filters::tracing::TraceContext;
 use crate::limits::Decision;
 use crate::snapshot::{Route, Snapshot};
 use crate::upstream::{InFlight, Permit, UpstreamPool};
@@ -50,6 +51,8 @@ pub struct RequestCtx {
     pub upstream_started: Option<Instant>,
     /// Upstream time to the response header, for Server-Timing.
     pub upstream_ttfb: Option<std::time::Duration>,
+    /// The W3C trace this request belongs to.
+    pub trace: Option<TraceContext>,
 }
 
 /// One upstream attempt: the target (in flight while this lives) and the circuit's leave,
@@ -83,6 +86,7 @@ impl RequestCtx {
             rate_limit: None,
             upstream_started: None,
             upstream_ttfb: None,
+            trace: None,
         }
     }
 

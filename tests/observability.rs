@@ -1,0 +1,164 @@
+//! W3C trace context propagation, and the admin status page in a real browser.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn traceparent_parts(value: &str) -> Vec<String> {
+    value.split('-').map(String::from).collect()
+}
+
+#[tokio::test]
+async fn traceparent_is_continued_with_a_new_span_or_started() {
+    let up = MockUpstream::start("api").await;
+    let gw = Gateway::start(&simple_config(&[up.addr()])).await;
+
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    client()
+        .get(gw.url("/t"))
+        .header("traceparent", incoming)
+        .header("tracestate", "vendor=abc")
+        .header("X-Request-ID", "traced-1")
+        .send()
+        .await
+        .unwrap();
+    let seen = up.last().headers;
+    let parts = traceparent_parts(seen["traceparent"].to_str().unwrap());
+    assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+    assert_ne!(parts[2], "00f067aa0ba902b7", "a new span for this hop");
+    assert_eq!(parts[2].len(), 16);
+    assert_eq!(parts[3], "01");
+    assert_eq!(seen["tracestate"], "vendor=abc");
+
+    client()
+        .get(gw.url("/t"))
+        .header("X-Request-ID", "traced-2")
+        .send()
+        .await
+        .unwrap();
+    let started = traceparent_parts(up.last().headers["traceparent"].to_str().unwrap());
+    assert_eq!(
+        (started[0].as_str(), started[1].len(), started[2].len()),
+        ("00", 32, 16)
+    );
+
+    client()
+        .get(gw.url("/t"))
+        .header("traceparent", "00-zz-yy-01")
+        .send()
+        .await
+        .unwrap();
+    let replaced = traceparent_parts(up.last().headers["traceparent"].to_str().unwrap());
+    assert_eq!(replaced[1].len(), 32, "a malformed traceparent is replaced");
+
+    eventually(Duration::from_secs(5), "trace ids in the access log", || {
+        let log = gw.access_log();
+        let a = log
+            .iter()
+            .any(|l| l["request_id"] == "traced-1" && l["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736");
+        let b = log
+            .iter()
+            .any(|l| l["request_id"] == "traced-2" && l["trace_id"] == started[1].as_str());
+        async move { a && b }
+    })
+    .await;
+}
+
+fn chromium() -> Option<&'static str> {
+    let found = Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but chromium is not installed: .ci/run must install it"
+        );
+        eprintln!("\n!!! SKIPPING the status page browser test: chromium is not installed !!!\n");
+    }
+    found.then_some("chromium")
+}
+
+fn browse(args: &[&str], url: &str, profile: &std::path::Path) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test]
+async fn the_status_page_shows_routes_and_targets_in_a_browser() {
+    let Some(_) = chromium() else { return };
+    let up = MockUpstream::start("api").await;
+    let dead = free_port();
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  api: {{ targets: [\"{}\", \"127.0.0.1:{dead}\"], health_check: {{ interval: 100ms, unhealthy: 1 }}, circuit_breaker: {{ failures: 50 }} }}\nroutes:\n  - {{ name: orders, prefix: /orders, upstream: api }}\n  - {{ name: users, prefix: /users, upstream: api }}\n",
+        up.addr()
+    ))
+    .await;
+    eventually(Duration::from_secs(5), "dead target ejected", || async {
+        gw.healthy_targets("api").await == 1
+    })
+    .await;
+    for _ in 0..5 {
+        gw.get("/orders/1").await;
+    }
+    let url = gw.admin_url("/");
+    let profile = tempfile::tempdir().unwrap();
+    let dom = tokio::task::spawn_blocking({
+        let (url, dir) = (url.clone(), profile.path().to_path_buf());
+        move || browse(&["--dump-dom"], &url, &dir)
+    })
+    .await
+    .unwrap();
+    assert!(
+        dom.contains("<td>orders</td>") && dom.contains("<td>users</td>"),
+        "routes table:\n{dom}"
+    );
+    assert!(
+        dom.contains(&format!("<td>{}</td>", up.addr())),
+        "targets table:\n{dom}"
+    );
+    assert!(
+        dom.contains("unhealthy") && dom.contains("healthy"),
+        "health column:\n{dom}"
+    );
+    assert!(dom.contains("closed"), "circuit column:\n{dom}");
+    assert!(dom.contains("config generation 1"), "{dom}");
+
+    let shot = gw.dir.path().join("status-page.png");
+    tokio::task::spawn_blocking({
+        let (url, dir, shot) = (url.clone(), profile.path().to_path_buf(), shot.clone());
+        move || {
+            browse(
+                &[&format!("--screenshot={}", shot.display()), "--window-size=1200,800"],
+                &url,
+                &dir,
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5000,
+        "a real screenshot ({} bytes)",
+        png.len()
+    );
+}
