@@ -162,3 +162,34 @@ async fn the_status_page_shows_routes_and_targets_in_a_browser() {
         png.len()
     );
 }
+
+#[tokio::test]
+async fn logs_never_show_credentials() {
+    let up = MockUpstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        "access_log_query: true\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+        up.addr()
+    ))
+    .await;
+    client()
+        .get(gw.url("/search?q=shoes&access_token=SECRET-QUERY-TOKEN&page=2"))
+        .header("Authorization", "Bearer SECRET-BEARER")
+        .header("Cookie", "session=SECRET-COOKIE")
+        .header("X-API-Key", "SECRET-API-KEY")
+        .header("X-Request-ID", "redaction-1")
+        .send()
+        .await
+        .unwrap();
+    let mut line = None;
+    eventually(Duration::from_secs(5), "the access line", || {
+        line = gw.access_log().into_iter().find(|l| l["request_id"] == "redaction-1");
+        let found = line.is_some();
+        async move { found }
+    })
+    .await;
+    assert_eq!(line.unwrap()["query"], "q=shoes&access_token=[redacted]&page=2");
+    let logs = gw.logs();
+    for secret in ["SECRET-QUERY-TOKEN", "SECRET-BEARER", "SECRET-COOKIE", "SECRET-API-KEY"] {
+        assert!(!logs.contains(secret), "{secret} leaked into the log");
+    }
+}

@@ -43,6 +43,10 @@ pub struct ServerSettings {
     /// Built-in health endpoint on the main listener, answered before routing.
     pub health_path: Option<String>,
     pub access_log: bool,
+    /// Log the query string too, with `redact_params` values replaced.
+    pub access_log_query: bool,
+    /// Lowercase names of query parameters never logged.
+    pub redact_params: Vec<String>,
     pub metrics: bool,
     pub admin: Option<AdminConfig>,
 }
@@ -308,6 +312,19 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+/// Query parameters that carry credentials in the wild.
+pub const DEFAULT_REDACT_PARAMS: [&str; 10] = [
+    "token",
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "api_key",
+    "apikey",
+    "key",
+    "password",
+    "secret",
+    "code",
+];
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -29,6 +29,10 @@ pub struct RawConfig {
     pub health_path: Option<String>,
     /// Whether every request writes a JSON access-log line.
     pub access_log: Option<bool>,
+    /// Also log the query string, its sensitive parameters redacted (default false).
+    pub access_log_query: Option<bool>,
+    /// Query parameters whose values the access log never shows (case-insensitive).
+    pub redact_params: Option<Vec<String>>,
     /// Prometheus metrics (default true; `ENABLE_METRICS=false` turns them off).
     pub metrics: Option<bool>,
     /// The admin listener: metrics, health, readiness, config, reload, upstream targets.

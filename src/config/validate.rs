@@ -91,6 +91,11 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         shutdown_timeout: duration(&raw.shutdown_timeout, "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, p),
         health_path,
         access_log: raw.access_log.unwrap_or(true),
+        access_log_query: raw.access_log_query.unwrap_or(false),
+        redact_params: raw.redact_params.as_ref().map_or_else(
+            || DEFAULT_REDACT_PARAMS.iter().map(|s| s.to_string()).collect(),
+            |list| list.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        ),
         metrics: raw.metrics.unwrap_or(true),
         admin: admin(raw, p),
     }

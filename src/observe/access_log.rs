@@ -17,6 +17,9 @@ struct AccessLine<'a> {
     client_ip: Option<std::net::IpAddr>,
     method: &'a str,
     path: &'a str,
+    /// Only with `access_log_query: true`, credentials redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
     route: Option<&'a str>,
     #[serde(serialize_with = "opt_as_display")]
     upstream: Option<&'a pingora::protocols::l4::socket::SocketAddr>,
@@ -55,6 +58,16 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
         client_ip: ctx.client_ip,
         method: req.method.as_str(),
         path: req.uri.path(),
+        query: ctx
+            .snapshot
+            .server
+            .access_log_query
+            .then(|| {
+                req.uri
+                    .query()
+                    .map(|q| redact_query(q, &ctx.snapshot.server.redact_params))
+            })
+            .flatten(),
         route: ctx.route().map(|r| r.name.as_str()),
         upstream: ctx.attempt.as_ref().map(|a| &a.target.target().backend.addr),
         status,
@@ -74,7 +87,37 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
     }
 }
 
+/// `a=1&token=abc` → `a=1&token=[redacted]` for every parameter named in `redact`.
+fn redact_query(query: &str, redact: &[String]) -> String {
+    query
+        .split('&')
+        .map(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if redact.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                format!("{name}=[redacted]")
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 fn describe(e: &Error) -> String {
     let kind = GatewayError::from_pingora(e);
     format!("{}: {}", kind.message(), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_query;
+
+    #[test]
+    fn credentials_in_the_query_are_redacted_by_name() {
+        let redact = vec!["token".to_string(), "api_key".to_string()];
+        assert_eq!(
+            redact_query("a=1&TOKEN=abc&api_key=k&b", &redact),
+            "a=1&TOKEN=[redacted]&api_key=[redacted]&b"
+        );
+    }
 }
