@@ -120,8 +120,8 @@ fn main() -> ExitCode {
 }
 
 fn run(source: ConfigSource, options: ProcessOptions) -> Result<(), String> {
-    let (server, snapshot) = server::build(source, options).map_err(|e| e.to_string())?;
-    let s = snapshot.load();
+    let (server, running) = server::build(source, options).map_err(|e| e.to_string())?;
+    let s = running.snapshot.load();
     log::info!(
         "gatehouse {} serving {} ({} routes, {} upstreams)",
         env!("CARGO_PKG_VERSION"),
@@ -131,6 +131,9 @@ fn run(source: ConfigSource, options: ProcessOptions) -> Result<(), String> {
     );
     drop(s);
     server.run(Default::default());
+    if let Some(spans) = running.spans {
+        spans.shutdown();
+    }
     Ok(())
 }
 

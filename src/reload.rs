@@ -188,6 +188,11 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
         "admin.listen",
         running.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen),
     );
+    fixed("tracing", running.tracing != new.tracing);
+    fixed(
+        "admin.listen",
+        running.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen),
+    );
     if problems.is_empty() {
         Ok(())
     } else {

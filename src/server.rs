@@ -5,6 +5,7 @@
 use crate::admin::AdminApi;
 use crate::config::{ConfigError, ConfigSource};
 use crate::observe::metrics::Metrics;
+use crate::observe::otel::SpanExport;
 use crate::proxy::Gateway;
 use crate::reload::{ReloadOnSighup, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -25,8 +26,15 @@ pub struct ProcessOptions {
     pub upgrade: bool,
 }
 
+/// What `run` keeps after the server stops.
+pub struct Running {
+    pub snapshot: SharedSnapshot,
+    /// Flushed at exit.
+    pub spans: Option<Arc<SpanExport>>,
+}
+
 /// Loads `source` and builds a ready-to-run server.
-pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, SharedSnapshot), ConfigError> {
+pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, Running), ConfigError> {
     let config = source.load()?;
     let listen = config.server.listen.clone();
     let admin = config.server.admin.clone();
@@ -38,6 +46,12 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, S
         Metrics::new()
             .map_err(|e| ConfigError::single(&snapshot.source, "metrics", format!("cannot register: {e}")))?,
     );
+    let spans = match &snapshot.server.tracing {
+        Some(t) => Some(Arc::new(
+            SpanExport::new(t).map_err(|e| ConfigError::single(&snapshot.source, "tracing", e))?,
+        )),
+        None => None,
+    };
     let conf = server_conf(&snapshot);
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
 
@@ -49,7 +63,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, S
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let gateway = Gateway::new(shared.clone(), metrics.clone());
+    let gateway = Gateway::new(shared.clone(), metrics.clone(), spans.clone());
     let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gatehouse proxy");
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
@@ -70,7 +84,13 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, S
         service.add_tcp(&admin.listen.to_string());
         server.add_service(service);
     }
-    Ok((server, shared))
+    Ok((
+        server,
+        Running {
+            snapshot: shared,
+            spans,
+        },
+    ))
 }
 
 fn server_conf(snapshot: &Snapshot) -> ServerConf {

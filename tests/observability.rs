@@ -193,3 +193,74 @@ async fn logs_never_show_credentials() {
         assert!(!logs.contains(secret), "{secret} leaked into the log");
     }
 }
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_with_the_propagated_ids() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = received.clone();
+    let collector = FnServer::start(move |method, path, body| {
+        if method == "POST" && path == "/v1/traces" {
+            sink.lock().unwrap().push(String::from_utf8_lossy(body).into_owned());
+        }
+        (200, "{}".into(), "application/json")
+    })
+    .await;
+    let up = MockUpstream::start("api").await;
+    let gw = Gateway::start_with_env(
+        &format!(
+            "tracing: {{ otlp_endpoint: \"{}\", service_name: gatehouse-test }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: traced, prefix: /, upstream: api }}]\n",
+            collector.url("/v1/traces"),
+            up.addr()
+        ),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
+    .await;
+    let incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    assert_eq!(
+        client()
+            .get(gw.url("/o"))
+            .header("traceparent", incoming)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let hop = traceparent_parts(up.last().headers["traceparent"].to_str().unwrap());
+
+    eventually(Duration::from_secs(10), "a span at the collector", || {
+        let got = received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b.contains("0af7651916cd43dd8448eb211c80319c"));
+        async move { got }
+    })
+    .await;
+    let body = received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|b| b.contains("0af7651916"))
+        .cloned()
+        .unwrap();
+    let export: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let spans = export["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().unwrap();
+    let span = spans
+        .iter()
+        .find(|s| s["traceId"] == "0af7651916cd43dd8448eb211c80319c")
+        .unwrap();
+    assert_eq!(span["traceId"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(
+        span["parentSpanId"], "b7ad6b7169203331",
+        "the client's span is the parent"
+    );
+    assert_eq!(
+        span["spanId"],
+        hop[2].as_str(),
+        "the upstream's parent is the exported span"
+    );
+    assert_eq!(span["name"], "GET traced");
+    assert!(body.contains("gatehouse-test"), "service.name");
+}

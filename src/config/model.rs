@@ -49,6 +49,14 @@ pub struct ServerSettings {
     pub redact_params: Vec<String>,
     pub metrics: bool,
     pub admin: Option<AdminConfig>,
+    pub tracing: Option<TracingConfig>,
+}
+
+/// OTLP span export; fixed for the life of the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingConfig {
+    pub otlp_endpoint: String,
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -37,6 +37,8 @@ pub struct RawConfig {
     pub metrics: Option<bool>,
     /// The admin listener: metrics, health, readiness, config, reload, upstream targets.
     pub admin: Option<RawAdmin>,
+    /// OpenTelemetry span export (off unless an endpoint is set).
+    pub tracing: Option<RawTracing>,
     /// Credentials the routes' `auth:` can ask for.
     pub auth: Option<RawAuth>,
     /// Default CORS policy of every route (a route's own `cors:` replaces it).
@@ -57,6 +59,14 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawTracing {
+    /// OTLP/HTTP traces endpoint, e.g. `http://collector:4318/v1/traces`.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (default `gatehouse`).
+    pub service_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -98,6 +98,7 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         ),
         metrics: raw.metrics.unwrap_or(true),
         admin: admin(raw, p),
+        tracing: tracing(raw, p),
     }
 }
 
@@ -129,6 +130,21 @@ fn admin(raw: &RawConfig, p: &mut Problems) -> Option<AdminConfig> {
         );
     }
     Some(AdminConfig { listen: addr, token })
+}
+
+fn tracing(raw: &RawConfig, p: &mut Problems) -> Option<TracingConfig> {
+    let t = raw.tracing.as_ref()?;
+    let endpoint = t.otlp_endpoint.clone().filter(|e| !e.is_empty())?;
+    let ok = endpoint
+        .parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    if !ok {
+        p.push("tracing.otlp_endpoint", format!("\"{endpoint}\" is not an http(s) URL"));
+    }
+    Some(TracingConfig {
+        otlp_endpoint: endpoint,
+        service_name: t.service_name.clone().unwrap_or_else(|| "gatehouse".into()),
+    })
 }
 
 fn default_threads() -> usize {

@@ -12,6 +12,10 @@ const TRACEPARENT: &str = "traceparent";
 pub struct TraceContext {
     /// 32 lowercase hex digits.
     pub trace_id: String,
+    /// The client's span (16 hex digits), when it sent a valid `traceparent`.
+    pub parent_id: Option<String>,
+    /// This hop's span: the parent of the upstream's.
+    pub span_id: String,
     /// Two hex digits (`01` = sampled).
     pub flags: String,
 }
@@ -25,6 +29,8 @@ impl TraceContext {
             .and_then(parse)
             .unwrap_or_else(|| TraceContext {
                 trace_id: hex::encode(uuid::Uuid::new_v4().as_bytes()),
+                parent_id: None,
+                span_id: new_span_id(),
                 flags: "01".to_string(),
             })
     }
@@ -45,8 +51,14 @@ fn parse(value: &str) -> Option<TraceContext> {
         && parent.bytes().any(|b| b != b'0');
     valid.then(|| TraceContext {
         trace_id: trace.to_string(),
+        parent_id: Some(parent.to_string()),
+        span_id: new_span_id(),
         flags: flags.to_string(),
     })
+}
+
+fn new_span_id() -> String {
+    hex::encode(&uuid::Uuid::new_v4().as_bytes()[..8])
 }
 
 /// Upstream step: this hop's `traceparent`.
@@ -57,8 +69,10 @@ impl PropagateTrace {
         let Some(trace) = &ctx.trace else {
             return Ok(());
         };
-        let span = hex::encode(&uuid::Uuid::new_v4().as_bytes()[..8]);
-        req.insert_header(TRACEPARENT, format!("00-{}-{span}-{}", trace.trace_id, trace.flags))
+        req.insert_header(
+            TRACEPARENT,
+            format!("00-{}-{}-{}", trace.trace_id, trace.span_id, trace.flags),
+        )
     }
 }
 

@@ -21,8 +21,8 @@ pub enum Decision {
     Reject(GatewayError),
 }
 
+/// Runs after [`identify`].
 pub async fn decide(session: &mut Session, ctx: &mut RequestCtx) -> Decision {
-    identify(session, ctx);
     if let Some(early) = route(session.req_header(), ctx) {
         return early;
     }
@@ -42,7 +42,8 @@ pub async fn decide(session: &mut Session, ctx: &mut RequestCtx) -> Decision {
     Decision::Proxy
 }
 
-fn identify(session: &Session, ctx: &mut RequestCtx) {
+/// Request id, trace context, client address: what every later step and log line uses.
+pub fn identify(session: &Session, ctx: &mut RequestCtx) {
     let req = session.req_header();
     ctx.request_id = request_id::for_request(req);
     ctx.trace = Some(TraceContext::for_request(req));

@@ -53,6 +53,8 @@ pub struct RequestCtx {
     pub upstream_ttfb: Option<std::time::Duration>,
     /// The W3C trace this request belongs to.
     pub trace: Option<TraceContext>,
+    /// The exported server span, when OTLP export is on.
+    pub span: Option<opentelemetry_sdk::trace::Span>,
 }
 
 /// One upstream attempt: the target (in flight while this lives) and the circuit's leave,
@@ -87,6 +89,7 @@ impl RequestCtx {
             upstream_started: None,
             upstream_ttfb: None,
             trace: None,
+            span: None,
         }
     }
 

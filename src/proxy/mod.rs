@@ -13,6 +13,7 @@ pub use error::GatewayError;
 
 use crate::filters::{body_limit, response_headers};
 use crate::observe::metrics::{self, Metrics};
+use crate::observe::otel::{self, SpanExport};
 use crate::observe::{access_log, health};
 use crate::snapshot::SharedSnapshot;
 use admit::Decision;
@@ -29,11 +30,16 @@ use std::time::Instant;
 pub struct Gateway {
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
+    spans: Option<Arc<SpanExport>>,
 }
 
 impl Gateway {
-    pub fn new(snapshot: SharedSnapshot, metrics: Arc<Metrics>) -> Self {
-        Gateway { snapshot, metrics }
+    pub fn new(snapshot: SharedSnapshot, metrics: Arc<Metrics>, spans: Option<Arc<SpanExport>>) -> Self {
+        Gateway {
+            snapshot,
+            metrics,
+            spans,
+        }
     }
 }
 
@@ -46,6 +52,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        admit::identify(session, ctx);
+        if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
+            ctx.span = Some(spans.start(trace, ctx.started));
+        }
         match admit::decide(session, ctx).await {
             Decision::Proxy => Ok(false),
             Decision::Health => respond::json(session, ctx, health::report(&ctx.snapshot))
@@ -161,6 +171,9 @@ impl ProxyHttp for Gateway {
         }
         if ctx.snapshot.server.metrics {
             self.metrics.record(&metrics::RequestRecord::of(session, ctx));
+        }
+        if let Some(span) = ctx.span.take() {
+            otel::finish(span, otel::SpanEnd::of(session, ctx));
         }
     }
 }
