@@ -182,6 +182,8 @@ for n in "${NODES[@]}"; do
 listen: ["127.0.0.1:${PORT[$n]}"]
 threads: 1
 access_log: false
+metrics: false
+admin: { listen: "" }
 pid_file: $TMP/node-$n.pid
 upgrade_sock: $TMP/node-${n}_upgrade.sock
 redis: { url: "redis://127.0.0.1:$REDIS_PORT", timeout: 50ms, key_prefix: accuracy }

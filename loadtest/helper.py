@@ -9,8 +9,9 @@ the parts that are awkward in bash:
                       read CPU times from /proc, check for noise (redo if noisy), append a
                       CSV row and print a one-line summary
   report CSV MD ...   medians / ranges / ratios as a Markdown table (stdout and MD file),
-                      plus the JWT verification cost when the gatehouse-hs256/-rs256 peers ran
-                      and the rate limit cost when gatehouse-rl-local/-global ran
+                      plus the JWT verification cost when the gatehouse-hs256/-rs256 peers ran,
+                      the rate limit cost when gatehouse-rl-local/-global ran and the
+                      observability cost when gatehouse-observed ran
   logsummary NAME F   one line summarising the warnings/errors of a gatehouse, nginx or
                       redis-server log
 
@@ -47,6 +48,9 @@ JWT_PEERS = ("gatehouse-hs256", "gatehouse-rs256")
 # Optional peers: gatehouse with a never-triggering `rate_limit` on its route, counted in
 # the process or in Redis; compared with `gatehouse` in the "Rate limit cost" section.
 RL_PEERS = ("gatehouse-rl-local", "gatehouse-rl-global")
+# Optional peer: gatehouse with the access log and metrics on, its /metrics scraped once a
+# second; compared with `gatehouse` in the "Observability cost" section.
+OBS_PEERS = ("gatehouse-observed",)
 
 CSV_FIELDS = [
     "started", "rep", "attempt", "kept", "peer", "size", "conns", "duration_s",
@@ -310,6 +314,8 @@ def _log_records(path):
     for line in open(path, errors="replace"):
         line = line.strip()
         if line.startswith("{"):
+            if '"level"' not in line:
+                continue  # an access-log line (gatehouse-observed writes one per request)
             try:
                 j = json.loads(line)
             except ValueError:
@@ -506,6 +512,37 @@ def cmd_report(a):
                                f"| {j['us']:.1f} | {j['us'] - base['us']:+.1f} | {rus} "
                                f"| {_lat(j['p50'])} | {_lat(j['p99'])} "
                                f"| {(j['p50'] - base['p50']) * 1000:+.0f} | {(j['p99'] - base['p99']) * 1000:+.0f} |")
+
+    # Observability cost: the same route with the access log (one JSON line per request to
+    # stderr, i.e. the peer's log file) and the Prometheus collectors on, plus the admin
+    # listener answering a scrape of /metrics every second during the runs.
+    obs_peers = [p for p in OBS_PEERS if p in peers]
+    if "gatehouse" in peers and obs_peers:
+        out.append("")
+        out.append("## Observability cost\n")
+        out.append("gatehouse-observed runs the same route as gatehouse (proxy only: `access_log: false`, "
+                   "`metrics: false`, no admin listener) with `access_log: true` (one JSON line per "
+                   "request through the `log` crate to stderr, redirected to a file) and `metrics: true` "
+                   "(Prometheus collectors updated per request), its admin listener's /metrics scraped "
+                   "once a second during the runs. extra µs/req = difference of the CPU µs/req medians "
+                   "to proxy only; p50 / p99 are the medians of wrk's percentiles in the same runs.\n")
+        out.append("| body | conns | peer | req/s | req/s ratio to proxy only | CPU µs/req "
+                   "| extra µs/req | p50 ms | p99 ms |")
+        out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+        for s in sizes:
+            for c in conns:
+                base = med.get((s, c, "gatehouse"))
+                if not base:
+                    continue
+                out.append(f"| {s} | {c} | gatehouse (proxy only) | {_k(base['rps'])} | 1.00 "
+                           f"| {base['us']:.1f} | – | {_lat(base['p50'])} | {_lat(base['p99'])} |")
+                for p in obs_peers:
+                    j = med.get((s, c, p))
+                    if not j:
+                        continue
+                    out.append(f"| {s} | {c} | {p} | {_k(j['rps'])} | {j['rps'] / base['rps']:.2f} "
+                               f"| {j['us']:.1f} | {j['us'] - base['us']:+.1f} "
+                               f"| {_lat(j['p50'])} | {_lat(j['p99'])} |")
 
     all_rows = list(csv.DictReader(open(a.csv)))
     redone = sum(1 for r in all_rows if r["kept"] == "0")

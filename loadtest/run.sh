@@ -9,6 +9,8 @@
 #                                     # + the cost of a rate limit (local / global via Redis)
 #   CONNS=1 SIZES=2 PEERS="gatehouse gatehouse-rl-local gatehouse-rl-global" bash loadtest/run.sh
 #                                     # per-request latency (one connection, closed loop)
+#   PEERS="gatehouse gatehouse-observed nginx" SIZES=2 CONNS=64 bash loadtest/run.sh
+#                                     # + the cost of the access log and Prometheus metrics
 #
 # What it does (method: /work/shared/benchmarking.md, summary in loadtest/README.md):
 #   1. builds gatehouse (cargo build --release) and checks the tools it needs;
@@ -19,22 +21,25 @@
 #      a JWT (HS256 secret / RS256 public key), sent by wrk as a bearer token;
 #      gatehouse-rl-local / gatehouse-rl-global have a rate limit on the route that never
 #      triggers, counted in the process / in a redis-server started here;
+#      gatehouse-observed has the access log and metrics on (every other gatehouse has both
+#      off and no admin listener), its /metrics scraped once a second while measuring;
 #   3. iso layout on 2+ cores: the proxy alone on core 0, origin + wrk -t1 on core 1;
 #   4. checks every peer answers 200 with the exact body for every size (that the JWT
-#      peers answer 401 without a token or with a forged one, and that the rate-limited
-#      peers send RateLimit-* headers, counted by Redis for the global one);
+#      peers answer 401 without a token or with a forged one, that the rate-limited
+#      peers send RateLimit-* headers, counted by Redis for the global one, and that only
+#      gatehouse-observed writes access lines and counts requests in /metrics);
 #   5. for each rep, size and connection count runs the peers interleaved (gatehouse,
 #      nginx, direct, gatehouse, …): wait for a quiet machine, warm up, measure with wrk,
 #      read the proxy's CPU time from /proc → CPU µs per request;
 #   6. prints a Markdown table (medians, ranges, gatehouse/nginx ratios, and the JWT
-#      verification / rate limit cost when those peers ran) and saves it with the raw runs under
-#      loadtest/results/<timestamp>.{md,csv,raw}.
+#      verification / rate limit / observability cost when those peers ran) and saves it
+#      with the raw runs under loadtest/results/<timestamp>.{md,csv,raw}.
 # Every process it starts is stopped on exit, Ctrl-C or failure.
 #
 # Knobs (environment):
 #   DURATION=10s WARMUP=2s REPS=3 CONNS="64 256" SIZES="2 4k 64k"
 #   PEERS="gatehouse nginx direct" (also: gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local
-#         gatehouse-rl-global)  PIN=1 (0 = no taskset)  QUICK=0
+#         gatehouse-rl-global gatehouse-observed)  PIN=1 (0 = no taskset)  QUICK=0
 #   BUILD=1 (0 = skip cargo build)  GATEHOUSE_BIN=target/release/gatehouse
 #   QUIET_MAX=0.15 (cores) QUIET_TIMEOUT=30 (s) NOISE_MAX=0.25 (cores) REDO=2  KEEP_TMP=0
 #   NGINX_UPSTREAM_KEEPALIVE=512 (nginx's `keepalive N`: idle upstream connections kept; ≥ CONNS for a fair comparison)
@@ -70,7 +75,7 @@ if [[ "$NCPU" -ge 2 ]]; then PIN="${PIN:-1}"; else PIN=0; fi
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-ALL_PEERS="gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global nginx direct"
+ALL_PEERS="gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed nginx direct"
 for peer in $PEERS; do
     [[ " $ALL_PEERS " == *" $peer "* ]] || die "unknown peer '$peer' in PEERS (${ALL_PEERS// /, })"
 done
@@ -179,8 +184,9 @@ else
 fi
 
 # Ports of the origin, gatehouse, the nginx proxy, the two JWT and the two rate-limited
-# gatehouse peers, and the Redis of the global one.
-read -r ORIGIN_PORT GH_PORT NGX_PORT HS_PORT RS_PORT RLL_PORT RLG_PORT REDIS_PORT < <(python3 "$HELPER" ports 8)
+# gatehouse peers, the Redis of the global one, and gatehouse-observed and its admin listener.
+read -r ORIGIN_PORT GH_PORT NGX_PORT HS_PORT RS_PORT RLL_PORT RLG_PORT REDIS_PORT OBS_PORT OBS_ADMIN_PORT \
+    < <(python3 "$HELPER" ports 10)
 
 # ---------------------------------------------------------------------------------------
 # Body sizes: "2" is the `return 200 "ok"` location at `/`, anything else (N or Nk bytes)
@@ -275,20 +281,28 @@ EOF
 } > "$TMP/nginx-proxy.conf"
 
 # gatehouse: the minimal benchmark config (pid file and upgrade socket in the temp dir so
-# that nothing collides with another gatehouse on this machine). The other gatehouse peers
-# use the same config plus one feature, so what they cost beyond `gatehouse` is that
-# feature: the JWT peers add `auth: jwt` on the route (reading and verifying the token,
-# passing the request on with X-User-ID), the rate-limited peers a `rate_limit` on it.
+# that nothing collides with another gatehouse on this machine): proxy only, so no access
+# log, no metrics and no admin listener (whose default 127.0.0.1:9901 only one gatehouse
+# peer could bind). The other gatehouse peers use the same config plus one feature, so what
+# they cost beyond `gatehouse` is that feature: the JWT peers add `auth: jwt` on the route
+# (reading and verifying the token, passing the request on with X-User-ID), the
+# rate-limited peers a `rate_limit` on it, gatehouse-observed the access log, metrics and
+# an admin listener (top-level keys, which replace these defaults).
+GATEHOUSE_DEFAULTS='access_log: false
+metrics: false
+admin: { listen: "" }'
 gatehouse_config() {   # $1 = peer name, $2 = port, $3 = top-level YAML, $4 = route YAML (both optional)
-    local name="$1" port="$2" top="${3:-}" route="${4:-}"
+    local name="$1" port="$2" top="${3:-}" route="${4:-}" line
     {
         cat <<EOF
 listen: ["127.0.0.1:$port"]
 threads: 1
-access_log: false
 pid_file: $TMP/$name.pid
 upgrade_sock: $TMP/${name}_upgrade.sock
 EOF
+        while IFS= read -r line; do   # each default unless the top-level YAML sets that key
+            [[ $'\n'"$top" == *$'\n'"${line%%:*}:"* ]] || printf '%s\n' "$line"
+        done <<<"$GATEHOUSE_DEFAULTS"
         [[ -z "$top" ]] || printf '%s\n' "$top"
         cat <<EOF
 upstreams:
@@ -335,6 +349,18 @@ if has_peer gatehouse-rl-global; then
     gatehouse_config gatehouse-rl-global "$RLG_PORT" \
         "redis: { url: \"redis://127.0.0.1:$REDIS_PORT\", timeout: 50ms, key_prefix: bench }" \
         "$(rl_route global)"
+fi
+
+# gatehouse-observed: what observing every request costs. One JSON access line per request
+# through the `log` crate to stderr (its log file in the temp dir, like every gatehouse
+# peer's), the Prometheus collectors updated per request, and the admin listener on its
+# own port for /metrics, which a background loop scrapes once a second while measuring,
+# as Prometheus would (the scrapes' cost lands in this peer's CPU).
+if has_peer gatehouse-observed; then
+    gatehouse_config gatehouse-observed "$OBS_PORT" "access_log: true
+metrics: true
+admin: { listen: \"127.0.0.1:$OBS_ADMIN_PORT\" }"
+    OBS_METRICS_URL="http://127.0.0.1:$OBS_ADMIN_PORT/metrics"
 fi
 
 # nginx -e (startup error log) exists since 1.19.5; older versions log to the compiled-in path.
@@ -403,7 +429,7 @@ start_gatehouse() {   # $1 = peer name, $2 = port; sets STARTED_PID
     wait_ready "$name" "$STARTED_PID" "http://127.0.0.1:$2/health" "$TMP/$name.log"
 }
 
-GH_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0 RLL_PID=0 RLG_PID=0
+GH_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0 RLL_PID=0 RLG_PID=0 OBS_PID=0
 if has_peer gatehouse; then
     start_gatehouse gatehouse "$GH_PORT"
     GH_PID=$STARTED_PID
@@ -424,6 +450,10 @@ if has_peer gatehouse-rl-global; then
     start_gatehouse gatehouse-rl-global "$RLG_PORT"
     RLG_PID=$STARTED_PID
 fi
+if has_peer gatehouse-observed; then
+    start_gatehouse gatehouse-observed "$OBS_PORT"
+    OBS_PID=$STARTED_PID
+fi
 if has_peer nginx; then
     start_nginx nginx-proxy "${PROXY_PIN[@]}"
     NGX_PID=$STARTED_PID
@@ -434,6 +464,7 @@ peer_port() {
     case "$1" in
         gatehouse) echo "$GH_PORT";; gatehouse-hs256) echo "$HS_PORT";; gatehouse-rs256) echo "$RS_PORT";;
         gatehouse-rl-local) echo "$RLL_PORT";; gatehouse-rl-global) echo "$RLG_PORT";;
+        gatehouse-observed) echo "$OBS_PORT";;
         nginx) echo "$NGX_PORT";; direct) echo "$ORIGIN_PORT";; *) die "unknown peer '$1'";;
     esac
 }
@@ -441,6 +472,7 @@ peer_pid() {
     case "$1" in
         gatehouse) echo "$GH_PID";; gatehouse-hs256) echo "$HS_PID";; gatehouse-rs256) echo "$RS_PID";;
         gatehouse-rl-local) echo "$RLL_PID";; gatehouse-rl-global) echo "$RLG_PID";;
+        gatehouse-observed) echo "$OBS_PID";;
         nginx) echo "$NGX_PID";; direct) echo 0;;
     esac
 }
@@ -517,6 +549,24 @@ for peer in $PEERS; do
     log "$peer counts: ratelimit-limit $limit, ratelimit-remaining $remaining$([[ "$peer" == *global ]] && echo " (answered by Redis)")"
 done
 
+# Only gatehouse-observed observes. The checks above went through every peer, so its log
+# must hold access lines (JSON with "request_id"; retried for up to 2 s in case a write
+# lags) and its /metrics a non-zero request count for the route, while no other gatehouse
+# peer may have written a single access line.
+for peer in $PEERS; do
+    [[ "$peer" == gatehouse* ]] || continue
+    if [[ "$peer" == gatehouse-observed ]]; then
+        for _ in $(seq 20); do grep -q '"request_id"' "$TMP/$peer.log" && break; sleep 0.1; done
+        grep -q '"request_id"' "$TMP/$peer.log" || die "$peer: no access line (\"request_id\") in $TMP/$peer.log"
+        curl -s "$OBS_METRICS_URL" > "$TMP/metrics.txt" || die "$peer: cannot fetch $OBS_METRICS_URL"
+        grep -Eq '^gateway_requests_total\{[^}]*route="bench"[^}]*\} [1-9]' "$TMP/metrics.txt" ||
+            die "$peer: no non-zero gateway_requests_total for route bench in $OBS_METRICS_URL (saved in $TMP/metrics.txt)"
+        log "$peer writes access lines to its log and counts requests in $OBS_METRICS_URL"
+    elif grep -q '"request_id"' "$TMP/$peer.log"; then
+        die "$peer: access lines in $TMP/$peer.log, but its config has access_log: false"
+    fi
+done
+
 # ---------------------------------------------------------------------------------------
 # Measure: reps outermost, peers interleaved innermost
 # ---------------------------------------------------------------------------------------
@@ -524,9 +574,20 @@ STAMP="$(date +%Y%m%d-%H%M%S)"
 RESULTS="$HERE/results"
 mkdir -p "$RESULTS"
 CSV="$RESULTS/$STAMP.csv" MD="$RESULTS/$STAMP.md" RAW="$RESULTS/$STAMP.raw"
-OURS="$ORIGIN_PID,$GH_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$REDIS_PID"
+OURS="$ORIGIN_PID,$GH_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$OBS_PID,$REDIS_PID"
 n_runs=$(( REPS * $(wc -w <<<"$SIZES") * $(wc -w <<<"$CONNS") * $(wc -w <<<"$PEERS") ))
 log "measuring: $n_runs runs of $DURATION (after $WARMUP warm-up each); results → $CSV"
+
+# gatehouse-observed's /metrics, scraped once a second from the load core until the end;
+# each scrape's HTTP status goes to scrapes.log. curl's own CPU (~0.01 core) counts as
+# "other" in the noise check.
+if has_peer gatehouse-observed; then
+    while :; do
+        "${LOAD_PIN[@]}" curl -s -o /dev/null -w '%{http_code}\n' "$OBS_METRICS_URL" >> "$TMP/scrapes.log" || true
+        sleep 1
+    done &
+    started $! metrics-scraper "$TMP/scrapes.log"
+fi
 
 for rep in $(seq "$REPS"); do
     for s in $SIZES; do
@@ -551,7 +612,7 @@ done
 # ---------------------------------------------------------------------------------------
 # Warnings and errors in the logs of the proxies and the origin, grouped by message.
 notes=()
-for name in gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global; do
+for name in gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed; do
     if has_peer "$name"; then notes+=("$(python3 "$HELPER" logsummary "$name" "$TMP/$name.log")"); fi
 done
 for name in nginx-proxy origin; do
@@ -564,6 +625,14 @@ if [[ "$REDIS_PID" != 0 ]]; then notes+=("$(python3 "$HELPER" logsummary redis "
 # measured decision of gatehouse-rl-global was Redis's.
 if has_peer gatehouse-rl-global && ! grep -q 'follow on_redis_error' "$TMP/gatehouse-rl-global.log"; then
     notes+=("gatehouse-rl-global: no Redis failure in its log, so Redis made every measured decision (no on_redis_error fallback).")
+fi
+# What gatehouse-observed wrote to its log, and how its scrapes went.
+if has_peer gatehouse-observed; then
+    read -r access_lines access_mb access_b < <(awk '/"request_id"/ { n++; b += length($0) + 1 }
+        END { printf "%d %.0f %.0f\n", n, b / 1e6, n ? b / n : 0 }' "$TMP/gatehouse-observed.log")
+    scrapes="$(wc -l < "$TMP/scrapes.log" 2>/dev/null || echo 0)"
+    scrapes_ok="$(grep -cx 200 "$TMP/scrapes.log" 2>/dev/null || true)"
+    notes+=("gatehouse-observed: $access_lines access lines in its log, $access_mb MB (≈ $access_b B a line; warm-ups and checks included); /metrics scraped $scrapes times, ${scrapes_ok:-0} answered 200.")
 fi
 
 cpu_model="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
@@ -582,11 +651,15 @@ if has_peer gatehouse-rl-local || has_peer gatehouse-rl-global; then
         rl_peers+=", the global one with \`redis.timeout: 50ms\` and Redis $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p') (no persistence) on the load core"
     fi
 fi
+obs_peers=""
+if has_peer gatehouse-observed; then
+    obs_peers="; gatehouse-observed = the same gatehouse with \`access_log: true\`, \`metrics: true\` and an admin listener, its log (stderr, RUST_LOG=info) in a file, /metrics scraped once a second"
+fi
 report_args=(
     --stamp "$STAMP" --noise-max "$NOISE_MAX"
     --meta "machine: $NCPU cores ($cpu_model), Linux $(uname -r)"
     --meta "layout: $LAYOUT"
-    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false)$jwt_peers$rl_peers; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = wrk → origin"
+    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false, metrics false, no admin listener)$jwt_peers$rl_peers$obs_peers; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = wrk → origin"
     --meta "origin: nginx, 1 worker, \`return 200 \"ok\"\` for 2 B, static files otherwise; client: $wrk_version -t1"
     --meta "runs: $REPS rep(s) × $DURATION after $WARMUP warm-up, conns: $CONNS, sizes: $SIZES (bytes, k = KiB)"
 )
