@@ -21,4 +21,5 @@ pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod supervisor;
+pub mod tls;
 pub mod upstream;

@@ -189,6 +189,9 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
         running.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen),
     );
     fixed("tracing", running.tracing != new.tracing);
+    fixed("tls.listen", running.tls_listen != new.tls_listen);
+    fixed("tls.h2", running.tls_h2 != new.tls_h2);
+    fixed("h2c", running.h2c != new.h2c);
     fixed(
         "admin.listen",
         running.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen),

@@ -10,7 +10,10 @@ use crate::proxy::Gateway;
 use crate::reload::{ReloadOnSighup, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::supervisor::Supervisor;
+use crate::tls::CertResolver;
 use arc_swap::ArcSwap;
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -37,6 +40,11 @@ pub struct Running {
 pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, Running), ConfigError> {
     let config = source.load()?;
     let listen = config.server.listen.clone();
+    let (tls_listen, tls_h2, h2c) = (
+        config.server.tls_listen.clone(),
+        config.server.tls_h2,
+        config.server.h2c,
+    );
     let admin = config.server.admin.clone();
     let snapshot = Snapshot::build(config.clone(), None)?;
     for w in &snapshot.warnings {
@@ -64,9 +72,19 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
     server.bootstrap();
 
     let gateway = Gateway::new(shared.clone(), metrics.clone(), spans.clone());
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gatehouse proxy");
+    let mut options = HttpServerOptions::default();
+    options.h2c = h2c;
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
+        .name("gatehouse proxy")
+        .server_options(options)
+        .build();
     for addr in &listen {
         proxy.add_tcp(&addr.to_string());
+    }
+    for addr in &tls_listen {
+        let settings = CertResolver::settings(shared.clone(), tls_h2)
+            .map_err(|e| ConfigError::single("tls", "tls.listen", format!("cannot set up TLS: {e}")))?;
+        proxy.add_tls_with_settings(&addr.to_string(), None, settings);
     }
     server.add_service(proxy);
     let supervisor = Supervisor::new(shared.clone());

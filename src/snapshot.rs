@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     pub upstreams: BTreeMap<String, Arc<UpstreamPool>>,
     pub warnings: Vec<String>,
+    /// Certificates of the HTTPS listener, chosen by SNI at each handshake.
+    pub certs: Vec<crate::config::model::LoadedCert>,
     /// The loaded config with secrets redacted, for /admin/config.
     pub document: serde_json::Value,
     /// SHA-256 of the loaded config (secrets included), hex.
@@ -55,6 +57,8 @@ pub struct Route {
     pub auth: crate::config::model::AuthKind,
     /// Read/write timeout towards the upstream; `None` = the upstream's own.
     pub timeout: Option<Duration>,
+    /// Idle timeout of upgraded (WebSocket) connections.
+    pub websocket_idle_timeout: Duration,
     /// The route's CORS policy (its own, else the global one).
     pub cors: Option<Arc<CorsPolicy>>,
     /// Run in order in `request_filter`.
@@ -182,6 +186,7 @@ impl Snapshot {
             routes,
             upstreams,
             warnings,
+            certs: config.certs,
             document,
             config_hash,
         })
@@ -267,6 +272,7 @@ fn build_route(
         upstreams,
         auth: config.security.auth,
         timeout: config.timeout,
+        websocket_idle_timeout: config.websocket_idle_timeout,
         request_chain: filters::request_chain(config, parts.edge, cors.as_ref(), limits),
         cors,
         rate_limit,

@@ -254,7 +254,13 @@ async fn metrics_count_requests_latencies_and_refusals() {
     assert!(text.contains("gateway_config_info{"));
 
     let stats = admin_json(&gw, "/admin/stats").await;
-    let items = stats["routes"].as_array().unwrap().iter().find(|r| r["route"] == "items").unwrap().clone();
+    let items = stats["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "items")
+        .unwrap()
+        .clone();
     assert_eq!(items["requests"], 7);
     let p99 = items["p99_seconds"].as_f64().unwrap();
     assert!(p99 > 0.0 && p99 < 5.0, "p99 estimate {p99}");

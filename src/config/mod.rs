@@ -11,6 +11,7 @@ pub mod model;
 mod raw;
 mod security;
 mod seed;
+mod tls;
 mod traffic;
 mod validate;
 

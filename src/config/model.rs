@@ -20,6 +20,8 @@ pub struct Config {
     pub server: ServerSettings,
     pub security: SecurityConfig,
     pub traffic: TrafficConfig,
+    /// Certificates of the HTTPS listener (hot: a reload replaces them).
+    pub certs: Vec<LoadedCert>,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// In config order; the router sorts them by specificity.
     pub routes: Vec<RouteConfig>,
@@ -50,6 +52,26 @@ pub struct ServerSettings {
     pub metrics: bool,
     pub admin: Option<AdminConfig>,
     pub tracing: Option<TracingConfig>,
+    /// HTTPS listen addresses (empty: no TLS listener).
+    pub tls_listen: Vec<SocketAddr>,
+    /// ALPN offers h2 on the TLS listener.
+    pub tls_h2: bool,
+    /// The plain listener answers 308 to https (health path excepted).
+    pub redirect_http: bool,
+    /// HTTP/2 with prior knowledge on the plain listener.
+    pub h2c: bool,
+}
+
+/// A certificate and key read and checked at load.
+#[derive(Debug, Clone)]
+pub struct LoadedCert {
+    pub cert_path: String,
+    /// Lowercase host names (`*.example.com` allowed); the first certificate is the default.
+    pub names: Vec<String>,
+    pub cert: openssl::x509::X509,
+    /// Intermediates, in order.
+    pub chain: Vec<openssl::x509::X509>,
+    pub key: openssl::pkey::PKey<openssl::pkey::Private>,
 }
 
 /// OTLP span export; fixed for the life of the process.
@@ -83,6 +105,15 @@ pub struct UpstreamConfig {
     /// Wait before the first retry, doubled for each further one.
     pub retry_backoff: Duration,
     pub retry_non_idempotent: bool,
+    pub tls: Option<UpstreamTls>,
+    pub h2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    pub sni: String,
+    pub verify: bool,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +230,8 @@ pub struct RouteConfig {
     pub strip_prefix: Option<String>,
     /// Overrides the upstream's read/write timeout.
     pub timeout: Option<Duration>,
+    /// Idle timeout of upgraded (WebSocket) connections.
+    pub websocket_idle_timeout: Duration,
     pub security: RouteSecurity,
 }
 
@@ -320,6 +353,7 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+pub const DEFAULT_WEBSOCKET_IDLE: Duration = Duration::from_secs(600);
 /// Query parameters that carry credentials in the wild.
 pub const DEFAULT_REDACT_PARAMS: [&str; 10] = [
     "token",

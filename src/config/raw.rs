@@ -39,6 +39,10 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     /// OpenTelemetry span export (off unless an endpoint is set).
     pub tracing: Option<RawTracing>,
+    /// The HTTPS listener and its certificates.
+    pub tls: Option<RawTls>,
+    /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener (default false).
+    pub h2c: Option<bool>,
     /// Credentials the routes' `auth:` can ask for.
     pub auth: Option<RawAuth>,
     /// Default CORS policy of every route (a route's own `cors:` replaces it).
@@ -59,6 +63,28 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawTls {
+    pub listen: Option<Vec<String>>,
+    #[serde(default)]
+    pub certs: Vec<RawCert>,
+    /// The plain listener answers 308 to the https URL (the health path excepted).
+    pub redirect_http: Option<bool>,
+    /// Offer HTTP/2 through ALPN (default true).
+    pub h2: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawCert {
+    /// PEM certificate chain (leaf first).
+    pub cert: Option<String>,
+    /// PEM private key.
+    pub key: Option<String>,
+    /// Host names this certificate answers for (default: its DNS names); the first
+    /// certificate is the default for other names.
+    pub sni: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -102,6 +128,16 @@ pub struct RawUpstream {
     pub retry_backoff: Option<String>,
     /// Also retry non-idempotent requests whose connection was lost before a response.
     pub retry_non_idempotent: Option<bool>,
+    /// Connect to the targets over TLS.
+    pub tls: Option<bool>,
+    /// Server name sent (SNI) and verified (default: the first target's host).
+    pub sni: Option<String>,
+    /// Verify the upstream certificate (default true).
+    pub verify: Option<bool>,
+    /// PEM bundle of CAs trusted for the upstream (default: the system store).
+    pub ca_file: Option<String>,
+    /// Speak HTTP/2 to the upstream (ALPN h2 over TLS; prior knowledge over plain TCP).
+    pub h2: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -183,6 +219,8 @@ pub struct RawRoute {
     pub upstream: Option<String>,
     pub strip_prefix: Option<String>,
     pub timeout: Option<String>,
+    /// Idle timeout of upgraded (WebSocket) connections on this route (default 10m).
+    pub websocket_idle_timeout: Option<String>,
     /// `none` (default), `jwt` or `api_key`.
     pub auth: Option<String>,
     /// OAuth2 scopes the token must all carry.

@@ -4,7 +4,7 @@
 use super::error::{ConfigError, Problems};
 use super::model::*;
 use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
-use super::{security, traffic};
+use super::{security, tls, traffic};
 use crate::routing::{HostPattern, PathPattern, RouteMatcher};
 use http::{HeaderName, Method};
 use std::collections::BTreeMap;
@@ -15,8 +15,12 @@ use std::time::Duration;
 pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Config, ConfigError> {
     let mut p = Problems::default();
     let document = serde_json::to_value(&raw).unwrap_or_default();
-    let server = server_settings(&raw, port, &mut p);
+    let mut server = server_settings(&raw, port, &mut p);
     let mut security_warnings = Vec::new();
+    let tls_settings = tls::tls(raw.tls.as_ref(), &mut p, &mut security_warnings);
+    server.tls_listen = tls_settings.listen;
+    server.tls_h2 = tls_settings.h2;
+    server.redirect_http = tls_settings.redirect_http;
     let security = security::security(&raw, &mut p, &mut security_warnings);
     let traffic = traffic::traffic(&raw, &mut p);
     let upstreams: BTreeMap<String, UpstreamConfig> = raw
@@ -37,6 +41,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
             server,
             security,
             traffic,
+            certs: tls_settings.certs,
             upstreams,
             routes,
             warnings,
@@ -99,6 +104,10 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         metrics: raw.metrics.unwrap_or(true),
         admin: admin(raw, p),
         tracing: tracing(raw, p),
+        tls_listen: Vec::new(),
+        tls_h2: true,
+        redirect_http: false,
+        h2c: raw.h2c.unwrap_or(false),
     }
 }
 
@@ -178,6 +187,8 @@ fn upstream(name: &str, raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamC
         passive_health: traffic.passive_health,
         retry_backoff: traffic.retry_backoff,
         retry_non_idempotent: traffic.retry_non_idempotent,
+        tls: tls::upstream_tls(raw, &path, p),
+        h2: raw.h2.unwrap_or(false),
         retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
         connect_timeout: positive_duration(
             &raw.connect_timeout,
@@ -320,6 +331,12 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, p: &mut Problems) -> Vec<Rou
             rate_limit,
             strip_prefix: r.strip_prefix.clone(),
             timeout,
+            websocket_idle_timeout: positive_duration(
+                &r.websocket_idle_timeout,
+                &format!("{path}.websocket_idle_timeout"),
+                DEFAULT_WEBSOCKET_IDLE,
+                p,
+            ),
             security: security::route_security(r, &path, raw.auth.as_ref(), p),
         });
     }

@@ -18,6 +18,8 @@ pub enum Decision {
     Health,
     /// A response without body (CORS preflight).
     Respond(Box<ResponseHeader>),
+    /// 308 to this https URL (`tls.redirect_http`).
+    Redirect(String),
     Reject(GatewayError),
 }
 
@@ -48,6 +50,8 @@ pub fn identify(session: &Session, ctx: &mut RequestCtx) {
     ctx.request_id = request_id::for_request(req);
     ctx.trace = Some(TraceContext::for_request(req));
     ctx.peer_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    ctx.scheme = if tls { "https" } else { "http" };
     ctx.client_ip = client_ip::resolve(ctx.peer_ip, req, &ctx.snapshot.edge.config.trusted_proxies);
 }
 
@@ -57,6 +61,19 @@ fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Option<Decision> {
     let server = &ctx.snapshot.server;
     if server.health_path.as_deref() == Some(path) && (req.method == Method::GET || req.method == Method::HEAD) {
         return Some(Decision::Health);
+    }
+    if server.redirect_http && ctx.scheme == "http" {
+        let Some(host) = crate::routing::request_host(req) else {
+            return Some(Decision::Reject(GatewayError::BadRequest("no Host to redirect to")));
+        };
+        let port = server.tls_listen.first().map_or(443, |a| a.port());
+        let authority = if port == 443 {
+            host.to_string()
+        } else {
+            format!("{host}:{port}")
+        };
+        let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        return Some(Decision::Redirect(format!("https://{authority}{target}")));
     }
     if has_dot_segments(path) {
         // `/public/../admin` must not slip past a route that guards `/admin`.

@@ -62,6 +62,7 @@ impl ProxyHttp for Gateway {
                 .await
                 .map(|_| true),
             Decision::Respond(resp) => respond::headers_only(session, ctx, *resp).await.map(|_| true),
+            Decision::Redirect(location) => respond::redirect(session, ctx, &location).await.map(|_| true),
             Decision::Reject(err) => {
                 let sent = respond::error(session, ctx, &err).await;
                 ctx.error = Some(err);

@@ -5,7 +5,7 @@ use super::error::GatewayError;
 use super::RequestCtx;
 use crate::filters::response_headers;
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use serde::Serialize;
@@ -44,6 +44,14 @@ pub async fn error(session: &mut Session, ctx: &RequestCtx, err: &GatewayError) 
 pub async fn json(session: &mut Session, ctx: &RequestCtx, body: Vec<u8>) -> pingora::Result<()> {
     let mut resp = ResponseHeader::build(200, Some(4))?;
     resp.insert_header(CACHE_CONTROL, "no-store")?;
+    send(session, ctx, resp, body.into()).await
+}
+
+/// 308 Permanent Redirect to `location` (method and body are kept by the client).
+pub async fn redirect(session: &mut Session, ctx: &RequestCtx, location: &str) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(308, Some(6))?;
+    resp.insert_header(LOCATION, location)?;
+    let body = serde_json::to_vec(&serde_json::json!({ "location": location })).unwrap_or_default();
     send(session, ctx, resp, body.into()).await
 }
 

@@ -35,7 +35,14 @@ pub async fn next_peer(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Box<
     let key = hash_key(&pool.config.balance, req, ctx);
     match pool.pick(&key, &ctx.failed_targets) {
         Ok(pick) => {
-            let peer = pool.peer(pick.target.target(), route.timeout);
+            // An upgraded connection (WebSocket) idles far longer than a request waits.
+            let upgrade = req.headers.contains_key(http::header::UPGRADE);
+            let timeout = if upgrade {
+                Some(route.websocket_idle_timeout)
+            } else {
+                route.timeout
+            };
+            let peer = pool.peer(pick.target.target(), timeout);
             ctx.attempt = Some(Attempt {
                 target: pick.target,
                 permit: pick.permit,

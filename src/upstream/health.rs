@@ -1,6 +1,6 @@
 //! Active HTTP health checks: how a probe is built, and when the next one is due.
 
-use crate::config::model::HealthCheckConfig;
+use crate::config::model::{HealthCheckConfig, UpstreamTls};
 use pingora::http::RequestHeader;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,9 +12,21 @@ const DEFAULT_PROBE_HOST: &str = "localhost";
 
 /// A `GET path` probe that counts a target healthy after `healthy` consecutive 200s and
 /// unhealthy after `unhealthy` consecutive failures (non-200, timeout, refused).
-pub fn http_check(upstream: &str, hc: &HealthCheckConfig) -> Result<Box<dyn HealthCheck + Send + Sync>, String> {
+pub fn http_check(
+    upstream: &str,
+    hc: &HealthCheckConfig,
+    tls: Option<&UpstreamTls>,
+) -> Result<Box<dyn HealthCheck + Send + Sync>, String> {
     let host = hc.host.as_deref().unwrap_or(DEFAULT_PROBE_HOST);
-    let mut check = HttpHealthCheck::new(host, false);
+    let mut check = HttpHealthCheck::new(host, tls.is_some());
+    if let Some(t) = tls {
+        check.peer_template.sni = t.sni.clone();
+        check.peer_template.options.verify_cert = t.verify;
+        check.peer_template.options.verify_hostname = t.verify;
+        if let Some(ca) = &t.ca_file {
+            check.peer_template.options.ca = Some(std::sync::Arc::new(super::load_ca(ca)?));
+        }
+    }
     let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None)
         .map_err(|e| format!("health_check.path \"{}\": {e}", hc.path))?;
     req.insert_header(http::header::HOST, host)

@@ -98,7 +98,7 @@ impl UpstreamPool {
             Balance::ConsistentHash(_) => Balancer::Ketama(load_balancer(name, config, &targets, None)?),
             Balance::LeastConn => Balancer::LeastConn(load_balancer(name, config, &targets, Some(targets.clone()))?),
         };
-        let mut peer_template = HttpPeer::new(first.addr, false, String::new());
+        let mut peer_template = peer_template(first.addr, config)?;
         peer_template.options.connection_timeout = Some(config.connect_timeout);
         peer_template.options.read_timeout = Some(config.timeout);
         peer_template.options.write_timeout = Some(config.timeout);
@@ -236,6 +236,32 @@ impl Balancer {
     }
 }
 
+/// The peer every attempt starts from: TLS (SNI, verification, CAs) and HTTP version.
+fn peer_template(addr: std::net::SocketAddr, config: &UpstreamConfig) -> Result<HttpPeer, String> {
+    let tls = config.tls.as_ref();
+    let mut peer = HttpPeer::new(addr, tls.is_some(), tls.map_or_else(String::new, |t| t.sni.clone()));
+    if let Some(t) = tls {
+        peer.options.verify_cert = t.verify;
+        peer.options.verify_hostname = t.verify;
+        if let Some(ca) = &t.ca_file {
+            peer.options.ca = Some(Arc::new(load_ca(ca)?));
+        }
+    }
+    if config.h2 {
+        // Over TLS, ALPN may still settle on h1; in clear text, h2 means prior knowledge.
+        let min = if tls.is_some() { 1 } else { 2 };
+        peer.options.set_http_version(2, min);
+    }
+    Ok(peer)
+}
+
+/// A PEM bundle of trusted CA certificates.
+pub fn load_ca(path: &str) -> Result<Box<[openssl::x509::X509]>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("ca_file \"{path}\": {e}"))?;
+    let certs = openssl::x509::X509::stack_from_pem(&pem).map_err(|e| format!("ca_file \"{path}\": {e}"))?;
+    Ok(certs.into_boxed_slice())
+}
+
 /// A Pingora load balancer over the pool's static targets, with its health check.
 fn load_balancer<S>(
     name: &str,
@@ -250,7 +276,7 @@ where
     let set: BTreeSet<Backend> = targets.iter().map(|t| t.backend.clone()).collect();
     let mut view = Backends::new(Static::new(set));
     if let Some(hc) = &config.health_check {
-        view.set_health_check(health::http_check(name, hc)?);
+        view.set_health_check(health::http_check(name, hc, config.tls.as_ref())?);
     }
     let balancer = LoadBalancer::from_backends_with_config(view, selection_config);
     // Static discovery answers at once; this fills the selector before the first request.

@@ -1,0 +1,197 @@
+//! Validation of TLS: the HTTPS listener's certificates (read, matched with their keys,
+//! checked for expiry, named) and upstream TLS. `gatehouse check` reports a missing file, a
+//! key that does not match its certificate, or an expired certificate.
+
+use super::error::Problems;
+use super::model::{LoadedCert, UpstreamTls};
+use super::raw::{RawCert, RawTls, RawUpstream};
+use openssl::asn1::Asn1Time;
+use openssl::pkey::PKey;
+use openssl::x509::X509;
+use std::net::SocketAddr;
+
+/// Warn about certificates that expire within this many days.
+const EXPIRY_WARNING_DAYS: u32 = 14;
+
+pub struct TlsSettings {
+    pub listen: Vec<SocketAddr>,
+    pub certs: Vec<LoadedCert>,
+    pub redirect_http: bool,
+    pub h2: bool,
+}
+
+pub fn tls(raw: Option<&RawTls>, p: &mut Problems, warnings: &mut Vec<String>) -> TlsSettings {
+    let Some(raw) = raw else {
+        return TlsSettings {
+            listen: Vec::new(),
+            certs: Vec::new(),
+            redirect_http: false,
+            h2: true,
+        };
+    };
+    let listen: Vec<SocketAddr> = raw
+        .listen
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            a.parse()
+                .map_err(|_| {
+                    p.push(
+                        format!("tls.listen[{i}]"),
+                        format!("\"{a}\" is not an address (ip:port)"),
+                    )
+                })
+                .ok()
+        })
+        .collect();
+    if raw.listen.as_ref().is_none_or(|l| l.is_empty()) {
+        p.push("tls.listen", "at least one address is required");
+    }
+    if raw.certs.is_empty() {
+        p.push("tls.certs", "at least one certificate is required");
+    }
+    let certs = raw
+        .certs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| load_cert(c, &format!("tls.certs[{i}]"), p, warnings))
+        .collect();
+    TlsSettings {
+        listen,
+        certs,
+        redirect_http: raw.redirect_http.unwrap_or(false),
+        h2: raw.h2.unwrap_or(true),
+    }
+}
+
+fn load_cert(raw: &RawCert, path: &str, p: &mut Problems, warnings: &mut Vec<String>) -> Option<LoadedCert> {
+    let (Some(cert_path), Some(key_path)) = (&raw.cert, &raw.key) else {
+        p.push(path, "cert and key are required");
+        return None;
+    };
+    let read = |file: &str, field: &str, p: &mut Problems| {
+        std::fs::read(file)
+            .map_err(|e| p.push(format!("{path}.{field}"), format!("cannot read \"{file}\": {e}")))
+            .ok()
+    };
+    let (cert_pem, key_pem) = (read(cert_path, "cert", p), read(key_path, "key", p));
+    let (cert_pem, key_pem) = (cert_pem?, key_pem?);
+    let mut chain = match X509::stack_from_pem(&cert_pem) {
+        Ok(chain) if !chain.is_empty() => chain,
+        _ => {
+            p.push(
+                format!("{path}.cert"),
+                format!("\"{cert_path}\" holds no PEM certificate"),
+            );
+            return None;
+        }
+    };
+    let cert = chain.remove(0);
+    let Ok(key) = PKey::private_key_from_pem(&key_pem) else {
+        p.push(
+            format!("{path}.key"),
+            format!("\"{key_path}\" holds no PEM private key"),
+        );
+        return None;
+    };
+    if !cert.public_key().is_ok_and(|public| public.public_eq(&key)) {
+        p.push(
+            format!("{path}.key"),
+            format!("\"{key_path}\" does not match the certificate \"{cert_path}\""),
+        );
+    }
+    check_expiry(&cert, cert_path, path, p, warnings);
+    let names = match &raw.sni {
+        Some(list) => list.iter().map(|n| n.to_ascii_lowercase()).collect(),
+        None => cert_names(&cert),
+    };
+    if names.is_empty() {
+        p.push(
+            format!("{path}.sni"),
+            "the certificate names no DNS host; list its names in sni:",
+        );
+    }
+    Some(LoadedCert {
+        cert_path: cert_path.clone(),
+        names,
+        cert,
+        chain,
+        key,
+    })
+}
+
+fn check_expiry(cert: &X509, file: &str, path: &str, p: &mut Problems, warnings: &mut Vec<String>) {
+    let (Ok(now), Ok(soon)) = (Asn1Time::days_from_now(0), Asn1Time::days_from_now(EXPIRY_WARNING_DAYS)) else {
+        return;
+    };
+    if cert.not_after() < now {
+        p.push(
+            format!("{path}.cert"),
+            format!("\"{file}\" expired on {}", cert.not_after()),
+        );
+    } else if cert.not_after() < soon {
+        warnings.push(format!("{path}.cert: \"{file}\" expires on {}", cert.not_after()));
+    }
+    if cert.not_before() > now {
+        p.push(
+            format!("{path}.cert"),
+            format!("\"{file}\" is not valid before {}", cert.not_before()),
+        );
+    }
+}
+
+/// DNS names of the certificate's subjectAltName, else its common name.
+fn cert_names(cert: &X509) -> Vec<String> {
+    let sans: Vec<String> = cert
+        .subject_alt_names()
+        .iter()
+        .flatten()
+        .filter_map(|n| n.dnsname().map(|d| d.to_ascii_lowercase()))
+        .collect();
+    if !sans.is_empty() {
+        return sans;
+    }
+    cert.subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .filter_map(|e| e.data().to_string().ok().map(|s| s.to_ascii_lowercase()))
+        .collect()
+}
+
+/// `tls: true` on an upstream: SNI (default the first target's host), verification, CAs.
+pub fn upstream_tls(raw: &RawUpstream, path: &str, p: &mut Problems) -> Option<UpstreamTls> {
+    if !raw.tls.unwrap_or(false) {
+        for (key, set) in [
+            ("sni", raw.sni.is_some()),
+            ("verify", raw.verify.is_some()),
+            ("ca_file", raw.ca_file.is_some()),
+        ] {
+            if set {
+                p.push(format!("{path}.{key}"), "only applies with tls: true");
+            }
+        }
+        return None;
+    }
+    let first_host = raw
+        .targets
+        .first()
+        .and_then(|t| t.as_str().or_else(|| t.get("addr").and_then(|a| a.as_str())))
+        .and_then(|spec| {
+            spec.rsplit_once(':')
+                .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+        })
+        .unwrap_or_default();
+    let sni = raw.sni.clone().unwrap_or(first_host);
+    if let Some(ca) = &raw.ca_file {
+        match std::fs::read(ca) {
+            Ok(pem) if X509::stack_from_pem(&pem).is_ok_and(|s| !s.is_empty()) => {}
+            Ok(_) => p.push(format!("{path}.ca_file"), format!("\"{ca}\" holds no PEM certificate")),
+            Err(e) => p.push(format!("{path}.ca_file"), format!("cannot read \"{ca}\": {e}")),
+        }
+    }
+    Some(UpstreamTls {
+        sni,
+        verify: raw.verify.unwrap_or(true),
+        ca_file: raw.ca_file.clone(),
+    })
+}

@@ -1,0 +1,66 @@
+//! The HTTPS listener's certificates, chosen per connection by SNI from the current
+//! snapshot, so a reload (SIGHUP or admin) replaces them without a restart (Pingora has no
+//! built-in certificate reload; this uses its certificate callback).
+//!
+//! A name matches a certificate listing it exactly, else one listing `*.parent`; any other
+//! name (or none) gets the first certificate.
+
+use crate::config::model::LoadedCert;
+use crate::snapshot::SharedSnapshot;
+use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::TlsAccept;
+use pingora::protocols::tls::TlsRef;
+use pingora::tls::ext;
+use pingora::tls::ssl::{NameType, SslVersion};
+
+pub struct CertResolver {
+    snapshot: SharedSnapshot,
+}
+
+impl CertResolver {
+    /// Settings for one TLS listener: TLS 1.2 at least (Mozilla's intermediate profile:
+    /// modern ciphers, TLS 1.3 preferred), h2 and http/1.1 by ALPN when `h2`.
+    pub fn settings(snapshot: SharedSnapshot, h2: bool) -> pingora::Result<TlsSettings> {
+        let mut settings = TlsSettings::with_callbacks(Box::new(CertResolver { snapshot }))?;
+        settings
+            .set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "TLS 1.2 minimum", e))?;
+        if h2 {
+            settings.enable_h2();
+        }
+        Ok(settings)
+    }
+}
+
+/// The certificate for `server_name` among `certs`.
+pub fn choose<'a>(certs: &'a [LoadedCert], server_name: Option<&str>) -> Option<&'a LoadedCert> {
+    let name = server_name.map(str::to_ascii_lowercase);
+    let by_name = name.as_deref().and_then(|name| {
+        certs.iter().find(|c| c.names.iter().any(|n| n == name)).or_else(|| {
+            let parent = name.split_once('.')?.1;
+            certs
+                .iter()
+                .find(|c| c.names.iter().any(|n| n.strip_prefix("*.") == Some(parent)))
+        })
+    });
+    by_name.or_else(|| certs.first())
+}
+
+#[async_trait]
+impl TlsAccept for CertResolver {
+    async fn certificate_callback(&self, ssl: &mut TlsRef) {
+        let snapshot = self.snapshot.load();
+        let server_name = ssl.servername(NameType::HOST_NAME).map(str::to_string);
+        let Some(cert) = choose(&snapshot.certs, server_name.as_deref()) else {
+            log::warn!("TLS handshake for {server_name:?}: no certificate configured");
+            return;
+        };
+        let installed = ext::ssl_use_certificate(ssl, &cert.cert)
+            .and_then(|_| ext::ssl_use_private_key(ssl, &cert.key))
+            .and_then(|_| cert.chain.iter().try_for_each(|c| ext::ssl_add_chain_cert(ssl, c)));
+        if let Err(e) = installed {
+            log::warn!("TLS handshake for {server_name:?}: cannot use {}: {e}", cert.cert_path);
+        }
+    }
+}
