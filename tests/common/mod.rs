@@ -780,3 +780,109 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+// === PKI ===
+
+/// A throwaway certificate authority and its leaf certificates, written as PEM files.
+pub struct TestPki {
+    pub dir: tempfile::TempDir,
+    ca_cert: openssl::x509::X509,
+    ca_key: openssl::pkey::PKey<openssl::pkey::Private>,
+}
+
+fn new_rsa_key() -> openssl::pkey::PKey<openssl::pkey::Private> {
+    openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap()
+}
+
+fn name(cn: &str) -> openssl::x509::X509Name {
+    let mut b = openssl::x509::X509NameBuilder::new().unwrap();
+    b.append_entry_by_text("CN", cn).unwrap();
+    b.build()
+}
+
+impl TestPki {
+    pub fn new() -> TestPki {
+        use openssl::x509::extension::{BasicConstraints, KeyUsage};
+        let key = new_rsa_key();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name("gatehouse test CA")).unwrap();
+        b.set_issuer_name(&name("gatehouse test CA")).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+            .unwrap();
+        b.set_serial_number(&openssl::bn::BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+        b.append_extension(KeyUsage::new().key_cert_sign().crl_sign().build().unwrap())
+            .unwrap();
+        b.sign(&key, openssl::hash::MessageDigest::sha256()).unwrap();
+        let pki = TestPki {
+            dir: tempfile::tempdir().unwrap(),
+            ca_cert: b.build(),
+            ca_key: key,
+        };
+        std::fs::write(pki.ca_path(), pki.ca_cert.to_pem().unwrap()).unwrap();
+        pki
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn ca_pem(&self) -> Vec<u8> {
+        self.ca_cert.to_pem().unwrap()
+    }
+
+    /// A certificate for `host` signed by the CA, valid from `from_days` to `to_days`
+    /// (relative to now; negative = in the past); returns (cert, key) paths.
+    pub fn leaf(&self, file: &str, host: &str, from_days: i64, to_days: i64) -> (PathBuf, PathBuf) {
+        use openssl::x509::extension::SubjectAlternativeName;
+        let key = new_rsa_key();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let at = |days: i64| openssl::asn1::Asn1Time::from_unix(now + days * 86_400).unwrap();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name(host)).unwrap();
+        b.set_issuer_name(self.ca_cert.subject_name()).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&at(from_days)).unwrap();
+        b.set_not_after(&at(to_days)).unwrap();
+        let serial = openssl::bn::BigNum::from_u32(rand_serial()).unwrap();
+        b.set_serial_number(&serial.to_asn1_integer().unwrap()).unwrap();
+        let san = SubjectAlternativeName::new()
+            .dns(host)
+            .build(&b.x509v3_context(Some(&self.ca_cert), None))
+            .unwrap();
+        b.append_extension(san).unwrap();
+        b.sign(&self.ca_key, openssl::hash::MessageDigest::sha256()).unwrap();
+        let cert_path = self.dir.path().join(format!("{file}.pem"));
+        let key_path = self.dir.path().join(format!("{file}.key"));
+        std::fs::write(&cert_path, b.build().to_pem().unwrap()).unwrap();
+        std::fs::write(&key_path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        (cert_path, key_path)
+    }
+
+    /// A client trusting only this CA, resolving `hosts` to 127.0.0.1.
+    pub fn client(&self, hosts: &[(&str, u16)]) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .add_root_certificate(reqwest::Certificate::from_pem(&self.ca_pem()).unwrap());
+        for (host, port) in hosts {
+            b = b.resolve(host, SocketAddr::from(([127, 0, 0, 1], *port)));
+        }
+        b.build().unwrap()
+    }
+}
+
+fn rand_serial() -> u32 {
+    static NEXT: AtomicUsize = AtomicUsize::new(2);
+    NEXT.fetch_add(1, Ordering::SeqCst) as u32
+}

@@ -1,0 +1,289 @@
+//! TLS at the edge, with a throwaway CA: certificates chosen by SNI and reloaded without a
+//! restart, TLS 1.2 minimum, h2 by ALPN, h2c, the HTTP→HTTPS redirect, certificate checks
+//! at load, and TLS to upstreams.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+struct Edge {
+    gw: Gateway,
+    tls_port: u16,
+    _up: MockUpstream,
+}
+
+fn tls_block(tls_port: u16, certs: &[(&std::path::Path, &std::path::Path)], extra: &str) -> String {
+    let certs: Vec<String> = certs
+        .iter()
+        .map(|(c, k)| format!("{{ cert: \"{}\", key: \"{}\" }}", c.display(), k.display()))
+        .collect();
+    format!(
+        "tls: {{ listen: [\"127.0.0.1:{tls_port}\"], certs: [{}]{extra} }}\n",
+        certs.join(", ")
+    )
+}
+
+async fn edge(pki: &TestPki, extra_tls: &str, extra_top: &str) -> Edge {
+    let up = MockUpstream::start("api").await;
+    let (a_cert, a_key) = pki.leaf("a", "a.test", 0, 10);
+    let (b_cert, b_key) = pki.leaf("b", "b.test", 0, 10);
+    let tls_port = free_port();
+    let body = format!(
+        "{}{extra_top}upstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+        tls_block(tls_port, &[(&a_cert, &a_key), (&b_cert, &b_key)], extra_tls),
+        up.addr()
+    );
+    Edge {
+        gw: Gateway::start(&body).await,
+        tls_port,
+        _up: up,
+    }
+}
+
+#[tokio::test]
+async fn sni_picks_the_certificate_and_alpn_offers_h2() {
+    let pki = TestPki::new();
+    let e = edge(&pki, "", "").await;
+    let client = pki.client(&[("a.test", e.tls_port), ("b.test", e.tls_port), ("c.test", e.tls_port)]);
+    for host in ["a.test", "b.test"] {
+        // The client verifies the certificate against the host name: only the right one passes.
+        let r = client
+            .get(format!("https://{host}:{}/x", e.tls_port))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{host}");
+        assert_eq!(
+            r.version(),
+            reqwest::Version::HTTP_2,
+            "h2 negotiated by ALPN for {host}"
+        );
+    }
+    // An unknown name gets the first (default) certificate, which does not match it.
+    let err = client
+        .get(format!("https://c.test:{}/x", e.tls_port))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect() || err.is_request(), "{err}");
+    // Forwarded headers say https.
+    client
+        .get(format!("https://a.test:{}/p", e.tls_port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(e._up.last().headers["x-forwarded-proto"], "https");
+}
+
+fn s_client(port: u16, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "a.test",
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test]
+async fn tls_1_1_is_refused_and_1_2_accepted() {
+    let pki = TestPki::new();
+    let e = edge(&pki, "", "").await;
+    let port = e.tls_port;
+    let old = tokio::task::spawn_blocking(move || s_client(port, &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]))
+        .await
+        .unwrap();
+    // The attempt is made (the client offers TLS 1.1) and no cipher is ever agreed.
+    assert!(
+        old.contains("Cipher is (NONE)"),
+        "a TLS 1.1 handshake completed:\n{old}"
+    );
+    let v12 = tokio::task::spawn_blocking(move || s_client(port, &["-tls1_2"]))
+        .await
+        .unwrap();
+    assert!(v12.contains("TLSv1.2") && !v12.contains("Cipher is (NONE)"), "{v12}");
+}
+
+#[tokio::test]
+async fn the_plain_listener_redirects_to_https_except_health() {
+    let pki = TestPki::new();
+    let e = edge(&pki, ", redirect_http: true", "").await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .post(e.gw.url("/orders?id=7"))
+        .header("Host", "shop.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(
+        r.headers()["location"],
+        format!("https://shop.test:{}/orders?id=7", e.tls_port).as_str()
+    );
+    assert_eq!(
+        e.gw.get("/health").await.status(),
+        200,
+        "load balancers probe the health path in clear text"
+    );
+}
+
+#[tokio::test]
+async fn certificates_are_replaced_by_a_reload() {
+    let pki = TestPki::new();
+    let up = MockUpstream::start("api").await;
+    let (old_cert, old_key) = pki.leaf("old", "old.test", 0, 10);
+    let (new_cert, new_key) = pki.leaf("new", "new.test", 0, 10);
+    let tls_port = free_port();
+    let config = |c: &std::path::Path, k: &std::path::Path| {
+        format!(
+            "{}upstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+            tls_block(tls_port, &[(c, k)], ""),
+            up.addr()
+        )
+    };
+    let gw = Gateway::start(&config(&old_cert, &old_key)).await;
+    let client = pki.client(&[("new.test", tls_port)]);
+    assert!(
+        client
+            .get(format!("https://new.test:{tls_port}/"))
+            .send()
+            .await
+            .is_err(),
+        "only old.test is served"
+    );
+
+    gw.write_config(&config(&new_cert, &new_key));
+    gw.signal("HUP");
+    eventually(Duration::from_secs(5), "the new certificate served", || async {
+        // A fresh client: no TLS session to resume.
+        let client = pki.client(&[("new.test", tls_port)]);
+        client
+            .get(format!("https://new.test:{tls_port}/"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn check_refuses_expired_mismatched_and_missing_certificates() {
+    let pki = TestPki::new();
+    let (expired, expired_key) = pki.leaf("expired", "old.test", -10, -1);
+    let (good, _) = pki.leaf("good", "good.test", 0, 10);
+    let (_, other_key) = pki.leaf("other", "other.test", 0, 10);
+    let body = |c: &str, k: &str| {
+        format!(
+            "tls: {{ listen: [\"127.0.0.1:1\"], certs: [{{ cert: \"{c}\", key: \"{k}\" }}] }}\nupstreams: {{ u: {{ targets: [\"127.0.0.1:2\"] }} }}\nroutes: [{{ prefix: /, upstream: u }}]\n"
+        )
+    };
+    let check = |text: String| {
+        let file = pki.dir.path().join(format!("cfg-{}.yaml", rand_name()));
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(BIN).args(["check", "-c"]).arg(&file).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let s = |p: &std::path::Path| p.display().to_string();
+    assert!(
+        check(body(&s(&expired), &s(&expired_key))).contains("tls.certs[0].cert: ")
+            && check(body(&s(&expired), &s(&expired_key))).contains("expired on")
+    );
+    assert!(check(body(&s(&good), &s(&other_key))).contains("does not match the certificate"));
+    assert!(check(body("/nonexistent/cert.pem", &s(&other_key)))
+        .contains("tls.certs[0].cert: cannot read \"/nonexistent/cert.pem\""));
+}
+
+fn rand_name() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[tokio::test]
+async fn h2c_with_prior_knowledge_on_the_plain_listener() {
+    let pki = TestPki::new();
+    let e = edge(&pki, "", "h2c: true\n").await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = client.get(e.gw.url("/h2c")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+}
+
+/// `openssl s_server -www` as a TLS upstream with a certificate for `upstream.test`.
+struct TlsUpstream {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Drop for TlsUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn tls_upstream(pki: &TestPki) -> TlsUpstream {
+    let (cert, key) = pki.leaf("upstream", "upstream.test", 0, 10);
+    let port = free_port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-www", "-accept", &port.to_string(), "-cert"])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    eventually(Duration::from_secs(5), "s_server listening", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await;
+    TlsUpstream { port, child }
+}
+
+#[tokio::test]
+async fn upstreams_are_reached_over_verified_tls() {
+    let pki = TestPki::new();
+    let upstream = tls_upstream(&pki).await;
+    let config = |ca: &std::path::Path, sni: &str| {
+        format!(
+            "upstreams: {{ secure: {{ targets: [\"127.0.0.1:{}\"], tls: true, sni: {sni}, ca_file: \"{}\", retries: 0 }} }}\nroutes: [{{ prefix: /, upstream: secure }}]\n",
+            upstream.port,
+            ca.display()
+        )
+    };
+    let gw = Gateway::start(&config(&pki.ca_path(), "upstream.test")).await;
+    let r = gw.get("/").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text().await.unwrap().contains("s_server"),
+        "the answer came from the TLS upstream"
+    );
+
+    // The wrong name, or a CA that did not sign it: refused, 502.
+    let wrong_name = Gateway::start(&config(&pki.ca_path(), "elsewhere.test")).await;
+    assert_eq!(wrong_name.get("/").await.status(), 502);
+    let other = TestPki::new();
+    let wrong_ca = Gateway::start(&config(&other.ca_path(), "upstream.test")).await;
+    assert_eq!(wrong_ca.get("/").await.status(), 502);
+}
