@@ -23,15 +23,11 @@ async fn echo_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                     return;
                 };
                 while let Some(Ok(msg)) = ws.next().await {
-                    match msg {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(msg).await.is_err() {
-                                return;
-                            }
-                        }
-                        // tungstenite answers a close frame itself (flushed on the next poll,
-                        // after which the stream ends).
-                        _ => {}
+                    // tungstenite answers a close frame itself (flushed on the next poll,
+                    // after which the stream ends); data frames are echoed.
+                    let echo = matches!(msg, Message::Text(_) | Message::Binary(_));
+                    if echo && ws.send(msg).await.is_err() {
+                        return;
                     }
                 }
             });
