@@ -12,6 +12,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod drain;
 pub mod filters;
 pub mod limits;
 pub mod observe;

@@ -8,6 +8,7 @@ use gatehouse::auth::mint::{mint, MintOptions};
 use gatehouse::config::{parse_duration, ConfigSource};
 use gatehouse::server::{self, ProcessOptions};
 use gatehouse::snapshot::Snapshot;
+use pingora::server::RunArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -130,7 +131,9 @@ fn run(source: ConfigSource, options: ProcessOptions) -> Result<(), String> {
         s.upstreams.len()
     );
     drop(s);
-    server.run(Default::default());
+    server.run(RunArgs {
+        shutdown_signal: Box::new(running.signals),
+    });
     if let Some(spans) = running.spans {
         spans.shutdown();
     }

@@ -182,6 +182,7 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
     fixed("pid_file", running.pid_file != new.pid_file);
     fixed("upgrade_sock", running.upgrade_sock != new.upgrade_sock);
     fixed("log_file", running.log_file != new.log_file);
+    fixed("drain_period", running.drain_period != new.drain_period);
     fixed("grace_period", running.grace_period != new.grace_period);
     fixed("shutdown_timeout", running.shutdown_timeout != new.shutdown_timeout);
     fixed(
@@ -192,10 +193,7 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
     fixed("tls.listen", running.tls_listen != new.tls_listen);
     fixed("tls.h2", running.tls_h2 != new.tls_h2);
     fixed("h2c", running.h2c != new.h2c);
-    fixed(
-        "admin.listen",
-        running.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen),
-    );
+    fixed("reuse_port", running.reuse_port != new.reuse_port);
     if problems.is_empty() {
         Ok(())
     } else {

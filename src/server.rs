@@ -4,6 +4,7 @@
 
 use crate::admin::AdminApi;
 use crate::config::{ConfigError, ConfigSource};
+use crate::drain::{Drain, DrainingSignals};
 use crate::observe::metrics::Metrics;
 use crate::observe::otel::SpanExport;
 use crate::proxy::Gateway;
@@ -13,6 +14,7 @@ use crate::supervisor::Supervisor;
 use crate::tls::CertResolver;
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::TcpSocketOptions;
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -34,6 +36,8 @@ pub struct Running {
     pub snapshot: SharedSnapshot,
     /// Flushed at exit.
     pub spans: Option<Arc<SpanExport>>,
+    /// What `Server::run` listens to: the shutdown signals, with a drain in front.
+    pub signals: DrainingSignals,
 }
 
 /// Loads `source` and builds a ready-to-run server.
@@ -45,6 +49,8 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         config.server.tls_h2,
         config.server.h2c,
     );
+    let mut socket = TcpSocketOptions::default();
+    socket.so_reuseport = config.server.reuse_port.then_some(true);
     let admin = config.server.admin.clone();
     let snapshot = Snapshot::build(config.clone(), None)?;
     for w in &snapshot.warnings {
@@ -69,9 +75,18 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         ..Default::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
-    server.bootstrap();
+    // Bootstrap (taking the listeners over with -u) runs after the daemon fork, and the
+    // listening services wait for it: `run -d -u` returns at once and the daemon waits on
+    // the upgrade socket for the old process's SIGQUIT. (Pingora's `daemon_wait_for_ready`
+    // is not used: its parent can get SIGUSR1 before it installs the handler, and die.)
+    let bootstrap = server.bootstrap_as_a_service();
 
-    let gateway = Gateway::new(shared.clone(), metrics.clone(), spans.clone());
+    let drain = Arc::new(Drain::default());
+    let signals = DrainingSignals {
+        drain: drain.clone(),
+        drain_period: config.server.drain_period,
+    };
+    let gateway = Gateway::new(shared.clone(), metrics.clone(), spans.clone(), drain);
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
@@ -79,14 +94,14 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         .server_options(options)
         .build();
     for addr in &listen {
-        proxy.add_tcp(&addr.to_string());
+        proxy.add_tcp_with_settings(&addr.to_string(), socket.clone());
     }
     for addr in &tls_listen {
         let settings = CertResolver::settings(shared.clone(), tls_h2)
             .map_err(|e| ConfigError::single("tls", "tls.listen", format!("cannot set up TLS: {e}")))?;
-        proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+        proxy.add_tls_with_settings(&addr.to_string(), Some(socket.clone()), settings);
     }
-    server.add_service(proxy);
+    server.add_service(proxy).add_dependency(&bootstrap);
     let supervisor = Supervisor::new(shared.clone());
     server.add_service(background_service("health checks and key refresh", supervisor));
     let reloader = Arc::new(Reloader::new(source, config, shared.clone(), metrics.clone()));
@@ -100,13 +115,14 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
             AdminApi::new(shared.clone(), metrics, reloader),
         );
         service.add_tcp(&admin.listen.to_string());
-        server.add_service(service);
+        server.add_service(service).add_dependency(&bootstrap);
     }
     Ok((
         server,
         Running {
             snapshot: shared,
             spans,
+            signals,
         },
     ))
 }

@@ -40,6 +40,7 @@ pub struct ServerSettings {
     pub upgrade_sock: String,
     /// Daemon mode's log file (stderr is redirected there).
     pub log_file: Option<String>,
+    pub drain_period: Duration,
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
     /// Built-in health endpoint on the main listener, answered before routing.
@@ -60,6 +61,8 @@ pub struct ServerSettings {
     pub redirect_http: bool,
     /// HTTP/2 with prior knowledge on the plain listener.
     pub h2c: bool,
+    /// SO_REUSEPORT on every listener.
+    pub reuse_port: bool,
 }
 
 /// A certificate and key read and checked at load.
@@ -349,7 +352,9 @@ pub struct IpRules {
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_PID_FILE: &str = "/tmp/gatehouse.pid";
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/gatehouse_upgrade.sock";
-pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
+pub const DEFAULT_DRAIN_PERIOD: Duration = Duration::from_secs(1);
+/// Long enough for WebSocket clients to close and reconnect on their own (Kubernetes' default).
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";

@@ -21,9 +21,12 @@ pub struct RawConfig {
     pub upgrade_sock: Option<String>,
     /// In daemon mode (`-d`), the file that receives the log (stderr); appended to.
     pub log_file: Option<String>,
-    /// How long a terminating process keeps serving before it stops accepting (SIGTERM/SIGQUIT).
+    /// After SIGTERM, how long the process keeps accepting while it closes its keep-alive
+    /// connections politely (`Connection: close`), before it stops accepting.
+    pub drain_period: Option<String>,
+    /// Once it stops accepting, how long in-flight requests and open WebSockets get.
     pub grace_period: Option<String>,
-    /// How long in-flight requests get after the grace period before the runtime is stopped.
+    /// Then how long the runtime gets to stop.
     pub shutdown_timeout: Option<String>,
     /// Path of the built-in health endpoint on the main listener; `""` disables it.
     pub health_path: Option<String>,
@@ -43,6 +46,8 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener (default false).
     pub h2c: Option<bool>,
+    /// SO_REUSEPORT on the listeners, so several gatehouse processes can share a port.
+    pub reuse_port: Option<bool>,
     /// Credentials the routes' `auth:` can ask for.
     pub auth: Option<RawAuth>,
     /// Default CORS policy of every route (a route's own `cors:` replaces it).

@@ -92,6 +92,7 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         pid_file: raw.pid_file.clone().unwrap_or_else(|| DEFAULT_PID_FILE.into()),
         upgrade_sock: raw.upgrade_sock.clone().unwrap_or_else(|| DEFAULT_UPGRADE_SOCK.into()),
         log_file: raw.log_file.clone(),
+        drain_period: duration(&raw.drain_period, "drain_period", DEFAULT_DRAIN_PERIOD, p),
         grace_period: duration(&raw.grace_period, "grace_period", DEFAULT_GRACE_PERIOD, p),
         shutdown_timeout: duration(&raw.shutdown_timeout, "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, p),
         health_path,
@@ -108,6 +109,7 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         tls_h2: true,
         redirect_http: false,
         h2c: raw.h2c.unwrap_or(false),
+        reuse_port: raw.reuse_port.unwrap_or(false),
     }
 }
 

@@ -11,6 +11,7 @@ mod upstream;
 pub use ctx::RequestCtx;
 pub use error::GatewayError;
 
+use crate::drain::Drain;
 use crate::filters::{body_limit, response_headers};
 use crate::observe::metrics::{self, Metrics};
 use crate::observe::otel::{self, SpanExport};
@@ -31,14 +32,21 @@ pub struct Gateway {
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
     spans: Option<Arc<SpanExport>>,
+    drain: Arc<Drain>,
 }
 
 impl Gateway {
-    pub fn new(snapshot: SharedSnapshot, metrics: Arc<Metrics>, spans: Option<Arc<SpanExport>>) -> Self {
+    pub fn new(
+        snapshot: SharedSnapshot,
+        metrics: Arc<Metrics>,
+        spans: Option<Arc<SpanExport>>,
+        drain: Arc<Drain>,
+    ) -> Self {
         Gateway {
             snapshot,
             metrics,
             spans,
+            drain,
         }
     }
 }
@@ -52,6 +60,10 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.drain.is_draining() {
+            // `Connection: close` on this response: the client reconnects elsewhere.
+            session.set_keepalive(None);
+        }
         admit::identify(session, ctx);
         if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
             ctx.span = Some(spans.start(trace, ctx.started));
