@@ -362,8 +362,14 @@ impl Gateway {
         } else {
             format!("admin: {{ listen: \"127.0.0.1:{admin_port}\" }}\n")
         };
+        // Tests stop gateways at once unless they ask for a drain.
+        let shutdown = if body.contains("grace_period:") {
+            String::new()
+        } else {
+            "drain_period: 0s\ngrace_period: 0s\nshutdown_timeout: 1s\n".to_string()
+        };
         format!(
-            "listen: [\"127.0.0.1:{port}\"]\nthreads: 1\npid_file: {pid}\nupgrade_sock: {sock}\ngrace_period: 0s\nshutdown_timeout: 1s\n{admin}{body}\n",
+            "listen: [\"127.0.0.1:{port}\"]\nthreads: 1\npid_file: {pid}\nupgrade_sock: {sock}\n{shutdown}{admin}{body}\n",
             pid = dir.join("gatehouse.pid").display(),
             sock = dir.join("upgrade.sock").display(),
         )
@@ -885,4 +891,58 @@ impl TestPki {
 fn rand_serial() -> u32 {
     static NEXT: AtomicUsize = AtomicUsize::new(2);
     NEXT.fetch_add(1, Ordering::SeqCst) as u32
+}
+
+// === load ===
+
+/// What a load run saw.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub ok: usize,
+    pub failed: usize,
+    /// The first few failures, for the assertion message.
+    pub samples: Vec<String>,
+}
+
+/// `concurrency` keep-alive clients sending GET `url` back to back until `stop` is set.
+pub fn start_load(url: String, concurrency: usize, stop: Arc<std::sync::atomic::AtomicBool>) -> JoinHandle<LoadReport> {
+    tokio::spawn(async move {
+        let mut workers = Vec::new();
+        for _ in 0..concurrency {
+            let (url, stop) = (url.clone(), stop.clone());
+            workers.push(tokio::spawn(async move {
+                let client = client();
+                let mut report = LoadReport::default();
+                while !stop.load(Ordering::SeqCst) {
+                    match client.get(&url).send().await {
+                        Ok(r) if r.status() == 200 => match r.bytes().await {
+                            Ok(_) => report.ok += 1,
+                            Err(e) => report.fail(format!("body: {e}")),
+                        },
+                        Ok(r) => report.fail(format!("status {}", r.status())),
+                        Err(e) => report.fail(format!("{e:?}")),
+                    }
+                }
+                report
+            }));
+        }
+        let mut total = LoadReport::default();
+        for w in workers {
+            if let Ok(r) = w.await {
+                total.ok += r.ok;
+                total.failed += r.failed;
+                total.samples.extend(r.samples.into_iter().take(3));
+            }
+        }
+        total
+    })
+}
+
+impl LoadReport {
+    fn fail(&mut self, what: String) {
+        self.failed += 1;
+        if self.samples.len() < 3 {
+            self.samples.push(what);
+        }
+    }
 }
