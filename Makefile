@@ -7,7 +7,7 @@ BIN    := target/release/gatehouse
 # Demo upstreams the bundled config routes to.
 DEMO_PORTS := 9001 9002
 
-.PHONY: all deps build run test check lint fmt bench clean
+.PHONY: all deps build run test check lint fmt bench upgrade certs clean
 
 all: build
 
@@ -53,6 +53,19 @@ lint: deps
 
 fmt:
 	$(CARGO) fmt --all
+
+## upgrade: graceful binary upgrade of a running daemon (new binary with -u, SIGQUIT to
+##          the old one; see deploy/upgrade.sh); `kill -HUP` reloads the config only
+upgrade: build
+	bash deploy/upgrade.sh $(CONFIG) $(BIN)
+
+## certs: a self-signed demo certificate for the tls: block (conf/tls/cert.pem, key.pem)
+certs:
+	@mkdir -p conf/tls
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=localhost" \
+	  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+	  -keyout conf/tls/key.pem -out conf/tls/cert.pem
+	@echo "conf/tls/cert.pem and key.pem written (self-signed, for local tests only)"
 
 ## bench: gatehouse vs nginx vs direct on the same upstream (see loadtest/README.md)
 bench: build
