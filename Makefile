@@ -7,7 +7,7 @@ BIN    := target/release/gatehouse
 # Demo upstreams the bundled config routes to.
 DEMO_PORTS := 9001 9002
 
-.PHONY: all deps build run test check lint fmt bench upgrade certs clean
+.PHONY: all deps build run test check lint fmt bench bench-tls upgrade certs clean
 
 all: build
 
@@ -53,6 +53,10 @@ lint: deps
 
 fmt:
 	$(CARGO) fmt --all
+
+## bench-tls: TLS handshake rate and h2 throughput, gatehouse vs nginx (same certificate)
+bench-tls: build
+	BUILD=0 python3 loadtest/tls_h2.py
 
 ## upgrade: graceful binary upgrade of a running daemon (new binary with -u, SIGQUIT to
 ##          the old one; see deploy/upgrade.sh); `kill -HUP` reloads the config only
