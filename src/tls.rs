@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
+use pingora::tls::error::ErrorStack;
 use pingora::tls::ext;
-use pingora::tls::ssl::{NameType, SslVersion};
+use pingora::tls::ssl::{NameType, SslRef, SslVersion};
 
 pub struct CertResolver {
     snapshot: SharedSnapshot,
@@ -22,6 +23,7 @@ impl CertResolver {
     /// Settings for one TLS listener: TLS 1.2 at least (Mozilla's intermediate profile:
     /// modern ciphers, TLS 1.3 preferred), h2 and http/1.1 by ALPN when `h2`.
     pub fn settings(snapshot: SharedSnapshot, h2: bool) -> pingora::Result<TlsSettings> {
+        let status_snapshot = snapshot.clone();
         let mut settings = TlsSettings::with_callbacks(Box::new(CertResolver { snapshot }))?;
         settings
             .set_min_proto_version(Some(SslVersion::TLS1_2))
@@ -29,7 +31,23 @@ impl CertResolver {
         if h2 {
             settings.enable_h2();
         }
+        settings
+            .set_status_callback(move |ssl| staple(&status_snapshot, ssl))
+            .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "OCSP callback", e))?;
         Ok(settings)
+    }
+}
+
+/// OpenSSL's status callback, run only for clients that ask for the certificate status:
+/// staples the OCSP response of the certificate the handshake uses, if it has a current one.
+fn staple(snapshot: &SharedSnapshot, ssl: &mut SslRef) -> Result<bool, ErrorStack> {
+    let snapshot = snapshot.load();
+    let chosen = choose(&snapshot.certs, ssl.servername(NameType::HOST_NAME))
+        // The same certificate the certificate callback installed (a reload may fall between).
+        .filter(|c| ssl.certificate().is_some_and(|used| *used == *c.cert));
+    match chosen.and_then(|c| c.ocsp.as_ref()).and_then(|s| s.current()) {
+        Some(der) => ssl.set_ocsp_status(der).map(|_| true),
+        None => Ok(false),
     }
 }
 

@@ -287,3 +287,60 @@ async fn upstreams_are_reached_over_verified_tls() {
     let wrong_ca = Gateway::start(&config(&other.ca_path(), "upstream.test")).await;
     assert_eq!(wrong_ca.get("/").await.status(), 502);
 }
+
+#[tokio::test]
+async fn ocsp_responses_are_checked_stapled_and_replaced_by_a_reload() {
+    let pki = TestPki::new();
+    let up = MockUpstream::start("api").await;
+    let (cert, key) = pki.leaf("a", "a.test", 0, 10);
+    let chain = pki.full_chain(&cert);
+    let good = pki.ocsp_response(&cert, false);
+    let (other, _) = pki.leaf("other", "other.test", 0, 10);
+    let foreign = pki.ocsp_response(&other, false);
+    let tls_port = free_port();
+    let config = |cert: &std::path::Path, ocsp: Option<&std::path::Path>| {
+        let ocsp = ocsp.map_or(String::new(), |o| format!(", ocsp: \"{}\"", o.display()));
+        format!(
+            "tls: {{ listen: [\"127.0.0.1:{tls_port}\"], certs: [{{ cert: \"{}\", key: \"{}\"{ocsp} }}] }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+            cert.display(),
+            key.display(),
+            up.addr()
+        )
+    };
+    let status = |port: u16| tokio::task::spawn_blocking(move || s_client(port, &["-status"]));
+
+    // Without `ocsp:` nothing is stapled.
+    let gw = Gateway::start(&config(&chain, None)).await;
+    let out = status(tls_port).await.unwrap();
+    assert!(out.contains("OCSP response: no response sent"), "{out}");
+
+    // With it, a client asking for the status gets the response, verified as good.
+    gw.write_config(&config(&chain, Some(&good)));
+    gw.signal("HUP");
+    eventually(Duration::from_secs(5), "the OCSP response stapled", || async {
+        let out = status(tls_port).await.unwrap();
+        out.contains("OCSP Response Status: successful") && out.contains("Cert Status: good")
+    })
+    .await;
+    let plain = tokio::task::spawn_blocking(move || s_client(tls_port, &[]))
+        .await
+        .unwrap();
+    assert!(!plain.contains("OCSP Response Status"), "only sent when asked for");
+
+    // A revoked status, a response about another certificate, or no issuer to check it
+    // with: refused with the reason, and the running config keeps stapling.
+    let revoked = pki.ocsp_response(&cert, true);
+    for (cert_file, ocsp, reason) in [
+        (&chain, &revoked, "says the certificate is revoked"),
+        (&chain, &foreign, "is not about this certificate"),
+        (&cert, &good, "needs the issuer's certificate after the leaf"),
+    ] {
+        gw.write_config(&config(cert_file, Some(ocsp)));
+        let answer = client().post(gw.admin_url("/admin/reload")).send().await.unwrap();
+        assert_eq!(answer.status(), 422, "{reason}");
+        let text = answer.text().await.unwrap();
+        assert!(text.contains("tls.certs[0].ocsp") && text.contains(reason), "{text}");
+    }
+    let out = status(tls_port).await.unwrap();
+    assert!(out.contains("Cert Status: good"), "{out}");
+}

@@ -8,6 +8,7 @@
 mod env;
 mod error;
 pub mod model;
+pub mod ocsp;
 mod raw;
 mod security;
 mod seed;

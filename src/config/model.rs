@@ -75,6 +75,8 @@ pub struct LoadedCert {
     /// Intermediates, in order.
     pub chain: Vec<openssl::x509::X509>,
     pub key: openssl::pkey::PKey<openssl::pkey::Private>,
+    /// The OCSP response to staple, when configured and current at load.
+    pub ocsp: Option<std::sync::Arc<super::ocsp::OcspStaple>>,
 }
 
 /// OTLP span export; fixed for the life of the process.

@@ -90,6 +90,8 @@ pub struct RawCert {
     /// Host names this certificate answers for (default: its DNS names); the first
     /// certificate is the default for other names.
     pub sni: Option<Vec<String>>,
+    /// DER OCSP response to staple (`openssl ocsp ... -respout`); re-read on reload.
+    pub ocsp: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

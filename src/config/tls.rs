@@ -1,9 +1,10 @@
 //! Validation of TLS: the HTTPS listener's certificates (read, matched with their keys,
-//! checked for expiry, named) and upstream TLS. `gatehouse check` reports a missing file, a
-//! key that does not match its certificate, or an expired certificate.
+//! checked for expiry, named, OCSP response checked) and upstream TLS. `gatehouse check`
+//! reports a missing file, a key that does not match its certificate, or an expired one.
 
 use super::error::Problems;
 use super::model::{LoadedCert, UpstreamTls};
+use super::ocsp;
 use super::raw::{RawCert, RawTls, RawUpstream};
 use openssl::asn1::Asn1Time;
 use openssl::pkey::PKey;
@@ -102,6 +103,10 @@ fn load_cert(raw: &RawCert, path: &str, p: &mut Problems, warnings: &mut Vec<Str
         );
     }
     check_expiry(&cert, cert_path, path, p, warnings);
+    let ocsp = raw
+        .ocsp
+        .as_ref()
+        .and_then(|file| ocsp::load(file, &cert, chain.first(), path, p, warnings));
     let names = match &raw.sni {
         Some(list) => list.iter().map(|n| n.to_ascii_lowercase()).collect(),
         None => cert_names(&cert),
@@ -118,6 +123,7 @@ fn load_cert(raw: &RawCert, path: &str, p: &mut Problems, warnings: &mut Vec<Str
         cert,
         chain,
         key,
+        ocsp,
     })
 }
 

@@ -875,6 +875,81 @@ impl TestPki {
         (cert_path, key_path)
     }
 
+    /// `cert` followed by the CA's certificate: the issuer an OCSP response is checked with.
+    pub fn full_chain(&self, cert: &Path) -> PathBuf {
+        let out = cert.with_extension("chain.pem");
+        let mut pem = std::fs::read(cert).unwrap();
+        pem.extend(self.ca_pem());
+        std::fs::write(&out, pem).unwrap();
+        out
+    }
+
+    /// A DER OCSP response from this CA for `cert` (good, or revoked), valid for a day,
+    /// made by the `openssl ocsp` command as an operator would.
+    pub fn ocsp_response(&self, cert: &Path, revoked: bool) -> PathBuf {
+        let dir = self.dir.path();
+        let leaf = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap();
+        let mut serial = leaf.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string();
+        if serial.len() % 2 == 1 {
+            serial.insert(0, '0');
+        }
+        // The CA database `openssl ocsp` answers from: V(alid) or R(evoked), expiry, serial.
+        let line = if revoked {
+            format!("R\t301231235959Z\t250101000000Z\t{serial}\tunknown\t/CN=x\n")
+        } else {
+            format!("V\t301231235959Z\t\t{serial}\tunknown\t/CN=x\n")
+        };
+        let stem = cert.file_stem().unwrap().to_string_lossy().to_string();
+        let (index, request, response) = (
+            dir.join(format!("{stem}.index")),
+            dir.join(format!("{stem}.ocsp-req")),
+            dir.join(format!("{stem}{}.ocsp", if revoked { "-revoked" } else { "" })),
+        );
+        std::fs::write(&index, line).unwrap();
+        let ca_key = dir.join("ca.key");
+        std::fs::write(&ca_key, self.ca_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        let run = |args: &[&std::ffi::OsStr]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl ocsp: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ca = self.ca_path();
+        run(&[
+            "ocsp".as_ref(),
+            "-issuer".as_ref(),
+            ca.as_os_str(),
+            "-cert".as_ref(),
+            cert.as_os_str(),
+            "-no_nonce".as_ref(),
+            "-reqout".as_ref(),
+            request.as_os_str(),
+        ]);
+        run(&[
+            "ocsp".as_ref(),
+            "-index".as_ref(),
+            index.as_os_str(),
+            "-rsigner".as_ref(),
+            ca.as_os_str(),
+            "-rkey".as_ref(),
+            ca_key.as_os_str(),
+            "-CA".as_ref(),
+            ca.as_os_str(),
+            "-reqin".as_ref(),
+            request.as_os_str(),
+            "-respout".as_ref(),
+            response.as_os_str(),
+            "-ndays".as_ref(),
+            "1".as_ref(),
+        ]);
+        response
+    }
+
     /// A client trusting only this CA, resolving `hosts` to 127.0.0.1.
     pub fn client(&self, hosts: &[(&str, u16)]) -> reqwest::Client {
         let mut b = reqwest::Client::builder()
