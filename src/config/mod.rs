@@ -5,6 +5,7 @@
 //! that; this module knows nothing of the running gateway and is the only one that knows
 //! YAML or the seeds' `routes.json`.
 
+mod cache;
 mod env;
 mod error;
 pub mod model;
@@ -88,7 +89,7 @@ pub fn parse_yaml(text: &str, source: &str, lookup: &dyn Fn(&str) -> Option<Stri
         unknown.push(field_path(&path))
     })
     .map_err(|e| ConfigError::single(source, "", format!("invalid YAML: {e}")))?;
-    metrics_override(&mut raw, lookup, &mut problems);
+    switch_overrides(&mut raw, lookup, &mut problems);
     let port = port_override(lookup, &mut problems);
     for path in unknown {
         problems.push(path, "unknown key");
@@ -121,17 +122,32 @@ fn port_override(lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Problem
     }
 }
 
-/// `ENABLE_METRICS=false` (the seeds' switch) turns metrics off, whatever the file says.
-fn metrics_override(raw: &mut RawConfig, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Problems) {
-    match lookup("ENABLE_METRICS")
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("") => {}
-        Some("true" | "1" | "yes") => raw.metrics = Some(true),
-        Some("false" | "0" | "no") => raw.metrics = Some(false),
-        Some(other) => problems.push("ENABLE_METRICS", format!("\"{other}\" is not true or false")),
+/// The seeds' switches win over the file: `ENABLE_METRICS`, `ENABLE_CACHING` (true/false)
+/// and `CACHE_TTL` (seconds, the default freshness of cached responses).
+fn switch_overrides(raw: &mut RawConfig, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Problems) {
+    if let Some(on) = switch(lookup, "ENABLE_METRICS", problems) {
+        raw.metrics = Some(on);
+    }
+    if let Some(on) = switch(lookup, "ENABLE_CACHING", problems) {
+        raw.cache.get_or_insert_with(Default::default).enabled = Some(on);
+    }
+    if let Some(ttl) = lookup("CACHE_TTL").filter(|v| !v.is_empty()) {
+        match ttl.trim().parse::<u64>() {
+            Ok(secs) => raw.cache.get_or_insert_with(Default::default).default_ttl = Some(format!("{secs}s")),
+            Err(_) => problems.push("CACHE_TTL", format!("\"{ttl}\" is not a number of seconds")),
+        }
+    }
+}
+
+fn switch(lookup: &dyn Fn(&str) -> Option<String>, name: &str, problems: &mut Problems) -> Option<bool> {
+    match lookup(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") => None,
+        Some("true" | "1" | "yes") => Some(true),
+        Some("false" | "0" | "no") => Some(false),
+        Some(other) => {
+            problems.push(name, format!("\"{other}\" is not true or false"));
+            None
+        }
     }
 }
 

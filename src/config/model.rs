@@ -63,6 +63,28 @@ pub struct ServerSettings {
     pub h2c: bool,
     /// SO_REUSEPORT on every listener.
     pub reuse_port: bool,
+    pub cache: CacheSettings,
+}
+
+/// The shared response cache. `max_size` is fixed for the life of the process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub max_size: u64,
+    pub max_object_size: u64,
+    /// Freshness when the origin says nothing (a route's `ttl` replaces it).
+    pub default_ttl: Duration,
+    pub lock_timeout: Duration,
+}
+
+/// A route that caches its responses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteCache {
+    /// Freshness when the origin says nothing.
+    pub ttl: Duration,
+    /// Responses to authenticated requests may be stored and shared without the origin
+    /// saying `public` or `s-maxage`.
+    pub authorized: bool,
 }
 
 /// A certificate and key read and checked at load.
@@ -238,6 +260,7 @@ pub struct RouteConfig {
     /// Idle timeout of upgraded (WebSocket) connections.
     pub websocket_idle_timeout: Duration,
     pub security: RouteSecurity,
+    pub cache: Option<RouteCache>,
 }
 
 /// The edge-security keys of one route.

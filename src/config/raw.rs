@@ -48,6 +48,8 @@ pub struct RawConfig {
     pub h2c: Option<bool>,
     /// SO_REUSEPORT on the listeners, so several gatehouse processes can share a port.
     pub reuse_port: Option<bool>,
+    /// The shared response cache; routes opt in with their own `cache:`.
+    pub cache: Option<RawCache>,
     /// Credentials the routes' `auth:` can ask for.
     pub auth: Option<RawAuth>,
     /// Default CORS policy of every route (a route's own `cors:` replaces it).
@@ -68,6 +70,20 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawCache {
+    /// `false` turns caching off on every route (`ENABLE_CACHING=false`).
+    pub enabled: Option<bool>,
+    /// Hard bound on the bytes stored (default 128MiB); fixed for the life of the process.
+    pub max_size: Option<String>,
+    /// Larger responses are not stored (default 8MiB, at most 64MiB).
+    pub max_object_size: Option<String>,
+    /// Freshness of a response whose origin says nothing (default 5m; `CACHE_TTL` seconds).
+    pub default_ttl: Option<String>,
+    /// How long concurrent misses for one key wait for the one request that fetches it.
+    pub lock_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -228,6 +244,8 @@ pub struct RawRoute {
     pub timeout: Option<String>,
     /// Idle timeout of upgraded (WebSocket) connections on this route (default 10m).
     pub websocket_idle_timeout: Option<String>,
+    /// `true`, or `{ ttl: 60s, authorized: false }`: cache this route's responses.
+    pub cache: Option<serde_yaml::Value>,
     /// `none` (default), `jwt` or `api_key`.
     pub auth: Option<String>,
     /// OAuth2 scopes the token must all carry.

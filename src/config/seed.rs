@@ -45,7 +45,6 @@ struct SeedRoute {
 
 pub fn load(lookup: Lookup) -> Result<Config, ConfigError> {
     let mut problems = Problems::default();
-    let mut warnings = Vec::new();
     let mut raw = RawConfig::default();
     let routes_path = lookup("ROUTES_CONFIG_PATH").filter(|v| !v.is_empty());
     let source = routes_path.clone().unwrap_or_else(|| "environment".to_string());
@@ -66,7 +65,7 @@ pub fn load(lookup: Lookup) -> Result<Config, ConfigError> {
     if let Some(path) = &routes_path {
         let file = read_routes_file(path)?;
         for (i, route) in file.routes.into_iter().enumerate() {
-            add_seed_route(&mut raw, route, i, &mut problems, &mut warnings);
+            add_seed_route(&mut raw, route, i, &mut problems);
         }
     }
     let backends = backend_urls(lookup);
@@ -99,11 +98,8 @@ pub fn load(lookup: Lookup) -> Result<Config, ConfigError> {
         );
     }
     let port = port_override(lookup, &mut problems);
-    super::metrics_override(&mut raw, lookup, &mut problems);
-    let validated = validate::validate(raw, &source, port).map(|mut c| {
-        c.warnings.extend(warnings);
-        c
-    });
+    super::switch_overrides(&mut raw, lookup, &mut problems);
+    let validated = validate::validate(raw, &source, port);
     super::finish(validated, problems, &source)
 }
 
@@ -153,7 +149,7 @@ fn backend_urls(lookup: Lookup) -> Vec<String> {
     .unwrap_or_default()
 }
 
-fn add_seed_route(raw: &mut RawConfig, route: SeedRoute, i: usize, p: &mut Problems, warnings: &mut Vec<String>) {
+fn add_seed_route(raw: &mut RawConfig, route: SeedRoute, i: usize, p: &mut Problems) {
     let path = format!("routes[{i}]");
     let upstream = match target_of(&route.target_url) {
         // One upstream per distinct target, shared by the routes that name it.
@@ -176,11 +172,6 @@ fn add_seed_route(raw: &mut RawConfig, route: SeedRoute, i: usize, p: &mut Probl
             "needs JWT_SECRET (the key tokens are signed with); refusing to serve this route unprotected",
         );
     }
-    if route.cacheable {
-        warnings.push(format!(
-            "{path}.cacheable: response caching is not available in this version; served uncached"
-        ));
-    }
     let timeout = match route.timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(format!("{}ms", (secs * 1000.0).round() as u64)),
         Some(_) => {
@@ -197,6 +188,8 @@ fn add_seed_route(raw: &mut RawConfig, route: SeedRoute, i: usize, p: &mut Probl
         strip_prefix: route.strip_prefix,
         timeout,
         auth: route.require_auth.then(|| "jwt".to_string()),
+        // Cached for CACHE_TTL when the backend says nothing (ENABLE_CACHING=false: off).
+        cache: route.cacheable.then_some(serde_yaml::Value::Bool(true)),
         ..Default::default()
     });
 }

@@ -124,3 +124,46 @@ fn syntax_errors_and_empty_files_are_refused() {
     assert!(messages(parse("  \n").unwrap_err())[0].contains("empty"));
     assert!(messages(parse("threads: many").unwrap_err())[0].contains("invalid YAML"));
 }
+
+#[test]
+fn cache_settings_and_route_opt_in() {
+    let text = "cache: { max_size: 64MiB, max_object_size: 2MiB, default_ttl: 30s }\n\
+        upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\n\
+        routes:\n  - { name: a, prefix: /a, upstream: u, cache: true }\n  - { name: b, prefix: /b, upstream: u, cache: { ttl: 5s, authorized: true } }\n  - { name: c, prefix: /, upstream: u }\n";
+    let c = parse(text).unwrap();
+    assert_eq!(c.server.cache.max_size, 64 << 20);
+    assert_eq!(c.server.cache.max_object_size, 2 << 20);
+    assert_eq!(c.routes[0].cache.as_ref().unwrap().ttl, Duration::from_secs(30));
+    let b = c.routes[1].cache.as_ref().unwrap();
+    assert_eq!((b.ttl, b.authorized), (Duration::from_secs(5), true));
+    assert!(c.routes[2].cache.is_none());
+
+    let off = |k: &str| (k == "ENABLE_CACHING").then(|| "false".to_string());
+    let c = parse_yaml(text, "t", &off).unwrap();
+    assert!(c.routes.iter().all(|r| r.cache.is_none()), "ENABLE_CACHING=false");
+    let ttl = |k: &str| (k == "CACHE_TTL").then(|| "90".to_string());
+    let c = parse_yaml(text, "t", &ttl).unwrap();
+    assert_eq!(c.routes[0].cache.as_ref().unwrap().ttl, Duration::from_secs(90));
+}
+
+#[test]
+fn bad_cache_config_is_refused_with_its_path() {
+    let text = "cache: { max_size: lots, max_object_size: 100MiB, lock_timeout: 0s }\n\
+        upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\n\
+        routes:\n  - { name: a, prefix: /a, upstream: u, cache: { ttl: soon, shared: 1 } }\n  - { name: b, prefix: /, upstream: u, cache: 3 }\n";
+    let all = messages(parse(text).unwrap_err()).join("\n");
+    for expected in [
+        "cache.max_size",
+        "cache.max_object_size: must be at most 64MiB",
+        "cache.lock_timeout: must be greater than zero",
+        "routes[0].cache.ttl",
+        "routes[0].cache.shared: unknown key",
+        "routes[1].cache: expected true, false or",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    let bad_switch = |k: &str| (k == "ENABLE_CACHING").then(|| "maybe".to_string());
+    let text = "upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\nroutes: [{ prefix: /, upstream: u }]\n";
+    let all = messages(parse_yaml(text, "t", &bad_switch).unwrap_err()).join("\n");
+    assert!(all.contains("ENABLE_CACHING"), "{all}");
+}

@@ -4,7 +4,7 @@
 use super::error::{ConfigError, Problems};
 use super::model::*;
 use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
-use super::{security, tls, traffic};
+use super::{cache, security, tls, traffic};
 use crate::routing::{HostPattern, PathPattern, RouteMatcher};
 use http::{HeaderName, Method};
 use std::collections::BTreeMap;
@@ -28,7 +28,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
         .iter()
         .filter_map(|(name, u)| upstream(name, u, &mut p).map(|u| (name.clone(), u)))
         .collect();
-    let routes = routes(&raw.routes, &raw, &mut p);
+    let routes = routes(&raw.routes, &raw, &server.cache, &mut p);
     if raw.routes.is_empty() {
         p.push("routes", "at least one route is required");
     }
@@ -110,6 +110,7 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         redirect_http: false,
         h2c: raw.h2c.unwrap_or(false),
         reuse_port: raw.reuse_port.unwrap_or(false),
+        cache: cache::settings(raw.cache.as_ref(), p),
     }
 }
 
@@ -299,7 +300,7 @@ fn health_check(raw: &RawHealthCheck, path: &str, p: &mut Problems) -> HealthChe
     }
 }
 
-fn routes(raw_routes: &[RawRoute], raw: &RawConfig, p: &mut Problems) -> Vec<RouteConfig> {
+fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: &mut Problems) -> Vec<RouteConfig> {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = Vec::new();
     for (i, r) in raw_routes.iter().enumerate() {
@@ -340,6 +341,7 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, p: &mut Problems) -> Vec<Rou
                 p,
             ),
             security: security::route_security(r, &path, raw.auth.as_ref(), p),
+            cache: cache::route(r.cache.as_ref(), &path, caching, p),
         });
     }
     out

@@ -1,0 +1,100 @@
+//! Validation of response caching: the top-level `cache:` block (the one shared store) and
+//! each route's opt-in `cache:` (`true`, or `{ ttl: 60s, authorized: true }`).
+
+use super::error::Problems;
+use super::model::{CacheSettings, RouteCache};
+use super::raw::RawCache;
+use super::validate::parse_duration;
+use std::time::Duration;
+
+pub const DEFAULT_MAX_SIZE: u64 = 128 << 20;
+pub const DEFAULT_MAX_OBJECT_SIZE: u64 = 8 << 20;
+/// The store weighs entries in KiB with 16 bits: no single entry can weigh more.
+pub const MAX_OBJECT_SIZE_LIMIT: u64 = 64 << 20;
+/// The seeds' CACHE_TTL default.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn settings(raw: Option<&RawCache>, p: &mut Problems) -> CacheSettings {
+    let default = RawCache::default();
+    let raw = raw.unwrap_or(&default);
+    let size = |value: &Option<String>, path: &str, default: u64, p: &mut Problems| match value {
+        None => default,
+        Some(s) => match s.parse::<bytesize::ByteSize>() {
+            Ok(b) if b.as_u64() > 0 => b.as_u64(),
+            _ => {
+                p.push(path, format!("\"{s}\" is not a size above zero (use 64KiB, 128MiB)"));
+                default
+            }
+        },
+    };
+    let duration = |value: &Option<String>, path: &str, default: Duration, p: &mut Problems| match value {
+        None => default,
+        Some(s) => parse_duration(s).unwrap_or_else(|e| {
+            p.push(path, e);
+            default
+        }),
+    };
+    let max_size = size(&raw.max_size, "cache.max_size", DEFAULT_MAX_SIZE, p);
+    let max_object_size = size(
+        &raw.max_object_size,
+        "cache.max_object_size",
+        DEFAULT_MAX_OBJECT_SIZE,
+        p,
+    );
+    if max_object_size > MAX_OBJECT_SIZE_LIMIT {
+        p.push("cache.max_object_size", "must be at most 64MiB");
+    } else if max_object_size > max_size {
+        p.push("cache.max_object_size", "must not exceed cache.max_size");
+    }
+    let lock_timeout = duration(&raw.lock_timeout, "cache.lock_timeout", DEFAULT_LOCK_TIMEOUT, p);
+    if lock_timeout.is_zero() {
+        p.push("cache.lock_timeout", "must be greater than zero");
+    }
+    CacheSettings {
+        enabled: raw.enabled.unwrap_or(true),
+        max_size,
+        max_object_size: max_object_size.min(MAX_OBJECT_SIZE_LIMIT),
+        default_ttl: duration(&raw.default_ttl, "cache.default_ttl", DEFAULT_TTL, p),
+        lock_timeout,
+    }
+}
+
+/// A route's `cache:`; `None` when the route does not cache (or caching is off).
+pub fn route(
+    value: Option<&serde_yaml::Value>,
+    path: &str,
+    settings: &CacheSettings,
+    p: &mut Problems,
+) -> Option<RouteCache> {
+    use serde_yaml::Value;
+    let path = format!("{path}.cache");
+    let mut policy = RouteCache {
+        ttl: settings.default_ttl,
+        authorized: false,
+    };
+    match value? {
+        Value::Bool(false) => return None,
+        Value::Bool(true) => {}
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    (Some("ttl"), Value::String(s)) => match parse_duration(s) {
+                        Ok(d) => policy.ttl = d,
+                        Err(e) => p.push(format!("{path}.ttl"), e),
+                    },
+                    (Some("ttl"), _) => p.push(format!("{path}.ttl"), "must be a duration (60s, 5m)"),
+                    (Some("authorized"), Value::Bool(b)) => policy.authorized = *b,
+                    (Some("authorized"), _) => p.push(format!("{path}.authorized"), "must be true or false"),
+                    (Some(other), _) => p.push(format!("{path}.{other}"), "unknown key (expected ttl, authorized)"),
+                    (None, _) => p.push(&path, "keys must be strings"),
+                }
+            }
+        }
+        _ => {
+            p.push(&path, "expected true, false or { ttl: 60s, authorized: false }");
+            return None;
+        }
+    }
+    settings.enabled.then_some(policy)
+}
