@@ -3,6 +3,7 @@
 //! needs to know how the parts are wired).
 
 use crate::admin::AdminApi;
+use crate::cache::ResponseCache;
 use crate::config::{ConfigError, ConfigSource};
 use crate::drain::{Drain, DrainingSignals};
 use crate::observe::metrics::Metrics;
@@ -86,7 +87,8 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         drain: drain.clone(),
         drain_period: config.server.drain_period,
     };
-    let gateway = Gateway::new(shared.clone(), metrics.clone(), spans.clone(), drain);
+    let cache = Arc::new(ResponseCache::new(&config.server.cache));
+    let gateway = Gateway::new(shared.clone(), metrics.clone(), spans.clone(), drain, cache.clone());
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
@@ -112,7 +114,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
     if let Some(admin) = admin {
         let mut service = Service::new(
             "gatehouse admin".into(),
-            AdminApi::new(shared.clone(), metrics, reloader),
+            AdminApi::new(shared.clone(), metrics, reloader, cache.store()),
         );
         service.add_tcp(&admin.listen.to_string());
         server.add_service(service).add_dependency(&bootstrap);

@@ -124,3 +124,34 @@ async fn routes_json_that_asks_for_auth_without_jwt_secret_is_refused_rather_tha
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("routes[0].requireAuth: needs JWT_SECRET"), "{stderr}");
 }
+
+#[tokio::test]
+async fn cacheable_routes_cache_for_cache_ttl() {
+    let origin = MockUpstream::start("origin").await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.json");
+    std::fs::write(
+        &routes,
+        format!(
+            r#"{{ "routes": [
+    {{ "path": "/catalog/*rest", "targetURL": "http://{0}", "cacheable": true }},
+    {{ "path": "/live/*rest", "targetURL": "http://{0}" }}
+] }}"#,
+            origin.addr()
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start_env_mode(&[("ROUTES_CONFIG_PATH", routes.to_str().unwrap()), ("CACHE_TTL", "60")]).await;
+    for _ in 0..3 {
+        assert_eq!(gw.get("/catalog/items").await.status(), 200);
+        assert_eq!(gw.get("/live/items").await.status(), 200);
+    }
+    assert_eq!(gw.get("/catalog/items").await.headers()["x-cache"], "HIT");
+    let hits = |path: &str| origin.recorded().iter().filter(|r| r.uri == path).count();
+    assert_eq!(
+        hits("/catalog/items"),
+        1,
+        "cacheable: one origin request, then the cache"
+    );
+    assert_eq!(hits("/live/items"), 3);
+}

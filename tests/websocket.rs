@@ -178,3 +178,23 @@ async fn the_handshake_is_authenticated_and_rate_limited() {
     assert!(err.to_string().contains("429"), "{err}");
     task.abort();
 }
+
+/// A handshake is a GET, but never a cache lookup: on a caching route concurrent
+/// handshakes neither wait on one another nor get a stored answer.
+#[tokio::test]
+async fn sockets_on_a_caching_route_bypass_the_cache() {
+    let (echo, task) = echo_server().await;
+    let gw = gateway(echo, ", cache: true", "").await;
+    let mut sockets = futures_util::future::join_all((0..3).map(|_| connect(&gw))).await;
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        ws.send(Message::text(format!("cached route {i}"))).await.unwrap();
+        assert_eq!(
+            ws.next().await.unwrap().unwrap(),
+            Message::text(format!("cached route {i}"))
+        );
+    }
+    let mut again = connect(&gw).await;
+    again.send(Message::text("again")).await.unwrap();
+    assert_eq!(again.next().await.unwrap().unwrap(), Message::text("again"));
+    task.abort();
+}

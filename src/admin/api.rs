@@ -1,6 +1,7 @@
 //! The JSON documents of the admin API, read from the current snapshot.
 
 use super::Reply;
+use crate::cache::storage::MemoryStore;
 use crate::config::model::{AuthKind, RateKey, RateScope, MAX_WEIGHT};
 use crate::observe::metrics::Metrics;
 use crate::routing::PathPattern;
@@ -157,4 +158,44 @@ pub fn target_request(body: &[u8]) -> Result<(String, u16), String> {
             .ok_or(format!("weight must be between 1 and {MAX_WEIGHT}"))? as u16,
     };
     Ok((addr, weight))
+}
+
+/// What the response cache holds.
+pub fn cache_stats(store: &MemoryStore) -> Reply {
+    let s = store.stats();
+    Reply::Json(
+        StatusCode::OK,
+        json!({ "entries": s.entries, "bytes": s.bytes, "max_size": s.limit }),
+    )
+}
+
+/// `{"url": ...}` (one URL) or `{"prefix": ...}` (every URL starting so) of a purge, as
+/// the store's `host/path?query`. A scheme is ignored, the host is matched without its
+/// port and case; a value starting with `/` matches any host.
+pub fn purge_request(body: &[u8]) -> Result<(String, bool), String> {
+    const USAGE: &str = "body must be JSON {\"url\": \"host/path?query\"} or {\"prefix\": \"host/path\"}";
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("{USAGE}: {e}"))?;
+    let (value, prefix) = match (v["url"].as_str(), v["prefix"].as_str()) {
+        (Some(url), None) => (url, false),
+        (None, Some(prefix)) => (prefix, true),
+        _ => return Err(USAGE.into()),
+    };
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"))
+        .unwrap_or(value);
+    if rest.is_empty() {
+        return Err("url/prefix must not be empty".into());
+    }
+    if rest.starts_with('/') {
+        return Ok((rest.to_string(), prefix));
+    }
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    // A bare host purges its root exactly, or everything under it as a prefix.
+    let path = if path.is_empty() && !prefix { "/" } else { path };
+    Ok((format!("{}{path}", host.to_ascii_lowercase()), prefix))
 }

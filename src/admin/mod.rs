@@ -4,10 +4,11 @@
 //!
 //! With `admin.token` set, every call but `/health` and `/ready` needs
 //! `Authorization: Bearer <token>`; the config refuses a non-loopback listener without one.
-//! Changes made here (reload, target registration) are written to the audit log.
+//! Changes made here (reload, target registration, cache purges) are written to the audit log.
 
 mod api;
 
+use crate::cache::storage::MemoryStore;
 use crate::observe::metrics::Metrics;
 use crate::reload::Reloader;
 use crate::snapshot::SharedSnapshot;
@@ -29,14 +30,21 @@ pub struct AdminApi {
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
     reloader: Arc<Reloader>,
+    cache: &'static MemoryStore,
 }
 
 impl AdminApi {
-    pub fn new(snapshot: SharedSnapshot, metrics: Arc<Metrics>, reloader: Arc<Reloader>) -> Self {
+    pub fn new(
+        snapshot: SharedSnapshot,
+        metrics: Arc<Metrics>,
+        reloader: Arc<Reloader>,
+        cache: &'static MemoryStore,
+    ) -> Self {
         AdminApi {
             snapshot,
             metrics,
             reloader,
+            cache,
         }
     }
 }
@@ -104,12 +112,23 @@ impl AdminApi {
             ("GET", ["ready"]) => api::ready(&snapshot),
             ("GET", ["metrics"]) => Reply::Text(
                 "text/plain; version=0.0.4",
-                self.metrics.render(&snapshot, &snapshot.config_hash),
+                self.metrics
+                    .render(&snapshot, &snapshot.config_hash, self.cache.stats()),
             ),
             ("GET", ["admin", "config"]) => api::config(&snapshot),
             ("GET", ["admin", "routes"]) => api::routes(&snapshot),
             ("GET", ["admin", "upstreams"]) => api::upstreams(&snapshot),
             ("GET", ["admin", "stats"]) => api::stats(&self.metrics),
+            ("GET", ["admin", "cache"]) => api::cache_stats(self.cache),
+            ("POST", ["admin", "cache", "purge"]) => match api::purge_request(body) {
+                Ok((url, prefix)) => {
+                    let purged = self.cache.purge_urls(&url, prefix);
+                    let what = if prefix { "prefix" } else { "url" };
+                    audit(caller, "cache_purge", &format!("{what} {url}: {purged} purged"), "ok");
+                    Reply::Json(StatusCode::OK, json!({ "purged": purged, what: url }))
+                }
+                Err(e) => error(StatusCode::BAD_REQUEST, e),
+            },
             ("POST", ["admin", "reload"]) => self.blocking(caller, "reload", String::new(), |r| r.reload()).await,
             ("POST", ["admin", "upstreams", name, "targets"]) => match api::target_request(body) {
                 Ok((addr, weight)) => {

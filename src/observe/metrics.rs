@@ -6,6 +6,7 @@
 //! Request metrics are recorded in the `logging` phase; the state of upstreams (health,
 //! circuits) is read from the current snapshot when `/metrics` is scraped.
 
+use crate::cache::storage::StoreStats;
 use crate::snapshot::Snapshot;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -27,6 +28,9 @@ pub struct Metrics {
     circuit_state: IntGaugeVec,
     rate_limit_redis_errors: IntGauge,
     config_info: IntGaugeVec,
+    cache: IntCounterVec,
+    cache_bytes: IntGauge,
+    cache_entries: IntGauge,
 }
 
 /// What one finished request contributes.
@@ -39,6 +43,8 @@ pub struct RequestRecord<'a> {
     pub upstream: Option<(&'a str, f64)>,
     /// `auth`, `forbidden`, `rate_limit`, `body_limit`, `ip`, `cors`.
     pub rejected: Option<&'static str>,
+    /// How the response cache took part (`hit`, `miss`, ...), on caching routes.
+    pub cache: Option<&'static str>,
 }
 
 impl<'a> RequestRecord<'a> {
@@ -54,6 +60,7 @@ impl<'a> RequestRecord<'a> {
                 .zip(ctx.upstream_started)
                 .map(|(p, t)| (p.name.as_str(), t.elapsed().as_secs_f64())),
             rejected: ctx.error.as_ref().and_then(|e| e.rejection()),
+            cache: ctx.cache.map(|c| c.label()),
         }
     }
 }
@@ -120,6 +127,18 @@ impl Metrics {
             ),
             &["hash", "generation", "source"],
         )?;
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "gateway_cache_total",
+                "Requests on caching routes, by how the cache answered (hit, miss, stale, revalidated, bypass)",
+            ),
+            &["route", "result"],
+        )?;
+        let cache_bytes = IntGauge::new("gateway_cache_bytes", "Bytes held by the response cache")?;
+        let cache_entries = IntGauge::new("gateway_cache_entries", "Responses held by the response cache")?;
+        registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(cache_bytes.clone()))?;
+        registry.register(Box::new(cache_entries.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -141,6 +160,9 @@ impl Metrics {
             circuit_state,
             rate_limit_redis_errors,
             config_info,
+            cache,
+            cache_bytes,
+            cache_entries,
         })
     }
 
@@ -154,6 +176,9 @@ impl Metrics {
         if let Some(reason) = r.rejected {
             self.rejections.with_label_values(&[r.route, reason]).inc();
         }
+        if let Some(result) = r.cache {
+            self.cache.with_label_values(&[r.route, result]).inc();
+        }
     }
 
     pub fn reloaded(&self, ok: bool) {
@@ -161,7 +186,9 @@ impl Metrics {
     }
 
     /// The text exposition, with the snapshot's upstream state read now.
-    pub fn render(&self, snapshot: &Snapshot, config_hash: &str) -> Vec<u8> {
+    pub fn render(&self, snapshot: &Snapshot, config_hash: &str, cache: StoreStats) -> Vec<u8> {
+        self.cache_bytes.set(i64::try_from(cache.bytes).unwrap_or(i64::MAX));
+        self.cache_entries.set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
         self.upstream_healthy.reset();
         self.circuit_state.reset();
         let mut redis_errors = 0;

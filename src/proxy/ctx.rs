@@ -55,6 +55,8 @@ pub struct RequestCtx {
     pub trace: Option<TraceContext>,
     /// The exported server span, when OTLP export is on.
     pub span: Option<opentelemetry_sdk::trace::Span>,
+    /// How the response cache took part (caching routes only), once known.
+    pub cache: Option<crate::cache::CacheOutcome>,
 }
 
 /// One upstream attempt: the target (in flight while this lives) and the circuit's leave,
@@ -90,6 +92,7 @@ impl RequestCtx {
             upstream_ttfb: None,
             trace: None,
             span: None,
+            cache: None,
         }
     }
 

@@ -11,6 +11,7 @@ mod upstream;
 pub use ctx::RequestCtx;
 pub use error::GatewayError;
 
+use crate::cache::{self, ResponseCache};
 use crate::drain::Drain;
 use crate::filters::{body_limit, response_headers};
 use crate::observe::metrics::{self, Metrics};
@@ -20,10 +21,12 @@ use crate::snapshot::SharedSnapshot;
 use admit::Decision;
 use async_trait::async_trait;
 use bytes::Bytes;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
-use pingora::{Error, Result};
+use pingora::{Error, ErrorSource, Result};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +36,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     spans: Option<Arc<SpanExport>>,
     drain: Arc<Drain>,
+    cache: Arc<ResponseCache>,
 }
 
 impl Gateway {
@@ -41,12 +45,14 @@ impl Gateway {
         metrics: Arc<Metrics>,
         spans: Option<Arc<SpanExport>>,
         drain: Arc<Drain>,
+        cache: Arc<ResponseCache>,
     ) -> Self {
         Gateway {
             snapshot,
             metrics,
             spans,
             drain,
+            cache,
         }
     }
 }
@@ -81,6 +87,46 @@ impl ProxyHttp for Gateway {
                 sent.map(|_| true)
             }
         }
+    }
+
+    /// Runs after `request_filter`: authentication and rate limits apply to hits too.
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        self.cache.enable(session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        cache::key(session, ctx)
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(cache::hit_filter(session, meta, ctx))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(cache::admit(session, resp, ctx))
+    }
+
+    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
+        cache::policy::variance(meta, req)
+    }
+
+    /// Stale copies are served while revalidating (`stale-while-revalidate`, error `None`)
+    /// and when the upstream fails (`stale-if-error`); Pingora checks the windows.
+    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+        error.is_none_or(|e| *e.esource() == ErrorSource::Upstream)
     }
 
     async fn request_body_filter(
@@ -126,10 +172,15 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.cache = cache::outcome(session, ctx);
+        if let Some(outcome) = ctx.cache {
+            resp.insert_header("x-cache", outcome.header_value())?;
+            self.cache.invalidate_after(session, resp.status.as_u16(), ctx);
+        }
         response_headers::upstream_response(resp, ctx)
     }
 

@@ -1,0 +1,201 @@
+//! Response caching. Pingora's cache state machine does the protocol work (lookup, cache
+//! lock, conditional revalidation, serving stale, Age, ranges and 304s from the stored
+//! copy); this module decides which requests use it ([`ResponseCache::enable`]), what the
+//! key is, what may be stored ([`policy`]), and where it lives ([`storage`]).
+//!
+//! The key is `host` (lower case, no port) + path + query, plus the route: one route's
+//! answer never serves another's (routes can differ by header or method on one URL).
+//! GET and HEAD share an entry (HEAD is answered from the stored GET). The request headers
+//! a stored response `Vary`s on select among its variants.
+
+pub mod policy;
+pub mod storage;
+
+use crate::config::model::{CacheSettings, RouteCache};
+use crate::proxy::RequestCtx;
+use http::Method;
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::CachePhase;
+use pingora::cache::{CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness, NoCacheReason, RespCacheable};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+use storage::MemoryStore;
+
+/// How the cache took part in a request: the `X-Cache` header and the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Served from the store, fresh.
+    Hit,
+    /// Fetched from the upstream (and stored if the response allowed it).
+    Miss,
+    /// Served from the store past its freshness (stale-while-revalidate / stale-if-error).
+    Stale,
+    /// The cache was not consulted: an unsafe method, or a stored answer that this
+    /// request's credentials may not see.
+    Bypass,
+    /// The stored copy was confirmed by the upstream (304) and served.
+    Revalidated,
+}
+
+impl CacheOutcome {
+    pub fn header_value(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "HIT",
+            CacheOutcome::Miss => "MISS",
+            CacheOutcome::Stale => "STALE",
+            CacheOutcome::Bypass => "BYPASS",
+            CacheOutcome::Revalidated => "REVALIDATED",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Stale => "stale",
+            CacheOutcome::Bypass => "bypass",
+            CacheOutcome::Revalidated => "revalidated",
+        }
+    }
+}
+
+/// The process's one cache: the store and the lock that lets one request per key fill it.
+/// Both live as long as the process (Pingora wants `'static`) and survive reloads.
+pub struct ResponseCache {
+    store: &'static MemoryStore,
+    lock: &'static CacheKeyLockImpl,
+}
+
+impl ResponseCache {
+    /// Built once per process (its size is fixed for the process's life).
+    pub fn new(settings: &CacheSettings) -> Self {
+        let store: &'static MemoryStore =
+            Box::leak(Box::new(MemoryStore::new(settings.max_size, settings.max_object_size)));
+        // A writer that holds the lock this long is presumed dead and readers take over.
+        let lock: &'static CacheLock = Box::leak(CacheLock::new_boxed(settings.lock_timeout));
+        ResponseCache { store, lock }
+    }
+
+    pub fn store(&self) -> &'static MemoryStore {
+        self.store
+    }
+
+    /// `request_cache_filter`: turns the cache on for a GET/HEAD on a caching route.
+    pub fn enable(&self, session: &mut Session, ctx: &mut RequestCtx) {
+        let settings = &ctx.snapshot.server.cache;
+        let Some(route) = ctx.route() else { return };
+        if route.cache.is_none() || !settings.enabled {
+            return;
+        }
+        // A WebSocket handshake is a GET, but its answer is a connection, not a document.
+        if session.is_upgrade_req() {
+            return;
+        }
+        if !matches!(session.req_header().method, Method::GET | Method::HEAD) {
+            ctx.cache = Some(CacheOutcome::Bypass);
+            return;
+        }
+        let mut overrides = CacheOptionOverrides::default();
+        overrides.wait_timeout = Some(settings.lock_timeout);
+        self.store.set_max_object_size(settings.max_object_size);
+        session
+            .cache
+            .enable(self.store, None, None, Some(self.lock), Some(overrides));
+        session
+            .cache
+            .set_max_file_size_bytes(usize::try_from(settings.max_object_size).unwrap_or(usize::MAX));
+    }
+
+    /// After a successful unsafe request (POST, PUT, PATCH, DELETE) the stored answers
+    /// for its URL are dropped (RFC 9111 §4.4).
+    pub fn invalidate_after(&self, session: &Session, status: u16, ctx: &RequestCtx) {
+        let method = &session.req_header().method;
+        let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
+        if unsafe_method && (200..400).contains(&status) && ctx.route().is_some_and(|r| r.cache.is_some()) {
+            if let Some(url) = request_url(session) {
+                self.store.purge_urls(&url, false);
+            }
+        }
+    }
+}
+
+/// `host/path?query` of the request; `None` when the host is not usable in a key.
+fn request_url(session: &Session) -> Option<String> {
+    let req = session.req_header();
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host())
+        .unwrap_or("");
+    // `[v6]:port` keeps its brackets; `name:port` loses the port.
+    let host = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    if host.bytes().any(|b| b.is_ascii_whitespace() || b == b'/') {
+        return None;
+    }
+    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    Some(format!("{}{path}", host.to_ascii_lowercase()))
+}
+
+/// `cache_key_callback`. The URL comes first, then a space (never part of a URL) and the
+/// route's name: the store indexes entries by the part before the space for purges.
+pub fn key(session: &Session, ctx: &RequestCtx) -> Result<CacheKey> {
+    let route = ctx.route().map_or("", |r| r.name.as_str());
+    match request_url(session) {
+        Some(url) => Ok(CacheKey::new(format!("{url} {route}"), "")),
+        None => Error::e_explain(ErrorType::InternalError, "host unusable in a cache key"),
+    }
+}
+
+/// The URL part of a key built by [`key`].
+pub fn key_url(primary: &str) -> &str {
+    primary.split_once(' ').map_or(primary, |(url, _)| url)
+}
+
+fn route_policy(ctx: &RequestCtx) -> Option<&RouteCache> {
+    ctx.route()?.cache.as_ref()
+}
+
+/// Did the request come with credentials? Its answer may be meant for it alone.
+fn authorized(session: &Session, ctx: &RequestCtx) -> bool {
+    ctx.identity.is_some() || session.req_header().headers.contains_key(http::header::AUTHORIZATION)
+}
+
+/// `response_cache_filter`: may this upstream response be stored, and until when.
+pub fn admit(session: &Session, resp: &pingora::http::ResponseHeader, ctx: &RequestCtx) -> RespCacheable {
+    match route_policy(ctx) {
+        Some(route) => policy::admit(resp, route, authorized(session, ctx)),
+        None => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
+    }
+}
+
+/// `cache_hit_filter`: a stored answer the request's credentials may not see is not
+/// served; the request goes to the upstream as if the cache were not there.
+pub fn hit_filter(session: &Session, meta: &CacheMeta, ctx: &mut RequestCtx) -> Option<ForcedFreshness> {
+    let route = route_policy(ctx)?;
+    if authorized(session, ctx) && !policy::may_serve_authorized(meta, route) {
+        ctx.cache = Some(CacheOutcome::Bypass);
+        return Some(ForcedFreshness::ForceMiss);
+    }
+    None
+}
+
+/// How the cache took part, read from Pingora's cache phase once the response is known.
+pub fn outcome(session: &Session, ctx: &RequestCtx) -> Option<CacheOutcome> {
+    if ctx.cache.is_some() {
+        return ctx.cache;
+    }
+    route_policy(ctx)?;
+    Some(match session.cache.phase() {
+        CachePhase::Hit => CacheOutcome::Hit,
+        CachePhase::Stale | CachePhase::StaleUpdating => CacheOutcome::Stale,
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => CacheOutcome::Revalidated,
+        CachePhase::Disabled(NoCacheReason::NeverEnabled) | CachePhase::Uninit | CachePhase::Bypass => {
+            CacheOutcome::Bypass
+        }
+        _ => CacheOutcome::Miss,
+    })
+}

@@ -1,0 +1,454 @@
+//! `MemoryStore`: the response cache's storage, a Pingora `Storage` in process memory with
+//! a hard size bound. Entries are weighed in KiB and evicted by TinyUFO (Pingora's own
+//! admission/eviction algorithm: S3-FIFO with TinyLFU), so a scan of one-off URLs cannot
+//! push the popular ones out. A side index by URL serves purges by exact URL and prefix.
+
+use bytes::Bytes;
+use pingora::cache::key::{CacheHashKey, HashBinary};
+use pingora::cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType,
+};
+use pingora::cache::trace::SpanHandle;
+use pingora::cache::{CacheKey, CacheMeta, Storage};
+use pingora::http::ResponseHeader;
+use pingora::{Error, ErrorType, Result};
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use tinyufo::TinyUfo;
+
+/// Hits stream the body in slices of this size (no copy: they share the stored buffer).
+const READ_CHUNK: usize = 64 * 1024;
+/// What an entry costs beyond its body and header bytes: the structs, the index slot.
+const ENTRY_OVERHEAD: usize = 512;
+
+/// One stored response. Immutable: a refresh (304 revalidation) replaces the entry.
+struct Entry {
+    key: HashBinary,
+    /// `host/path?query`, for purges.
+    url: Arc<str>,
+    /// Pingora's own serialized meta fields (freshness, age reference, variance), without
+    /// the header, which is kept parsed so a hit does not decompress it.
+    internal: Vec<u8>,
+    header: ResponseHeader,
+    body: Bytes,
+    weight_kib: u16,
+}
+
+impl Entry {
+    fn meta(&self) -> Result<CacheMeta> {
+        let mut meta = CacheMeta::deserialize(&self.internal, &EMPTY_HEADER)?;
+        *meta.response_header_mut() = self.header.clone();
+        Ok(meta)
+    }
+
+    fn bytes(&self) -> u64 {
+        u64::from(self.weight_kib) * 1024
+    }
+}
+
+/// The serialized form of an empty response header, paired with an entry's `internal`
+/// bytes to rebuild its `CacheMeta` (Pingora only builds one from both halves).
+static EMPTY_HEADER: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let header = ResponseHeader::build(200, Some(0)).unwrap_or_else(|_| unreachable!("200 is a valid status"));
+    let meta = CacheMeta::new(
+        std::time::SystemTime::UNIX_EPOCH,
+        std::time::SystemTime::UNIX_EPOCH,
+        0,
+        0,
+        header,
+    );
+    meta.serialize().map(|(_, h)| h).unwrap_or_default()
+});
+
+fn weigh(header: &ResponseHeader, internal: &[u8], url: &str, body_len: usize) -> u16 {
+    let header_bytes: usize = header
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    let total = body_len + header_bytes + internal.len() + url.len() + ENTRY_OVERHEAD;
+    total.div_ceil(1024).clamp(1, u16::MAX as usize) as u16
+}
+
+pub struct MemoryStore {
+    entries: TinyUfo<HashBinary, Arc<Entry>>,
+    /// Every live entry by key, for purges and the counters (TinyUFO cannot be iterated).
+    index: Mutex<HashMap<HashBinary, Arc<Entry>>>,
+    bytes: AtomicU64,
+    max_object_size: AtomicU64,
+    limit: u64,
+}
+
+/// What the store holds, for metrics and the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    pub entries: usize,
+    pub bytes: u64,
+    pub limit: u64,
+}
+
+impl MemoryStore {
+    /// A store holding at most `max_size` bytes (body, header and bookkeeping counted).
+    pub fn new(max_size: u64, max_object_size: u64) -> Self {
+        let kib = (max_size / 1024).max(1) as usize;
+        // TinyLFU's frequency sketch is sized by the expected number of entries.
+        let estimated_entries = (kib / 8).clamp(1024, 1 << 20);
+        MemoryStore {
+            entries: TinyUfo::new(kib, estimated_entries),
+            index: Mutex::new(HashMap::new()),
+            bytes: AtomicU64::new(0),
+            max_object_size: AtomicU64::new(max_object_size),
+            limit: max_size,
+        }
+    }
+
+    /// Objects above this size are not stored (reloadable; `max_size` is not).
+    pub fn set_max_object_size(&self, bytes: u64) {
+        // Read first: in the steady state no request writes the shared cache line.
+        if self.max_object_size.load(Ordering::Relaxed) != bytes {
+            self.max_object_size.store(bytes, Ordering::Relaxed);
+        }
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            entries: self.lock_index().len(),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            limit: self.limit,
+        }
+    }
+
+    /// Removes every entry whose URL (`host/path?query`) is `url` or, with `prefix`,
+    /// starts with it. A `url` starting with `/` matches any host. Returns how many.
+    pub fn purge_urls(&self, url: &str, prefix: bool) -> usize {
+        let matches = |stored: &str| {
+            let stored = if url.starts_with('/') {
+                stored.find('/').map_or(stored, |i| &stored[i..])
+            } else {
+                stored
+            };
+            if prefix {
+                stored.starts_with(url)
+            } else {
+                stored == url
+            }
+        };
+        let doomed: Vec<HashBinary> = self
+            .lock_index()
+            .values()
+            .filter(|e| matches(&e.url))
+            .map(|e| e.key)
+            .collect();
+        doomed.iter().filter(|key| self.remove(key)).count()
+    }
+
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, HashMap<HashBinary, Arc<Entry>>> {
+        // The index holds plain data: a panic elsewhere cannot leave it half-updated.
+        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, key: &HashBinary) -> Option<Arc<Entry>> {
+        // TinyUFO keys on a 64-bit hash of the key: check it is really ours.
+        self.entries.get(key).filter(|e| e.key == *key)
+    }
+
+    fn insert(&self, entry: Entry) {
+        let entry = Arc::new(entry);
+        {
+            let mut index = self.lock_index();
+            if let Some(old) = index.insert(entry.key, entry.clone()) {
+                self.bytes.fetch_sub(old.bytes(), Ordering::Relaxed);
+            }
+            self.bytes.fetch_add(entry.bytes(), Ordering::Relaxed);
+        }
+        let evicted = self.entries.force_put(entry.key, entry.clone(), entry.weight_kib);
+        if evicted.is_empty() {
+            return;
+        }
+        let mut index = self.lock_index();
+        for kv in evicted {
+            // Only if the index still points at this very entry (not a newer one).
+            if index.get(&kv.data.key).is_some_and(|live| Arc::ptr_eq(live, &kv.data)) {
+                index.remove(&kv.data.key);
+                self.bytes.fetch_sub(kv.data.bytes(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn remove(&self, key: &HashBinary) -> bool {
+        self.entries.remove(key);
+        match self.lock_index().remove(key) {
+            Some(old) => {
+                self.bytes.fetch_sub(old.bytes(), Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for MemoryStore {
+    async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let Some(entry) = self.get(&key.combined_bin()) else {
+            return Ok(None);
+        };
+        let meta = entry.meta()?;
+        let end = entry.body.len();
+        let hit = BodyReader {
+            body: entry.body.clone(),
+            position: 0,
+            end,
+        };
+        Ok(Some((meta, Box::new(hit))))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let (internal, _) = meta.serialize()?;
+        let url: Arc<str> = key.primary_key_str().map_or("", super::key_url).into();
+        Ok(Box::new(BodyWriter {
+            store: self,
+            key: key.combined_bin(),
+            url,
+            internal,
+            header: meta.response_header_copy(),
+            chunks: Vec::new(),
+            size: 0,
+            max_size: self.max_object_size.load(Ordering::Relaxed),
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let removed = self.remove(&target.key().combined_bin());
+        Ok(if removed {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
+    /// A revalidation (the origin said 304) refreshes the entry's freshness and headers.
+    async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<bool> {
+        let key = key.combined_bin();
+        let Some(old) = self.get(&key) else {
+            return Ok(false);
+        };
+        let (internal, _) = meta.serialize()?;
+        let header = meta.response_header_copy();
+        let weight_kib = weigh(&header, &internal, &old.url, old.body.len());
+        self.insert(Entry {
+            key,
+            url: old.url.clone(),
+            internal,
+            header,
+            body: old.body.clone(),
+            weight_kib,
+        });
+        Ok(true)
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// Streams a stored body (or a byte range of it) to one hit.
+struct BodyReader {
+    body: Bytes,
+    position: usize,
+    end: usize,
+}
+
+#[async_trait::async_trait]
+impl HandleHit for BodyReader {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.position >= self.end {
+            return Ok(None);
+        }
+        let stop = self.end.min(self.position + READ_CHUNK);
+        let chunk = self.body.slice(self.position..stop);
+        self.position = stop;
+        Ok(Some(chunk))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    /// `end` is exclusive; past the body it stops at the body's end.
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        if start >= self.body.len() {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start {start} beyond the body ({} bytes)", self.body.len()),
+            );
+        }
+        self.position = start;
+        self.end = end.map_or(self.body.len(), |e| e.min(self.body.len()));
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Collects a response body as it streams from the origin; stored whole at `finish`, so
+/// readers never see a partial entry (concurrent misses wait on the cache lock instead).
+struct BodyWriter {
+    store: &'static MemoryStore,
+    key: HashBinary,
+    url: Arc<str>,
+    internal: Vec<u8>,
+    header: ResponseHeader,
+    chunks: Vec<Bytes>,
+    size: usize,
+    max_size: u64,
+}
+
+#[async_trait::async_trait]
+impl HandleMiss for BodyWriter {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        self.size += data.len();
+        if self.size as u64 > self.max_size {
+            return Error::e_explain(ErrorType::InternalError, "response larger than cache.max_object_size");
+        }
+        if !data.is_empty() {
+            self.chunks.push(data);
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        // One exact-size buffer: the store's accounting is what memory really holds.
+        let body = match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => Bytes::copy_from_slice(&self.chunks[0]),
+            _ => Bytes::from(self.chunks.concat()),
+        };
+        let weight_kib = weigh(&self.header, &self.internal, &self.url, body.len());
+        let size = body.len();
+        self.store.insert(Entry {
+            key: self.key,
+            url: self.url,
+            internal: self.internal,
+            header: self.header,
+            body,
+            weight_kib,
+        });
+        Ok(MissFinishType::Created(size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora::cache::trace::Span;
+
+    fn store(max: u64) -> &'static MemoryStore {
+        Box::leak(Box::new(MemoryStore::new(max, max)))
+    }
+
+    fn meta() -> CacheMeta {
+        let now = std::time::SystemTime::now();
+        let header = ResponseHeader::build(200, None).unwrap();
+        CacheMeta::new(now + std::time::Duration::from_secs(60), now, 0, 0, header)
+    }
+
+    async fn put(store: &'static MemoryStore, url: &str, body: &[u8]) {
+        let key = CacheKey::new(url, "");
+        let mut miss = store
+            .get_miss_handler(&key, &meta(), &Span::inactive().handle())
+            .await
+            .unwrap();
+        miss.write_body(Bytes::copy_from_slice(body), true).await.unwrap();
+        miss.finish().await.unwrap();
+    }
+
+    async fn read(store: &'static MemoryStore, url: &str) -> Option<Vec<u8>> {
+        let key = CacheKey::new(url, "");
+        let (_, mut hit) = store.lookup(&key, &Span::inactive().handle()).await.unwrap()?;
+        let mut body = Vec::new();
+        while let Some(chunk) = hit.read_body().await.unwrap() {
+            body.extend_from_slice(&chunk);
+        }
+        Some(body)
+    }
+
+    #[tokio::test]
+    async fn stores_reads_and_seeks() {
+        let s = store(1 << 20);
+        let body: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        put(s, "a.test/x", &body).await;
+        assert_eq!(read(s, "a.test/x").await.unwrap(), body);
+        let (_, mut hit) = s
+            .lookup(&CacheKey::new("a.test/x", ""), &Span::inactive().handle())
+            .await
+            .unwrap()
+            .unwrap();
+        hit.seek(10, Some(20)).unwrap();
+        assert_eq!(&hit.read_body().await.unwrap().unwrap()[..], &body[10..20]);
+        assert!(hit.read_body().await.unwrap().is_none());
+        assert!(hit.seek(body.len(), None).is_err());
+    }
+
+    #[tokio::test]
+    async fn stays_under_its_bound() {
+        let s = store(256 * 1024);
+        for i in 0..200 {
+            put(s, &format!("a.test/{i}"), &[7u8; 10_000]).await;
+        }
+        let stats = s.stats();
+        assert!(stats.bytes <= 256 * 1024, "{stats:?}");
+        assert!(stats.entries < 200 && stats.entries > 5, "{stats:?}");
+    }
+
+    #[tokio::test]
+    async fn refuses_objects_over_the_max() {
+        let s = Box::leak(Box::new(MemoryStore::new(1 << 20, 1000)));
+        let key = CacheKey::new("a.test/big", "");
+        let mut miss = s
+            .get_miss_handler(&key, &meta(), &Span::inactive().handle())
+            .await
+            .unwrap();
+        assert!(miss.write_body(Bytes::from(vec![0u8; 1001]), true).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn purges_by_url_and_prefix() {
+        let s = store(1 << 20);
+        for url in ["a.test/p/1", "a.test/p/2", "a.test/q", "b.test/p/1"] {
+            put(s, url, b"x").await;
+        }
+        assert_eq!(s.purge_urls("a.test/q", false), 1);
+        assert!(read(s, "a.test/q").await.is_none());
+        assert_eq!(s.purge_urls("/p/", true), 3);
+        assert_eq!(s.stats().entries, 0);
+        assert_eq!(s.stats().bytes, 0);
+    }
+}
