@@ -7,7 +7,7 @@ BIN    := target/release/gatehouse
 # Demo upstreams the bundled config routes to.
 DEMO_PORTS := 9001 9002
 
-.PHONY: all deps build run test check lint fmt bench bench-tls upgrade certs clean
+.PHONY: all deps build run test check lint fmt bench bench-cache bench-tls upgrade certs clean
 
 all: build
 
@@ -53,6 +53,10 @@ lint: deps
 
 fmt:
 	$(CARGO) fmt --all
+
+## bench-cache: cache HITs vs proxied requests vs nginx, same run (loadtest/run.sh)
+bench-cache: build
+	BUILD=0 PEERS="gatehouse gatehouse-cache nginx" bash loadtest/run.sh
 
 ## bench-tls: TLS handshake rate and h2 throughput, gatehouse vs nginx (same certificate)
 bench-tls: build

@@ -51,6 +51,9 @@ RL_PEERS = ("gatehouse-rl-local", "gatehouse-rl-global")
 # Optional peer: gatehouse with the access log and metrics on, its /metrics scraped once a
 # second; compared with `gatehouse` in the "Observability cost" section.
 OBS_PEERS = ("gatehouse-observed",)
+# Optional peer: gatehouse with `cache: true` on its route, so every measured request is a
+# cache HIT; compared with `gatehouse` (proxied) in the "Cache HIT vs proxied" section.
+CACHE_PEERS = ("gatehouse-cache",)
 
 CSV_FIELDS = [
     "started", "rep", "attempt", "kept", "peer", "size", "conns", "duration_s",
@@ -429,7 +432,7 @@ def cmd_report(a):
                 errs = sum(int(r["non2xx"]) + int(r["sock_errors"]) for r in g)
                 noisy = sum(1 for r in g if float(r["other_cores"]) > a.noise_max)
                 med[(s, c, p)] = {"rps": _med(rps), "us": _med(pus), "p50": _med(p50),
-                                  "p99": _med(p99), "redis_us": _med(rus)}
+                                  "p99": _med(p99), "redis_us": _med(rus), "origin_us": _med(ous)}
                 out.append(
                     f"| {s} | {c} | {p} | {_k(_med(rps))} | {_k(min(rps))}–{_k(max(rps))} "
                     f"| {_lat(_med(p50))} | {_lat(_med(p99))} | {f'{_med(pus):.1f}' if pus else '–'} "
@@ -542,6 +545,37 @@ def cmd_report(a):
                         continue
                     out.append(f"| {s} | {c} | {p} | {_k(j['rps'])} | {j['rps'] / base['rps']:.2f} "
                                f"| {j['us']:.1f} | {j['us'] - base['us']:+.1f} "
+                               f"| {_lat(j['p50'])} | {_lat(j['p99'])} |")
+
+    # Cache HIT vs proxied: the same route with `cache: true`; the origin is silent about
+    # freshness, so after the check requests every measured request is answered from the
+    # cache (the origin's CPU per request shows it: ~0 for the cache peer).
+    cache_peers = [p for p in CACHE_PEERS if p in peers]
+    if "gatehouse" in peers and cache_peers:
+        out.append("")
+        out.append("## Cache HIT vs proxied\n")
+        out.append("gatehouse-cache runs the same route as gatehouse (proxy only) with `cache: true`: "
+                   "every measured request is a HIT served from gatehouse's memory, the origin is not "
+                   "asked (its CPU µs/req column shows it). req/s ratio > 1 means the cache serves "
+                   "more requests per second than proxying them.\n")
+        out.append("| body | conns | peer | req/s | req/s ratio to proxied | req/s ratio to nginx "
+                   "| CPU µs/req | origin CPU µs/req | p50 ms | p99 ms |")
+        out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        for s in sizes:
+            for c in conns:
+                base = med.get((s, c, "gatehouse"))
+                if not base:
+                    continue
+                n = med.get((s, c, "nginx"))
+                for p in ["gatehouse"] + cache_peers:
+                    j = med.get((s, c, p))
+                    if not j:
+                        continue
+                    to_nginx = f"{j['rps'] / n['rps']:.2f}" if n else "–"
+                    origin_us = f"{j['origin_us']:.1f}" if j.get("origin_us") is not None else "–"
+                    label = "gatehouse (proxied)" if p == "gatehouse" else p
+                    out.append(f"| {s} | {c} | {label} | {_k(j['rps'])} | {j['rps'] / base['rps']:.2f} "
+                               f"| {to_nginx} | {j['us']:.1f} | {origin_us} "
                                f"| {_lat(j['p50'])} | {_lat(j['p99'])} |")
 
     all_rows = list(csv.DictReader(open(a.csv)))

@@ -11,6 +11,8 @@
 #                                     # per-request latency (one connection, closed loop)
 #   PEERS="gatehouse gatehouse-observed nginx" SIZES=2 CONNS=64 bash loadtest/run.sh
 #                                     # + the cost of the access log and Prometheus metrics
+#   PEERS="gatehouse gatehouse-cache nginx" bash loadtest/run.sh
+#                                     # cache HITs vs proxied requests (make bench-cache)
 #
 # What it does (method: /work/shared/benchmarking.md, summary in loadtest/README.md):
 #   1. builds gatehouse (cargo build --release) and checks the tools it needs;
@@ -21,6 +23,7 @@
 #      a JWT (HS256 secret / RS256 public key), sent by wrk as a bearer token;
 #      gatehouse-rl-local / gatehouse-rl-global have a rate limit on the route that never
 #      triggers, counted in the process / in a redis-server started here;
+#      gatehouse-cache has `cache: true` on the route, so its measured requests are HITs;
 #      gatehouse-observed has the access log and metrics on (every other gatehouse has both
 #      off and no admin listener), its /metrics scraped once a second while measuring;
 #   3. iso layout on 2+ cores: the proxy alone on core 0, origin + wrk -t1 on core 1;
@@ -39,7 +42,7 @@
 # Knobs (environment):
 #   DURATION=10s WARMUP=2s REPS=3 CONNS="64 256" SIZES="2 4k 64k"
 #   PEERS="gatehouse nginx direct" (also: gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local
-#         gatehouse-rl-global gatehouse-observed)  PIN=1 (0 = no taskset)  QUICK=0
+#         gatehouse-rl-global gatehouse-observed gatehouse-cache)  PIN=1 (0 = no taskset)  QUICK=0
 #   BUILD=1 (0 = skip cargo build)  GATEHOUSE_BIN=target/release/gatehouse
 #   QUIET_MAX=0.15 (cores) QUIET_TIMEOUT=30 (s) NOISE_MAX=0.25 (cores) REDO=2  KEEP_TMP=0
 #   NGINX_UPSTREAM_KEEPALIVE=512 (nginx's `keepalive N`: idle upstream connections kept; ≥ CONNS for a fair comparison)
@@ -75,7 +78,7 @@ if [[ "$NCPU" -ge 2 ]]; then PIN="${PIN:-1}"; else PIN=0; fi
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-ALL_PEERS="gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed nginx direct"
+ALL_PEERS="gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache nginx direct"
 for peer in $PEERS; do
     [[ " $ALL_PEERS " == *" $peer "* ]] || die "unknown peer '$peer' in PEERS (${ALL_PEERS// /, })"
 done
@@ -185,8 +188,8 @@ fi
 
 # Ports of the origin, gatehouse, the nginx proxy, the two JWT and the two rate-limited
 # gatehouse peers, the Redis of the global one, and gatehouse-observed and its admin listener.
-read -r ORIGIN_PORT GH_PORT NGX_PORT HS_PORT RS_PORT RLL_PORT RLG_PORT REDIS_PORT OBS_PORT OBS_ADMIN_PORT \
-    < <(python3 "$HELPER" ports 10)
+read -r ORIGIN_PORT GH_PORT NGX_PORT HS_PORT RS_PORT RLL_PORT RLG_PORT REDIS_PORT OBS_PORT OBS_ADMIN_PORT CACHE_PORT \
+    < <(python3 "$HELPER" ports 11)
 
 # ---------------------------------------------------------------------------------------
 # Body sizes: "2" is the `return 200 "ok"` location at `/`, anything else (N or Nk bytes)
@@ -363,6 +366,13 @@ admin: { listen: \"127.0.0.1:$OBS_ADMIN_PORT\" }"
     OBS_METRICS_URL="http://127.0.0.1:$OBS_ADMIN_PORT/metrics"
 fi
 
+# gatehouse-cache: the same route with `cache: true`. The origin says nothing about
+# freshness, so answers stay fresh for the default 5 minutes, longer than a run's use of
+# one URL (warm-up + measurement); the check below makes sure HITs are what is measured.
+if has_peer gatehouse-cache; then
+    gatehouse_config gatehouse-cache "$CACHE_PORT" "" "cache: true"
+fi
+
 # nginx -e (startup error log) exists since 1.19.5; older versions log to the compiled-in path.
 NGINX_E=()
 [[ "$(nginx -h 2>&1 || true)" == *"-e filename"* ]] && NGINX_E=(-e)
@@ -429,7 +439,7 @@ start_gatehouse() {   # $1 = peer name, $2 = port; sets STARTED_PID
     wait_ready "$name" "$STARTED_PID" "http://127.0.0.1:$2/health" "$TMP/$name.log"
 }
 
-GH_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0 RLL_PID=0 RLG_PID=0 OBS_PID=0
+GH_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0 RLL_PID=0 RLG_PID=0 OBS_PID=0 CACHE_PID=0
 if has_peer gatehouse; then
     start_gatehouse gatehouse "$GH_PORT"
     GH_PID=$STARTED_PID
@@ -454,6 +464,10 @@ if has_peer gatehouse-observed; then
     start_gatehouse gatehouse-observed "$OBS_PORT"
     OBS_PID=$STARTED_PID
 fi
+if has_peer gatehouse-cache; then
+    start_gatehouse gatehouse-cache "$CACHE_PORT"
+    CACHE_PID=$STARTED_PID
+fi
 if has_peer nginx; then
     start_nginx nginx-proxy "${PROXY_PIN[@]}"
     NGX_PID=$STARTED_PID
@@ -464,7 +478,7 @@ peer_port() {
     case "$1" in
         gatehouse) echo "$GH_PORT";; gatehouse-hs256) echo "$HS_PORT";; gatehouse-rs256) echo "$RS_PORT";;
         gatehouse-rl-local) echo "$RLL_PORT";; gatehouse-rl-global) echo "$RLG_PORT";;
-        gatehouse-observed) echo "$OBS_PORT";;
+        gatehouse-observed) echo "$OBS_PORT";; gatehouse-cache) echo "$CACHE_PORT";;
         nginx) echo "$NGX_PORT";; direct) echo "$ORIGIN_PORT";; *) die "unknown peer '$1'";;
     esac
 }
@@ -472,7 +486,7 @@ peer_pid() {
     case "$1" in
         gatehouse) echo "$GH_PID";; gatehouse-hs256) echo "$HS_PID";; gatehouse-rs256) echo "$RS_PID";;
         gatehouse-rl-local) echo "$RLL_PID";; gatehouse-rl-global) echo "$RLG_PID";;
-        gatehouse-observed) echo "$OBS_PID";;
+        gatehouse-observed) echo "$OBS_PID";; gatehouse-cache) echo "$CACHE_PID";;
         nginx) echo "$NGX_PID";; direct) echo 0;;
     esac
 }
@@ -549,6 +563,17 @@ for peer in $PEERS; do
     log "$peer counts: ratelimit-limit $limit, ratelimit-remaining $remaining$([[ "$peer" == *global ]] && echo " (answered by Redis)")"
 done
 
+# The cache peer must answer from its cache: after the checks above stored every size,
+# each answers X-Cache: HIT.
+if has_peer gatehouse-cache; then
+    for s in $SIZES; do
+        url="http://127.0.0.1:$CACHE_PORT$(size_path "$s")"
+        got="$(curl -s -D - -o /dev/null "$url" | tr -d '\r' | sed -n 's/^[Xx]-[Cc]ache: *//p' || true)"
+        [[ "$got" == HIT ]] || die "gatehouse-cache $url: expected X-Cache: HIT, got '${got:-none}'"
+    done
+    log "gatehouse-cache answers X-Cache: HIT for sizes: $SIZES"
+fi
+
 # Only gatehouse-observed observes. The checks above went through every peer, so its log
 # must hold access lines (JSON with "request_id"; retried for up to 2 s in case a write
 # lags) and its /metrics a non-zero request count for the route, while no other gatehouse
@@ -574,7 +599,7 @@ STAMP="$(date +%Y%m%d-%H%M%S)"
 RESULTS="$HERE/results"
 mkdir -p "$RESULTS"
 CSV="$RESULTS/$STAMP.csv" MD="$RESULTS/$STAMP.md" RAW="$RESULTS/$STAMP.raw"
-OURS="$ORIGIN_PID,$GH_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$OBS_PID,$REDIS_PID"
+OURS="$ORIGIN_PID,$GH_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$OBS_PID,$CACHE_PID,$REDIS_PID"
 n_runs=$(( REPS * $(wc -w <<<"$SIZES") * $(wc -w <<<"$CONNS") * $(wc -w <<<"$PEERS") ))
 log "measuring: $n_runs runs of $DURATION (after $WARMUP warm-up each); results → $CSV"
 
@@ -612,7 +637,7 @@ done
 # ---------------------------------------------------------------------------------------
 # Warnings and errors in the logs of the proxies and the origin, grouped by message.
 notes=()
-for name in gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed; do
+for name in gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache; do
     if has_peer "$name"; then notes+=("$(python3 "$HELPER" logsummary "$name" "$TMP/$name.log")"); fi
 done
 for name in nginx-proxy origin; do
@@ -655,11 +680,15 @@ obs_peers=""
 if has_peer gatehouse-observed; then
     obs_peers="; gatehouse-observed = the same gatehouse with \`access_log: true\`, \`metrics: true\` and an admin listener, its log (stderr, RUST_LOG=info) in a file, /metrics scraped once a second"
 fi
+cache_peers=""
+if has_peer gatehouse-cache; then
+    cache_peers="; gatehouse-cache = the same gatehouse with \`cache: true\` on the route (every measured request a HIT)"
+fi
 report_args=(
     --stamp "$STAMP" --noise-max "$NOISE_MAX"
     --meta "machine: $NCPU cores ($cpu_model), Linux $(uname -r)"
     --meta "layout: $LAYOUT"
-    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false, metrics false, no admin listener)$jwt_peers$rl_peers$obs_peers; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = wrk → origin"
+    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false, metrics false, no admin listener)$jwt_peers$rl_peers$obs_peers$cache_peers; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = wrk → origin"
     --meta "origin: nginx, 1 worker, \`return 200 \"ok\"\` for 2 B, static files otherwise; client: $wrk_version -t1"
     --meta "runs: $REPS rep(s) × $DURATION after $WARMUP warm-up, conns: $CONNS, sizes: $SIZES (bytes, k = KiB)"
 )
