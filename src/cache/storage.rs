@@ -20,8 +20,11 @@ use tinyufo::TinyUfo;
 
 /// Hits stream the body in slices of this size (no copy: they share the stored buffer).
 const READ_CHUNK: usize = 64 * 1024;
-/// What an entry costs beyond its body and header bytes: the structs, the index slot.
-const ENTRY_OVERHEAD: usize = 512;
+/// What an entry costs beyond its body and header bytes: the structs, the TinyUFO and
+/// index slots, allocator rounding (measured with loadtest/cache_rss.sh).
+const ENTRY_OVERHEAD: usize = 1024;
+/// Per stored header field, beyond its name and value bytes: its slot in the map.
+const FIELD_OVERHEAD: usize = 96;
 
 /// One stored response. Immutable: a refresh (304 revalidation) replaces the entry.
 struct Entry {
@@ -66,10 +69,28 @@ fn weigh(header: &ResponseHeader, internal: &[u8], url: &str, body_len: usize) -
     let header_bytes: usize = header
         .headers
         .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .map(|(name, value)| name.as_str().len() + value.len() + FIELD_OVERHEAD)
         .sum();
     let total = body_len + header_bytes + internal.len() + url.len() + ENTRY_OVERHEAD;
     total.div_ceil(1024).clamp(1, u16::MAX as usize) as u16
+}
+
+/// A copy of `header` that owns its bytes: the parsed upstream header's values can share
+/// the whole read buffer they were parsed from (header and the start of the body), which
+/// a stored entry would keep alive. The copy also drops the original-case map (HTTP/1
+/// clients read names case-insensitively, HTTP/2 sends them lower case anyway).
+fn owned(header: &ResponseHeader) -> ResponseHeader {
+    let mut copy = match ResponseHeader::build_no_case(header.status, Some(header.headers.len())) {
+        Ok(copy) => copy,
+        Err(_) => return header.clone(),
+    };
+    copy.set_version(header.version);
+    for (name, value) in header.headers.iter() {
+        let value = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        // Appending a field that already parsed cannot fail.
+        let _ = copy.append_header(name.clone(), value);
+    }
+    copy
 }
 
 pub struct MemoryStore {
@@ -218,7 +239,7 @@ impl Storage for MemoryStore {
             key: key.combined_bin(),
             url,
             internal,
-            header: meta.response_header_copy(),
+            header: owned(meta.response_header()),
             chunks: Vec::new(),
             size: 0,
             max_size: self.max_object_size.load(Ordering::Relaxed),
@@ -246,7 +267,7 @@ impl Storage for MemoryStore {
             return Ok(false);
         };
         let (internal, _) = meta.serialize()?;
-        let header = meta.response_header_copy();
+        let header = owned(meta.response_header());
         let weight_kib = weigh(&header, &internal, &old.url, old.body.len());
         self.insert(Entry {
             key,
