@@ -460,6 +460,38 @@ mod tests {
         assert!(miss.write_body(Bytes::from(vec![0u8; 1001]), true).await.is_err());
     }
 
+    /// Readers, writers, purges and evictions from several threads at once: the byte
+    /// counter always equals what the index holds, and stays under the bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn consistent_under_concurrent_use() {
+        let s = store(512 * 1024);
+        let tasks = (0..8).map(|t| {
+            tokio::spawn(async move {
+                for i in 0..500usize {
+                    let url = format!("a.test/{}", (i * 7 + t) % 64);
+                    match i % 5 {
+                        0 => {
+                            s.purge_urls(&url, false);
+                        }
+                        1 | 2 => put(s, &url, &vec![t as u8; 1000 + (i % 9) * 4000]).await,
+                        _ => {
+                            if let Some(body) = read(s, &url).await {
+                                assert!(body.iter().all(|b| *b == body[0]), "a body is never torn");
+                            }
+                        }
+                    }
+                }
+            })
+        });
+        for t in futures::future::join_all(tasks).await {
+            t.unwrap();
+        }
+        let held: u64 = s.lock_index().values().map(|e| e.bytes()).sum();
+        let stats = s.stats();
+        assert_eq!(stats.bytes, held);
+        assert!(stats.bytes <= 512 * 1024, "{stats:?}");
+    }
+
     #[tokio::test]
     async fn purges_by_url_and_prefix() {
         let s = store(1 << 20);

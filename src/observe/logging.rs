@@ -10,7 +10,9 @@ pub const ACCESS_TARGET: &str = "access";
 pub const AUDIT_TARGET: &str = "audit";
 
 pub fn init() {
-    let env = env_logger::Env::default().default_filter_or("info");
+    // Pingora's cache warns once per process that its stored headers are compressed without
+    // a dictionary: true and harmless (gatehouse keeps headers parsed in memory).
+    let env = env_logger::Env::default().default_filter_or("info,pingora_cache::meta=error");
     let _ = env_logger::Builder::from_env(env)
         .format(|buf, record| {
             if record.target() == ACCESS_TARGET || record.target() == AUDIT_TARGET {
