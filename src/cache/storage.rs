@@ -93,8 +93,15 @@ fn owned(header: &ResponseHeader) -> ResponseHeader {
     copy
 }
 
+/// What TinyUFO holds for a key: a response, or the tombstone of a purged one.
+#[derive(Clone)]
+enum Slot {
+    Live(Arc<Entry>),
+    Purged,
+}
+
 pub struct MemoryStore {
-    entries: TinyUfo<HashBinary, Arc<Entry>>,
+    entries: TinyUfo<HashBinary, Slot>,
     /// Every live entry by key, for purges and the counters (TinyUFO cannot be iterated).
     index: Mutex<HashMap<HashBinary, Arc<Entry>>>,
     bytes: AtomicU64,
@@ -171,41 +178,47 @@ impl MemoryStore {
     }
 
     fn get(&self, key: &HashBinary) -> Option<Arc<Entry>> {
-        // TinyUFO keys on a 64-bit hash of the key: check it is really ours.
-        self.entries.get(key).filter(|e| e.key == *key)
+        match self.entries.get(key)? {
+            // TinyUFO keys on a 64-bit hash of the key: check it is really ours.
+            Slot::Live(entry) if entry.key == *key => Some(entry),
+            _ => None,
+        }
     }
 
     fn insert(&self, entry: Entry) {
         let entry = Arc::new(entry);
-        {
-            let mut index = self.lock_index();
-            if let Some(old) = index.insert(entry.key, entry.clone()) {
-                self.bytes.fetch_sub(old.bytes(), Ordering::Relaxed);
-            }
-            self.bytes.fetch_add(entry.bytes(), Ordering::Relaxed);
-        }
-        let evicted = self.entries.force_put(entry.key, entry.clone(), entry.weight_kib);
-        if evicted.is_empty() {
-            return;
-        }
         let mut index = self.lock_index();
-        for kv in evicted {
-            // Only if the index still points at this very entry (not a newer one).
-            if index.get(&kv.data.key).is_some_and(|live| Arc::ptr_eq(live, &kv.data)) {
-                index.remove(&kv.data.key);
-                self.bytes.fetch_sub(kv.data.bytes(), Ordering::Relaxed);
-            }
+        if let Some(old) = index.insert(entry.key, entry.clone()) {
+            self.bytes.fetch_sub(old.bytes(), Ordering::Relaxed);
         }
+        self.bytes.fetch_add(entry.bytes(), Ordering::Relaxed);
+        self.put_locked(&mut index, entry.key, Slot::Live(entry.clone()), entry.weight_kib);
     }
 
+    /// Purges by overwriting with a tombstone (1 KiB, evicted in time like anything else).
+    /// TinyUFO's own `remove` leaves the key in its FIFO queues: when the key comes back
+    /// it is queued twice and the weight counters go wrong.
     fn remove(&self, key: &HashBinary) -> bool {
-        self.entries.remove(key);
-        match self.lock_index().remove(key) {
-            Some(old) => {
-                self.bytes.fetch_sub(old.bytes(), Ordering::Relaxed);
-                true
+        let mut index = self.lock_index();
+        let Some(old) = index.remove(key) else {
+            return false;
+        };
+        self.bytes.fetch_sub(old.bytes(), Ordering::Relaxed);
+        self.put_locked(&mut index, *key, Slot::Purged, 1);
+        true
+    }
+
+    /// Every write to TinyUFO happens under the index lock: its weight accounting is not
+    /// safe when writes race on one key. Writes are misses, far rarer than hits, and reads
+    /// (`get`) stay lock-free.
+    fn put_locked(&self, index: &mut HashMap<HashBinary, Arc<Entry>>, key: HashBinary, slot: Slot, weight: u16) {
+        for kv in self.entries.force_put(key, slot, weight) {
+            let Slot::Live(evicted) = kv.data else { continue };
+            // Only if the index still points at this very entry (not a newer one).
+            if index.get(&evicted.key).is_some_and(|live| Arc::ptr_eq(live, &evicted)) {
+                index.remove(&evicted.key);
+                self.bytes.fetch_sub(evicted.bytes(), Ordering::Relaxed);
             }
-            None => false,
         }
     }
 }
@@ -467,7 +480,7 @@ mod tests {
         let s = store(512 * 1024);
         let tasks = (0..8).map(|t| {
             tokio::spawn(async move {
-                for i in 0..500usize {
+                for i in 0..3000usize {
                     let url = format!("a.test/{}", (i * 7 + t) % 64);
                     match i % 5 {
                         0 => {

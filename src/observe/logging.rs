@@ -12,8 +12,9 @@ pub const AUDIT_TARGET: &str = "audit";
 pub fn init() {
     // Pingora's cache warns once per process that its stored headers are compressed without
     // a dictionary: true and harmless (gatehouse keeps headers parsed in memory).
-    let env = env_logger::Env::default().default_filter_or("info,pingora_cache::meta=error");
+    let env = env_logger::Env::default().default_filter_or("info");
     let _ = env_logger::Builder::from_env(env)
+        .filter_module("pingora_cache::meta", log::LevelFilter::Error)
         .format(|buf, record| {
             if record.target() == ACCESS_TARGET || record.target() == AUDIT_TARGET {
                 return writeln!(buf, "{}", record.args());
