@@ -75,7 +75,9 @@ certs:
 	  -keyout conf/tls/key.pem -out conf/tls/cert.pem
 	@echo "conf/tls/cert.pem and key.pem written (self-signed, for local tests only)"
 
-## bench: gatehouse vs nginx vs direct on the same upstream (see loadtest/README.md)
+## bench: bare Pingora vs gatehouse (minimal, full chain, cache HITs) vs nginx vs direct on the
+##        same upstream, + a PNG chart (see loadtest/README.md; PEERS="gatehouse nginx direct"
+##        for the former set, CLIENT=hey for hey instead of wrk)
 bench: build
 	bash loadtest/run.sh
 

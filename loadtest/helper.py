@@ -5,13 +5,16 @@ run.sh sets up the processes (origin, proxies) and loops over the matrix; this f
 the parts that are awkward in bash:
 
   ports N             print N free loopback TCP ports
-  run-one ...         one data point: wait until the machine is quiet, warm up, run wrk,
-                      read CPU times from /proc, check for noise (redo if noisy), append a
-                      CSV row and print a one-line summary
+  run-one ...         one data point: wait until the machine is quiet, warm up, run the
+                      client (wrk or hey), read CPU times from /proc, check for noise (redo
+                      if noisy), append a CSV row and print a one-line summary
   report CSV MD ...   medians / ranges / ratios as a Markdown table (stdout and MD file),
-                      plus the JWT verification cost when the gatehouse-hs256/-rs256 peers ran,
-                      the rate limit cost when gatehouse-rl-local/-global ran and the
-                      observability cost when gatehouse-observed ran
+                      plus gatehouse vs bare Pingora when the pingora peer ran, the full chain
+                      vs minimal when gatehouse-full ran, the JWT verification cost when the
+                      gatehouse-hs256/-rs256 peers ran, the rate limit cost when
+                      gatehouse-rl-local/-global ran, the observability cost when
+                      gatehouse-observed ran and the cache section when gatehouse-cache ran;
+                      with --png, a bar chart of the median req/s drawn by gnuplot
   logsummary NAME F   one line summarising the warnings/errors of a gatehouse, nginx or
                       redis-server log
 
@@ -19,12 +22,17 @@ CPU accounting (see /work/shared/benchmarking.md):
   * a process's CPU is utime+stime from /proc/<pid>/stat, summed over the process and all
     its descendants (nginx: master + worker), in clock ticks (CLK_TCK, from run.sh's
     `getconf CLK_TCK`);
-  * CPU µs per request = CPU seconds during the wrk run × 10⁶ / requests completed
+  * CPU µs per request = CPU seconds during the client's run × 10⁶ / requests completed
     (the same as CPU% × 10⁴ / req/s); the same for the origin and, behind the
     gatehouse-rl-global peer, for its redis-server;
   * "other" CPU = busy time of the whole machine (/proc/stat) minus our processes
-    (proxies, origin, wrk, this helper), in cores; a run where it exceeds --noise-max is
-    redone.
+    (proxies, origin, the client, this helper), in cores; a run where it exceeds
+    --noise-max is redone.
+
+Clients (--client): wrk (`wrk -t1 -cN -dD --latency`, the default) or hey
+(`hey -z D -c N`, Go, one process; much slower per request than wrk, so it caps req/s
+sooner on the shared load core). Both go into the same CSV columns (wrk_cpu_s is the
+client's CPU, whichever it is).
 """
 
 import argparse
@@ -34,10 +42,12 @@ import os
 import re
 import resource
 import shlex
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 CLK_TCK = int(os.environ.get("CLK_TCK") or os.sysconf("SC_CLK_TCK"))
@@ -54,6 +64,16 @@ OBS_PEERS = ("gatehouse-observed",)
 # Optional peer: gatehouse with `cache: true` on its route, so every measured request is a
 # cache HIT; compared with `gatehouse` (proxied) in the "Cache HIT vs proxied" section.
 CACHE_PEERS = ("gatehouse-cache",)
+# The baseline of issue #8: bare Pingora (examples/bare_pingora.rs), compared with the
+# plain `gatehouse` peer in the "gatehouse vs bare Pingora" section; the target is that
+# minimal gatehouse serves at least PINGORA_TARGET × bare Pingora's req/s.
+PINGORA_PEER = "pingora"
+PINGORA_TARGET = 0.95
+# gatehouse with the full chain on its route (JWT HS256, a local rate limit, access log,
+# metrics), compared with `gatehouse` in the "Full chain vs minimal" section; target: at
+# least FULL_TARGET × minimal gatehouse's req/s.
+FULL_PEER = "gatehouse-full"
+FULL_TARGET = 0.85
 
 CSV_FIELDS = [
     "started", "rep", "attempt", "kept", "peer", "size", "conns", "duration_s",
@@ -135,7 +155,7 @@ def children_cpu_s():
 
 
 # ---------------------------------------------------------------------------------------
-# wrk
+# wrk and hey
 # ---------------------------------------------------------------------------------------
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -169,6 +189,47 @@ def parse_wrk(out):
     return res
 
 
+def parse_hey(out):
+    """The same fields as parse_wrk, from hey's output (`hey -z D -c N URL`, Debian 0.1.4):
+    rps from "Requests/sec:" (hey counts failed requests in it too), p50/p99 from the
+    "Latency distribution" lines (in seconds, 4 decimals: 0.1 ms resolution), requests =
+    the sum of the "Status code distribution" counts (responses received), non2xx = those
+    with a status outside 2xx/3xx, sock_errors = the sum of the "Error distribution" counts
+    (connection and timeout errors: requests without a response)."""
+    res = {"non2xx": 0, "sock_errors": 0, "requests": 0}
+    m = re.search(r"^\s*Requests/sec:\s+([\d.]+)", out, re.M)
+    if not m:
+        raise ValueError("no 'Requests/sec:' line in hey output")
+    res["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}% in ([\d.]+) secs", out, re.M)
+        res[key] = float(m.group(1)) * 1000.0 if m else float("nan")
+    # "Status code distribution:" then "  [200]\t1234 responses" lines, up to the next
+    # section ("Error distribution:", lines "  [12]\tGet ...: connection refused").
+    m = re.search(r"^Status code distribution:\n(.*?)(?=^\S|\Z)", out, re.M | re.S)
+    if m:
+        for code, n in re.findall(r"^\s+\[(\d+)\]\s+(\d+) responses", m.group(1), re.M):
+            res["requests"] += int(n)
+            if not 200 <= int(code) < 400:
+                res["non2xx"] += int(n)
+    m = re.search(r"^Error distribution:\n(.*?)(?=^\S|\Z)", out, re.M | re.S)
+    if m:
+        res["sock_errors"] = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]", m.group(1), re.M))
+    if res["requests"] == 0 and res["sock_errors"] == 0:
+        raise ValueError("no status code or error counts in hey output")
+    return res
+
+
+def client_args(client, conns, duration, header, url, latency=True):
+    """The client's arguments for one run: `wrk -t1 -cN -dD [--latency] [-H h] URL` or
+    `hey -z D -c N [-H h] URL` (hey always prints its latency distribution)."""
+    if client == "hey":
+        if re.fullmatch(r"\d+", duration):   # wrk takes bare seconds, Go durations need a unit
+            duration += "s"
+        return ["-z", duration, "-c", str(conns)] + header + [url]
+    return ["-t1", f"-c{conns}", f"-d{duration}"] + (["--latency"] if latency else []) + header + [url]
+
+
 def wait_quiet(max_cores, timeout, sample=1.0):
     """Wait until the whole machine uses < max_cores over a `sample`-second window.
     Returns (seconds waited, was quiet)."""
@@ -185,7 +246,8 @@ def wait_quiet(max_cores, timeout, sample=1.0):
 
 
 def cmd_run_one(a):
-    wrk = shlex.split(a.wrk)
+    client = shlex.split(a.client_cmd)               # e.g. taskset -c 1 wrk
+    parse = parse_hey if a.client == "hey" else parse_wrk
     url = a.url
     header = ["-H", a.header] if a.header else []   # the JWT peers' bearer token
     proxy = [a.proxy_pid] if a.proxy_pid else []
@@ -200,15 +262,15 @@ def cmd_run_one(a):
         if not quiet:
             print(f"    machine still busy after {waited:.0f}s; measuring anyway", file=sys.stderr)
 
-        # Warm-up: same connections and URL, output discarded.
+        # Warm-up: same client, connections and URL, output discarded.
         if a.warmup != "0" and a.warmup != "0s":
-            subprocess.run(wrk + ["-t1", f"-c{a.conns}", f"-d{a.warmup}"] + header + [url],
+            subprocess.run(client + client_args(a.client, a.conns, a.warmup, header, url, latency=False),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
         # Measured run, bracketed by CPU snapshots.
         p0, o0, r0, all0 = tree_ticks(proxy), tree_ticks(origin), tree_ticks(redis), tree_ticks(ours)
         m0, me0, w0, t0 = machine_busy_ticks(), self_ticks(), children_cpu_s(), time.monotonic()
-        proc = subprocess.run(wrk + ["-t1", f"-c{a.conns}", f"-d{a.duration}", "--latency"] + header + [url],
+        proc = subprocess.run(client + client_args(a.client, a.conns, a.duration, header, url),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         elapsed = time.monotonic() - t0
         p1, o1, r1, all1 = tree_ticks(proxy), tree_ticks(origin), tree_ticks(redis), tree_ticks(ours)
@@ -217,21 +279,22 @@ def cmd_run_one(a):
 
         with open(a.raw, "a") as f:
             f.write(f"### {started} rep={a.rep} attempt={attempt} peer={a.peer} "
-                    f"size={a.size} conns={a.conns} url={url}\n{out}\n")
+                    f"size={a.size} conns={a.conns} client={a.client} url={url}\n{out}\n")
         # All our long-lived processes must have survived (a vanished one would also
         # falsify the "other CPU" figure).
         dead = [pid for pid in ours + [a.origin_pid, a.proxy_pid] if pid and not alive(pid)]
         if dead:
             print(f"process(es) {', '.join(map(str, sorted(set(dead))))} exited during the "
-                  f"{a.peer} {a.size} c={a.conns} run (see their logs); wrk said:\n{out}", file=sys.stderr)
+                  f"{a.peer} {a.size} c={a.conns} run (see their logs); {a.client} said:\n{out}",
+                  file=sys.stderr)
             sys.exit(3)
         if proc.returncode != 0:
-            print(f"wrk failed (exit {proc.returncode}):\n{out}", file=sys.stderr)
+            print(f"{a.client} failed (exit {proc.returncode}):\n{out}", file=sys.stderr)
             sys.exit(2)
         try:
-            w = parse_wrk(out)
+            w = parse(out)
         except (ValueError, AttributeError) as e:
-            print(f"cannot parse wrk output ({e}):\n{out}", file=sys.stderr)
+            print(f"cannot parse {a.client} output ({e}):\n{out}", file=sys.stderr)
             sys.exit(2)
 
         req = max(w["requests"], 1)
@@ -411,7 +474,7 @@ def cmd_report(a):
         out.append(f"- {line}")
     out.append("")
     out.append("Medians over the reps; req/s range is min–max. CPU µs/req is the CPU time of the "
-               "proxy process tree (or the origin) divided by the requests wrk completed — "
+               "proxy process tree (or the origin) divided by the requests the client completed — "
                "lower is better. errors = non-2xx/3xx responses + socket errors, summed over runs.\n")
     out.append("| body | conns | peer | req/s | req/s range | p50 ms | p99 ms | proxy CPU µs/req "
                "| origin CPU µs/req | errors | runs |")
@@ -452,6 +515,83 @@ def cmd_report(a):
                     continue
                 out.append(f"| {s} | {c} | {_k(g['rps'])} | {_k(n['rps'])} | {g['rps'] / n['rps']:.2f} "
                            f"| {g['us']:.1f} | {n['us']:.1f} | {g['us'] / n['us']:.2f} |")
+
+    # gatehouse vs bare Pingora (issue #8): the same framework with nothing of gatehouse on
+    # top, so gatehouse/pingora is what gatehouse's own code costs, and pingora/nginx what
+    # the framework costs next to nginx.
+    if PINGORA_PEER in peers and ("gatehouse" in peers or "nginx" in peers):
+        out.append("")
+        out.append("## gatehouse vs bare Pingora\n")
+        out.append(f"pingora is bare Pingora (examples/bare_pingora.rs: one listener, round robin over "
+                   f"the origin, no routing, filters, logging or metrics), built with the same profile "
+                   f"and Pingora version as gatehouse. gatehouse / pingora: req/s ratio < 1 means "
+                   f"gatehouse serves fewer requests per second, CPU ratio > 1 that it spends more CPU "
+                   f"per request; target (issue #8): req/s ratio ≥ {PINGORA_TARGET:.2f}. "
+                   f"pingora / nginx: the framework alone next to nginx.\n")
+        out.append("| body | conns | req/s gatehouse | req/s pingora | req/s ratio gatehouse/pingora "
+                   f"| ≥ {PINGORA_TARGET:.2f}× | µs/req gatehouse | µs/req pingora "
+                   "| CPU µs/req ratio gatehouse/pingora | req/s ratio pingora/nginx "
+                   "| CPU µs/req ratio pingora/nginx |")
+        out.append("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+        met = cells = 0
+        for s in sizes:
+            for c in conns:
+                b = med.get((s, c, PINGORA_PEER))
+                if not b:
+                    continue
+                g, n = med.get((s, c, "gatehouse")), med.get((s, c, "nginx"))
+                cols = [s, c, _k(g["rps"]) if g else "–", _k(b["rps"])]
+                if g:
+                    ok = g["rps"] / b["rps"] >= PINGORA_TARGET
+                    met, cells = met + ok, cells + 1
+                    cols += [f"{g['rps'] / b['rps']:.2f}", "met" if ok else "**missed**",
+                             f"{g['us']:.1f}", f"{b['us']:.1f}", f"{g['us'] / b['us']:.2f}"]
+                else:
+                    cols += ["–", "–", "–", f"{b['us']:.1f}", "–"]
+                cols += [f"{b['rps'] / n['rps']:.2f}" if n else "–", f"{b['us'] / n['us']:.2f}" if n else "–"]
+                out.append("| " + " | ".join(str(x) for x in cols) + " |")
+        if cells:
+            out.append("")
+            out.append(f"gatehouse ≥ {PINGORA_TARGET:.2f}× bare Pingora's req/s: met in {met} of {cells} "
+                       f"body × conns cell(s).")
+
+    # Full chain vs minimal: gatehouse-full has on its route what a typical deployment turns
+    # on (JWT HS256 with a valid token, a local rate limit that never triggers, the access
+    # log and metrics, /metrics scraped once a second), gatehouse nothing but the proxying.
+    if "gatehouse" in peers and FULL_PEER in peers:
+        out.append("")
+        out.append("## Full chain vs minimal\n")
+        out.append(f"gatehouse-full runs the same route as gatehouse (minimal: proxy only) with `auth: jwt` "
+                   f"(HS256, a valid bearer token in every request), a local `rate_limit` that never "
+                   f"triggers, `access_log: true` (one JSON line per request, to a file) and `metrics: true` "
+                   f"(admin listener's /metrics scraped once a second). req/s ratio < 1 means fewer "
+                   f"requests per second than minimal; target (issue #8): ≥ {FULL_TARGET:.2f}. extra µs/req "
+                   f"= difference of the CPU µs/req medians to minimal; p50 / p99 from the same runs.\n")
+        out.append(f"| body | conns | peer | req/s | req/s ratio to minimal | ≥ {FULL_TARGET:.2f}× "
+                   "| req/s ratio to nginx | CPU µs/req | extra µs/req | p50 ms | p99 ms |")
+        out.append("|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|")
+        met = cells = 0
+        for s in sizes:
+            for c in conns:
+                base = med.get((s, c, "gatehouse"))
+                f = med.get((s, c, FULL_PEER))
+                if not base or not f:
+                    continue
+                n = med.get((s, c, "nginx"))
+                ok = f["rps"] / base["rps"] >= FULL_TARGET
+                met, cells = met + ok, cells + 1
+                for label, j in (("gatehouse (minimal)", base), (FULL_PEER, f)):
+                    full = j is f
+                    target = ("met" if ok else "**missed**") if full else "–"
+                    to_nginx = f"{j['rps'] / n['rps']:.2f}" if n else "–"
+                    extra = f"{j['us'] - base['us']:+.1f}" if full else "–"
+                    out.append(f"| {s} | {c} | {label} | {_k(j['rps'])} | {j['rps'] / base['rps']:.2f} "
+                               f"| {target} | {to_nginx} | {j['us']:.1f} | {extra} "
+                               f"| {_lat(j['p50'])} | {_lat(j['p99'])} |")
+        if cells:
+            out.append("")
+            out.append(f"gatehouse-full ≥ {FULL_TARGET:.2f}× minimal gatehouse's req/s: met in {met} of "
+                       f"{cells} body × conns cell(s).")
 
     # JWT verification cost: the JWT peers are gatehouse with `auth: jwt` on the same route,
     # so their difference to `gatehouse` (proxy only) is what verifying the token costs.
@@ -591,6 +731,97 @@ def cmd_report(a):
     sys.stdout.write(text)
     with open(a.md, "w") as f:
         f.write(text)
+    if a.png:
+        title = f"gatehouse load test {a.stamp}: median req/s" + (f" ({a.client})" if a.client else "")
+        draw_chart(a.png, title, sizes, conns, peers, med)
+
+
+# ---------------------------------------------------------------------------------------
+# chart
+# ---------------------------------------------------------------------------------------
+
+# Fixed colours for the usual peers, so that charts of different runs read alike; any other
+# peer gets one of the spare colours.
+_PEER_COLOURS = {
+    "pingora": "#7f7f7f", "gatehouse": "#1f77b4", "gatehouse-full": "#17becf",
+    "gatehouse-cache": "#2ca02c", "nginx": "#ff7f0e", "direct": "#c7c7c7",
+}
+_SPARE_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#d62728", "#aec7e8", "#98df8a"]
+
+
+def _size_label(size):
+    return f"{size[:-1]} KiB" if size.endswith("k") else f"{size} B"
+
+
+def _warn(msg):
+    print(f"\nWARNING: {msg}\n", file=sys.stderr)
+
+
+def draw_chart(png, title, sizes, conns, peers, med):
+    """Grouped bars of the median req/s: one group per (size, conns), one bar per peer,
+    the value (k req/s) above each bar. Written by gnuplot (pngcairo if it has it, else
+    png) from a small .dat in a temp dir. A missing or failing gnuplot is a warning, not
+    an error: the Markdown report is already written."""
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        _warn(f"gnuplot not found: no chart ({png}). Install it (apt-get install -y gnuplot-nox).")
+        return
+    groups = [(s, c) for s in sizes for c in conns if any((s, c, p) in med for p in peers)]
+    if not groups:
+        return
+    terms = subprocess.run([gnuplot, "-e", "set terminal"], capture_output=True, text=True)
+    term = "pngcairo" if re.search(r"^\s*pngcairo\s", terms.stdout + terms.stderr, re.M) else "png"
+    npeers = len(peers)
+    width = max(900, 160 + len(groups) * (npeers * 34 + 40))
+    spare = iter(_SPARE_COLOURS * 3)
+    colours = [_PEER_COLOURS.get(p) or next(spare) for p in peers]
+    with tempfile.TemporaryDirectory(prefix="gatehouse-chart.") as d:
+        dat = os.path.join(d, "chart.dat")
+        with open(dat, "w") as f:
+            f.write("group\t" + "\t".join(peers) + "\n")
+            for s, c in groups:
+                vals = [med.get((s, c, p)) for p in peers]
+                f.write(f"{_size_label(s)}, {c} conns\t"
+                        + "\t".join(f"{v['rps']:.1f}" if v else "-" for v in vals) + "\n")
+        font = 'font "sans,10"' if term == "pngcairo" else ""
+        small = 'font ",8"'
+        script = [
+            f'set terminal {term} size {width},600 {font}',
+            f'set output "{png}"',
+            f'set title "{title}"',
+            'set datafile separator "\t"',
+            'set datafile missing "-"',
+            'set style data histogram',
+            'set style histogram cluster gap 1',
+            'set style fill solid 0.9 border rgb "#404040"',
+            'set boxwidth 0.95',
+            'set ylabel "median req/s (higher is better)"',
+            'set yrange [0:*]',
+            'set offsets 0, 0, graph 0.12, 0',   # room for the value labels
+            'set format y "%.0s%c"',
+            'set grid ytics',
+            'set xtics nomirror',
+            'set ytics nomirror',
+            'set key outside bottom center horizontal autotitle columnheader',   # all plots skip the header row
+            f'set xrange [-0.6:{len(groups) - 0.4}]',
+            'set bmargin 5',                      # the key below the group labels
+            f'n = {npeers}',
+            f'array colour[{npeers}] = [' + ", ".join(f'"{x}"' for x in colours) + ']',
+            # bar i (1-based) of the group in row $0 is centred at $0 + (i - (n+1)/2) / (n+1)
+            'plot for [i=1:n] "' + dat + '" using (column(i+1)):xtic(1) title columnheader(i+1) '
+            'lc rgb colour[i], \\',
+            '     for [i=1:n] "' + dat + '" using ($0 + (i - (n+1)/2.0) / (n+1.0)):(column(i+1)):'
+            '(sprintf("%.1fk", column(i+1) / 1000.0)) with labels rotate by 90 left offset 0,0.4 '
+            f'{small} notitle',
+        ]
+        gp = os.path.join(d, "chart.gp")
+        with open(gp, "w") as f:
+            f.write("\n".join(script) + "\n")
+        proc = subprocess.run([gnuplot, gp], capture_output=True, text=True)
+        if proc.returncode != 0 or not os.path.exists(png) or os.path.getsize(png) == 0:
+            _warn(f"gnuplot failed (exit {proc.returncode}), no chart ({png}):\n{proc.stderr.strip()}")
+            return
+    print(f"chart: {png} ({len(groups)} group(s) × {npeers} peer(s), gnuplot {term})", file=sys.stderr)
 
 
 def main():
@@ -607,8 +838,10 @@ def main():
     p.add_argument("--conns", required=True)
     p.add_argument("--rep", required=True)
     p.add_argument("--url", required=True)
-    p.add_argument("--header", default="", help="a request header for wrk -H ('' = none)")
-    p.add_argument("--wrk", required=True, help="wrk command prefix, e.g. 'taskset -c 1 wrk'")
+    p.add_argument("--header", default="", help="a request header for the client's -H ('' = none)")
+    p.add_argument("--client", choices=("wrk", "hey"), default="wrk", help="the load generator")
+    p.add_argument("--client-cmd", "--wrk", dest="client_cmd", required=True,
+                   help="client command prefix, e.g. 'taskset -c 1 wrk' or 'taskset -c 1 hey'")
     p.add_argument("--duration", required=True)
     p.add_argument("--warmup", required=True)
     p.add_argument("--proxy-pid", type=int, default=0, help="0 for the direct peer")
@@ -630,6 +863,8 @@ def main():
     p.add_argument("--meta", action="append", default=[])
     p.add_argument("--note", action="append", default=[])
     p.add_argument("--noise-max", type=float, default=0.25)
+    p.add_argument("--png", default="", help="also draw a bar chart of the median req/s here (gnuplot)")
+    p.add_argument("--client", default="", help="the client that measured (chart title)")
     p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("logsummary")

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# gatehouse load test: gatehouse vs nginx (reverse proxy) vs direct, all over loopback.
+# gatehouse load test: gatehouse vs bare Pingora vs nginx (reverse proxies) vs direct, all
+# over loopback.
 #
-#   bash loadtest/run.sh              # full run (~11 min): 3 sizes × 2 conn counts × 3 reps
-#   QUICK=1 bash loadtest/run.sh      # smoke run (~1 min)
+#   bash loadtest/run.sh              # full run (~25 min): 3 sizes × 2 conn counts × 3 reps × 6 peers
+#   QUICK=1 bash loadtest/run.sh      # smoke run (~2 min)
+#   PEERS="gatehouse nginx direct" bash loadtest/run.sh
+#                                     # the former default (~11 min)
+#   CLIENT=hey bash loadtest/run.sh   # the same matrix driven by hey instead of wrk
 #   PEERS="gatehouse gatehouse-hs256 gatehouse-rs256 nginx" bash loadtest/run.sh
 #                                     # + the cost of JWT verification (HS256, RS256)
 #   PEERS="gatehouse gatehouse-rl-local gatehouse-rl-global nginx" SIZES=2 CONNS=64 bash loadtest/run.sh
@@ -15,35 +19,46 @@
 #                                     # cache HITs vs proxied requests (make bench-cache)
 #
 # What it does (method: /work/shared/benchmarking.md, summary in loadtest/README.md):
-#   1. builds gatehouse (cargo build --release) and checks the tools it needs;
+#   1. builds gatehouse (cargo build --release) and, for the pingora peer, the bare Pingora
+#      proxy of examples/bare_pingora.rs (same profile), and checks the tools it needs;
 #   2. in a temp dir, starts an nginx ORIGIN (1 worker) serving `/` → "ok" and static files,
-#      gatehouse (threads 1) and an nginx REVERSE PROXY (1 worker, upstream keepalive) in
-#      front of it; "direct" is wrk straight at the origin; the optional peers
-#      gatehouse-hs256 / gatehouse-rs256 are more gatehouse processes whose route requires
-#      a JWT (HS256 secret / RS256 public key), sent by wrk as a bearer token;
+#      gatehouse (threads 1), bare Pingora (threads 1, round robin over the origin, nothing
+#      else: what the framework alone costs) and an nginx REVERSE PROXY (1 worker, upstream
+#      keepalive) in front of it; "direct" is the client straight at the origin; the optional
+#      peers gatehouse-hs256 / gatehouse-rs256 are more gatehouse processes whose route
+#      requires a JWT (HS256 secret / RS256 public key), sent by the client as a bearer token;
 #      gatehouse-rl-local / gatehouse-rl-global have a rate limit on the route that never
 #      triggers, counted in the process / in a redis-server started here;
 #      gatehouse-cache has `cache: true` on the route, so its measured requests are HITs;
-#      gatehouse-observed has the access log and metrics on (every other gatehouse has both
-#      off and no admin listener), its /metrics scraped once a second while measuring;
-#   3. iso layout on 2+ cores: the proxy alone on core 0, origin + wrk -t1 on core 1;
+#      gatehouse-observed has the access log and metrics on (every other gatehouse but
+#      gatehouse-full has both off and no admin listener), its /metrics scraped once a second
+#      while measuring; gatehouse-full has the whole chain on its route: JWT HS256, a local
+#      rate limit that never triggers, the access log and metrics (scraped likewise);
+#   3. iso layout on 2+ cores: the proxy alone on core 0, origin + client (wrk -t1 or hey)
+#      on core 1;
 #   4. checks every peer answers 200 with the exact body for every size (that the JWT
 #      peers answer 401 without a token or with a forged one, that the rate-limited
 #      peers send RateLimit-* headers, counted by Redis for the global one, and that only
-#      gatehouse-observed writes access lines and counts requests in /metrics);
-#   5. for each rep, size and connection count runs the peers interleaved (gatehouse,
-#      nginx, direct, gatehouse, …): wait for a quiet machine, warm up, measure with wrk,
-#      read the proxy's CPU time from /proc → CPU µs per request;
-#   6. prints a Markdown table (medians, ranges, gatehouse/nginx ratios, and the JWT
-#      verification / rate limit / observability cost when those peers ran) and saves it
-#      with the raw runs under loadtest/results/<timestamp>.{md,csv,raw}.
+#      gatehouse-observed and gatehouse-full write access lines and count requests in /metrics);
+#   5. for each rep, size and connection count runs the peers interleaved (pingora,
+#      gatehouse, …, nginx, direct, pingora, …): wait for a quiet machine, warm up, measure
+#      with the client (CLIENT=wrk or hey), read the proxy's CPU time from /proc → CPU µs per
+#      request;
+#   6. prints a Markdown table (medians, ranges, gatehouse/nginx ratios, gatehouse vs bare
+#      Pingora, the full chain vs minimal, and the JWT verification / rate limit /
+#      observability / cache sections when those peers ran) and saves it with the raw runs
+#      under loadtest/results/<timestamp>.{md,csv,raw}, plus a bar chart of the median
+#      req/s, <timestamp>.png (gnuplot).
 # Every process it starts is stopped on exit, Ctrl-C or failure.
 #
 # Knobs (environment):
 #   DURATION=10s WARMUP=2s REPS=3 CONNS="64 256" SIZES="2 4k 64k"
-#   PEERS="gatehouse nginx direct" (also: gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local
-#         gatehouse-rl-global gatehouse-observed gatehouse-cache)  PIN=1 (0 = no taskset)  QUICK=0
+#   PEERS="pingora gatehouse gatehouse-full gatehouse-cache nginx direct" (also:
+#         gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global
+#         gatehouse-observed)  PIN=1 (0 = no taskset)  QUICK=0
+#   CLIENT=wrk (or hey: Go, one process, much slower per request than wrk)  CHART=1 (0 = no PNG)
 #   BUILD=1 (0 = skip cargo build)  GATEHOUSE_BIN=target/release/gatehouse
+#   PINGORA_BIN=target/release/examples/bare_pingora
 #   QUIET_MAX=0.15 (cores) QUIET_TIMEOUT=30 (s) NOISE_MAX=0.25 (cores) REDO=2  KEEP_TMP=0
 #   NGINX_UPSTREAM_KEEPALIVE=512 (nginx's `keepalive N`: idle upstream connections kept; ≥ CONNS for a fair comparison)
 set -euo pipefail
@@ -63,9 +78,13 @@ WARMUP="${WARMUP:-2s}"
 REPS="${REPS:-3}"
 CONNS="${CONNS:-64 256}"
 SIZES="${SIZES:-2 4k 64k}"        # "2" = `return 200 "ok"`; others are static files (N or Nk bytes)
-PEERS="${PEERS:-gatehouse nginx direct}"
+PEERS="${PEERS:-pingora gatehouse gatehouse-full gatehouse-cache nginx direct}"
+CLIENT="${CLIENT:-wrk}"           # the load generator: wrk (-t1) or hey
+CHART="${CHART:-1}"               # 1 = bar chart of the median req/s, <stamp>.png (gnuplot)
+CHART_MISSING=0                   # 1 = wanted, but gnuplot is missing (warned at start and end)
 BUILD="${BUILD:-1}"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}"
+PINGORA_BIN="${PINGORA_BIN:-$ROOT/target/release/examples/bare_pingora}"
 QUIET_MAX="${QUIET_MAX:-0.15}"    # machine counts as quiet below this many busy cores
 QUIET_TIMEOUT="${QUIET_TIMEOUT:-30}"
 NOISE_MAX="${NOISE_MAX:-0.25}"    # redo a run if other processes used more cores than this
@@ -78,16 +97,32 @@ if [[ "$NCPU" -ge 2 ]]; then PIN="${PIN:-1}"; else PIN=0; fi
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-ALL_PEERS="gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache nginx direct"
+ALL_PEERS="pingora gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache gatehouse-full nginx direct"
 for peer in $PEERS; do
     [[ " $ALL_PEERS " == *" $peer "* ]] || die "unknown peer '$peer' in PEERS (${ALL_PEERS// /, })"
 done
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
+[[ "$CLIENT" == wrk || "$CLIENT" == hey ]] || die "unknown CLIENT '$CLIENT' (wrk or hey)"
 
 # ---------------------------------------------------------------------------------------
-# Tools: install nginx-light / wrk when missing (only as root), else say what is missing.
+# Tools: install nginx-light / wrk (or hey) / gnuplot when missing (only as root), else say
+# what is missing (gnuplot only draws the chart: without it, a loud warning and no chart).
 # ---------------------------------------------------------------------------------------
-declare -A PKG=([nginx]=nginx-light [wrk]=wrk [curl]=curl [python3]=python3 [taskset]=util-linux [getconf]=libc-bin)
+declare -A PKG=([nginx]=nginx-light [curl]=curl [python3]=python3 [taskset]=util-linux [getconf]=libc-bin)
+PKG[$CLIENT]=$CLIENT                                           # wrk or hey, same package names
+IS_ROOT=0
+if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then IS_ROOT=1; fi
+if [[ "$CHART" == 1 ]] && ! command -v gnuplot >/dev/null 2>&1; then
+    if [[ "$IS_ROOT" == 1 ]]; then
+        PKG[gnuplot]=gnuplot-nox                               # has the png / pngcairo terminals
+    else
+        log ""
+        log "WARNING: gnuplot is missing and this is not root: NO CHART (<stamp>.png) will be drawn."
+        log "WARNING: install it (apt-get install -y gnuplot-nox) or set CHART=0 to silence this."
+        log ""
+        CHART=0 CHART_MISSING=1
+    fi
+fi
 if has_peer gatehouse-rs256; then PKG[openssl]=openssl; fi   # generates its RSA key pair
 if has_peer gatehouse-rl-global; then                          # the Redis of its global limit
     PKG[redis-server]=redis-server PKG[redis-cli]=redis-tools
@@ -97,7 +132,7 @@ for tool in "${!PKG[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
-    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    if [[ "$IS_ROOT" == 1 ]]; then
         log "installing: ${missing[*]}"
         apt-get update
         DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
@@ -111,8 +146,18 @@ export CLK_TCK
 if [[ "$BUILD" == 1 ]]; then
     log "building gatehouse (cargo build --release)…"
     (cd "$ROOT" && cargo build --release) || die "cargo build --release failed"
+    # The bare Pingora baseline: same profile, same Pingora version (Cargo.lock), so that
+    # the difference to gatehouse is gatehouse's own code.
+    if has_peer pingora; then
+        log "building bare Pingora (cargo build --release --locked --example bare_pingora)…"
+        (cd "$ROOT" && cargo build --release --locked --example bare_pingora) ||
+            die "cargo build --release --locked --example bare_pingora failed"
+    fi
 fi
 [[ -x "$GATEHOUSE_BIN" ]] || die "no gatehouse binary at $GATEHOUSE_BIN"
+if has_peer pingora; then
+    [[ -x "$PINGORA_BIN" ]] || die "no bare Pingora binary at $PINGORA_BIN (BUILD=1 builds it)"
+fi
 
 # ---------------------------------------------------------------------------------------
 # Temp dir and cleanup
@@ -143,9 +188,10 @@ cleanup() {
             [[ $rc -ne 0 ]] || rc=1
             continue
         fi
-        # gatehouse (any of its peers): SIGINT = fast shutdown; nginx master: SIGTERM =
-        # fast shutdown (it also stops its worker); redis-server: SIGTERM (nothing to save).
-        if [[ "${NAME[$pid]}" == gatehouse* ]]; then
+        # gatehouse (any of its peers) and bare Pingora: SIGINT = fast shutdown (SIGTERM
+        # would be Pingora's graceful one); nginx master: SIGTERM = fast shutdown (it also
+        # stops its worker); redis-server: SIGTERM (nothing to save).
+        if [[ "${NAME[$pid]}" == gatehouse* || "${NAME[$pid]}" == pingora ]]; then
             kill -INT "$pid" 2>/dev/null || true
         else
             kill -TERM "$pid" 2>/dev/null || true
@@ -175,21 +221,23 @@ trap 'exit 143' TERM
 # Try to allow many sockets (256 client + upstream connections per peer).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# CPU layout: proxy alone on core 0, origin (+ Redis) + wrk on core 1.
+# CPU layout: proxy alone on core 0, origin (+ Redis) + the client on core 1.
 load_side="origin"
 if has_peer gatehouse-rl-global; then load_side+=", redis-server"; fi
+if [[ "$CLIENT" == wrk ]]; then CLIENT_DESC="wrk -t1"; else CLIENT_DESC="hey"; fi
 if [[ "$PIN" == 1 ]]; then
     PROXY_PIN=(taskset -c 0) LOAD_PIN=(taskset -c 1)
-    LAYOUT="iso: proxy on core 0; $load_side and wrk -t1 on core 1"
+    LAYOUT="iso: proxy on core 0; $load_side and $CLIENT_DESC on core 1"
 else
     PROXY_PIN=() LOAD_PIN=()
     LAYOUT="unpinned (PIN=0 or 1 core)"
 fi
 
 # Ports of the origin, gatehouse, the nginx proxy, the two JWT and the two rate-limited
-# gatehouse peers, the Redis of the global one, and gatehouse-observed and its admin listener.
+# gatehouse peers, the Redis of the global one, gatehouse-observed and its admin listener,
+# gatehouse-cache, bare Pingora, and gatehouse-full and its admin listener.
 read -r ORIGIN_PORT GH_PORT NGX_PORT HS_PORT RS_PORT RLL_PORT RLG_PORT REDIS_PORT OBS_PORT OBS_ADMIN_PORT CACHE_PORT \
-    < <(python3 "$HELPER" ports 11)
+    PINGORA_PORT FULL_PORT FULL_ADMIN_PORT < <(python3 "$HELPER" ports 14)
 
 # ---------------------------------------------------------------------------------------
 # Body sizes: "2" is the `return 200 "ok"` location at `/`, anything else (N or Nk bytes)
@@ -290,11 +338,12 @@ EOF
 # they cost beyond `gatehouse` is that feature: the JWT peers add `auth: jwt` on the route
 # (reading and verifying the token, passing the request on with X-User-ID), the
 # rate-limited peers a `rate_limit` on it, gatehouse-observed the access log, metrics and
-# an admin listener (top-level keys, which replace these defaults).
+# an admin listener (top-level keys, which replace these defaults), gatehouse-cache
+# `cache: true`; gatehouse-full has them all but the cache and the global limit.
 GATEHOUSE_DEFAULTS='access_log: false
 metrics: false
 admin: { listen: "" }'
-gatehouse_config() {   # $1 = peer name, $2 = port, $3 = top-level YAML, $4 = route YAML (both optional)
+gatehouse_config() {   # $1 = peer name, $2 = port, $3 = top-level YAML, $4 = route YAML (both optional, may be several lines)
     local name="$1" port="$2" top="${3:-}" route="${4:-}" line
     {
         cat <<EOF
@@ -317,15 +366,14 @@ routes:
     prefix: /
     upstream: origin
 EOF
-        [[ -z "$route" ]] || printf '    %s\n' "$route"
+        [[ -z "$route" ]] || sed 's/^/    /' <<<"$route"   # each line a key of the route
     } > "$TMP/$name.yaml"
 }
 
 gatehouse_config gatehouse "$GH_PORT"
+HS256_AUTH='auth: { jwt: { secret: "loadtest-secret-0123456789abcdef0123", algorithms: [HS256] } }'
 if has_peer gatehouse-hs256; then
-    gatehouse_config gatehouse-hs256 "$HS_PORT" \
-        'auth: { jwt: { secret: "loadtest-secret-0123456789abcdef0123", algorithms: [HS256] } }' \
-        'auth: jwt'
+    gatehouse_config gatehouse-hs256 "$HS_PORT" "$HS256_AUTH" 'auth: jwt'
 fi
 if has_peer gatehouse-rs256; then
     # A throwaway RSA 2048 key pair: gatehouse verifies with the public key, the
@@ -359,11 +407,13 @@ fi
 # peer's), the Prometheus collectors updated per request, and the admin listener on its
 # own port for /metrics, which a background loop scrapes once a second while measuring,
 # as Prometheus would (the scrapes' cost lands in this peer's CPU).
+declare -A METRICS_URL   # peer -> its /metrics (the observing peers only)
+observing() {   # $1 = admin port: the top-level YAML of an observing peer
+    printf 'access_log: true\nmetrics: true\nadmin: { listen: "127.0.0.1:%s" }\n' "$1"
+}
 if has_peer gatehouse-observed; then
-    gatehouse_config gatehouse-observed "$OBS_PORT" "access_log: true
-metrics: true
-admin: { listen: \"127.0.0.1:$OBS_ADMIN_PORT\" }"
-    OBS_METRICS_URL="http://127.0.0.1:$OBS_ADMIN_PORT/metrics"
+    gatehouse_config gatehouse-observed "$OBS_PORT" "$(observing "$OBS_ADMIN_PORT")"
+    METRICS_URL[gatehouse-observed]="http://127.0.0.1:$OBS_ADMIN_PORT/metrics"
 fi
 
 # gatehouse-cache: the same route with `cache: true`. The origin says nothing about
@@ -371,6 +421,18 @@ fi
 # one URL (warm-up + measurement); the check below makes sure HITs are what is measured.
 if has_peer gatehouse-cache; then
     gatehouse_config gatehouse-cache "$CACHE_PORT" "" "cache: true"
+fi
+
+# gatehouse-full: the whole request chain of a typical deployment on the one route, i.e.
+# gatehouse-hs256 + gatehouse-rl-local + gatehouse-observed in one process: the JWT (HS256,
+# the client sends a valid bearer token), a local rate limit that never triggers, the
+# access log (stderr → its log file in the temp dir) and metrics, with its own admin
+# listener, scraped once a second like gatehouse-observed's.
+if has_peer gatehouse-full; then
+    gatehouse_config gatehouse-full "$FULL_PORT" "$HS256_AUTH
+$(observing "$FULL_ADMIN_PORT")" "auth: jwt
+$(rl_route local)"
+    METRICS_URL[gatehouse-full]="http://127.0.0.1:$FULL_ADMIN_PORT/metrics"
 fi
 
 # nginx -e (startup error log) exists since 1.19.5; older versions log to the compiled-in path.
@@ -439,7 +501,22 @@ start_gatehouse() {   # $1 = peer name, $2 = port; sets STARTED_PID
     wait_ready "$name" "$STARTED_PID" "http://127.0.0.1:$2/health" "$TMP/$name.log"
 }
 
-GH_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0 RLL_PID=0 RLG_PID=0 OBS_PID=0 CACHE_PID=0
+# Bare Pingora: the same pinning, its own pid file and upgrade socket in the temp dir
+# (--dir), round robin over the one origin. It has no /health: ready when `/` answers
+# through it. Its stderr goes to pingora.log.
+start_pingora() {   # sets STARTED_PID
+    "${PROXY_PIN[@]}" env -u PORT RUST_LOG=info "$PINGORA_BIN" --listen "127.0.0.1:$PINGORA_PORT" \
+        --upstream "127.0.0.1:$ORIGIN_PORT" --threads 1 --dir "$TMP" > "$TMP/pingora.log" 2>&1 &
+    STARTED_PID=$!
+    started "$STARTED_PID" pingora "$TMP/pingora.log"
+    wait_ready pingora "$STARTED_PID" "http://127.0.0.1:$PINGORA_PORT/" "$TMP/pingora.log"
+}
+
+PINGORA_PID=0 GH_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0 RLL_PID=0 RLG_PID=0 OBS_PID=0 CACHE_PID=0 FULL_PID=0
+if has_peer pingora; then
+    start_pingora
+    PINGORA_PID=$STARTED_PID
+fi
 if has_peer gatehouse; then
     start_gatehouse gatehouse "$GH_PORT"
     GH_PID=$STARTED_PID
@@ -468,6 +545,10 @@ if has_peer gatehouse-cache; then
     start_gatehouse gatehouse-cache "$CACHE_PORT"
     CACHE_PID=$STARTED_PID
 fi
+if has_peer gatehouse-full; then
+    start_gatehouse gatehouse-full "$FULL_PORT"
+    FULL_PID=$STARTED_PID
+fi
 if has_peer nginx; then
     start_nginx nginx-proxy "${PROXY_PIN[@]}"
     NGX_PID=$STARTED_PID
@@ -479,6 +560,7 @@ peer_port() {
         gatehouse) echo "$GH_PORT";; gatehouse-hs256) echo "$HS_PORT";; gatehouse-rs256) echo "$RS_PORT";;
         gatehouse-rl-local) echo "$RLL_PORT";; gatehouse-rl-global) echo "$RLG_PORT";;
         gatehouse-observed) echo "$OBS_PORT";; gatehouse-cache) echo "$CACHE_PORT";;
+        gatehouse-full) echo "$FULL_PORT";; pingora) echo "$PINGORA_PORT";;
         nginx) echo "$NGX_PORT";; direct) echo "$ORIGIN_PORT";; *) die "unknown peer '$1'";;
     esac
 }
@@ -487,6 +569,7 @@ peer_pid() {
         gatehouse) echo "$GH_PID";; gatehouse-hs256) echo "$HS_PID";; gatehouse-rs256) echo "$RS_PID";;
         gatehouse-rl-local) echo "$RLL_PID";; gatehouse-rl-global) echo "$RLG_PID";;
         gatehouse-observed) echo "$OBS_PID";; gatehouse-cache) echo "$CACHE_PID";;
+        gatehouse-full) echo "$FULL_PID";; pingora) echo "$PINGORA_PID";;
         nginx) echo "$NGX_PID";; direct) echo 0;;
     esac
 }
@@ -505,7 +588,8 @@ mint_token() {   # $1 = peer, rest = extra arguments of `gatehouse token`
 }
 if has_peer gatehouse-hs256; then mint_token gatehouse-hs256; fi
 if has_peer gatehouse-rs256; then mint_token gatehouse-rs256 --key "$TMP/jwt_private.pem"; fi
-# The request header a peer needs ("" for all but the JWT peers).
+if has_peer gatehouse-full; then mint_token gatehouse-full; fi
+# The request header a peer needs ("" for all but the JWT peers and gatehouse-full).
 peer_header() { if [[ -n "${TOKEN[$1]:-}" ]]; then echo "Authorization: Bearer ${TOKEN[$1]}"; fi; }
 
 # ---------------------------------------------------------------------------------------
@@ -543,16 +627,18 @@ for peer in $PEERS; do
     log "$peer answers 401 without a token and with a forged one"
 done
 
-# The rate-limited peers must really count: every response carries RateLimit-Limit and a
-# RateLimit-Remaining below it. For the global peer that proves Redis answered: when it
-# cannot, the decision follows `on_redis_error: allow` and reports remaining == limit.
-# gatehouse connects to Redis in the background on the first global decision, so the
-# first few requests may be such fallbacks: retry for up to 5 s.
+# The rate-limited peers (and gatehouse-full, with its token) must really count: every
+# response carries RateLimit-Limit and a RateLimit-Remaining below it. For the global peer
+# that proves Redis answered: when it cannot, the decision follows `on_redis_error: allow`
+# and reports remaining == limit. gatehouse connects to Redis in the background on the
+# first global decision, so the first few requests may be such fallbacks: retry for up to 5 s.
 for peer in $PEERS; do
-    [[ "$peer" == gatehouse-rl-* ]] || continue
+    [[ "$peer" == gatehouse-rl-* || "$peer" == gatehouse-full ]] || continue
     url="http://127.0.0.1:$(peer_port "$peer")/"
+    header="$(peer_header "$peer")" hdr=()
+    [[ -z "$header" ]] || hdr=(-H "$header")
     for i in $(seq 50); do
-        hdrs="$(curl -s -D - -o /dev/null "$url" | tr -d '\r' | tr 'A-Z' 'a-z' || true)"
+        hdrs="$(curl -s "${hdr[@]}" -D - -o /dev/null "$url" | tr -d '\r' | tr 'A-Z' 'a-z' || true)"
         limit="$(sed -n 's/^ratelimit-limit: *//p' <<<"$hdrs")"
         remaining="$(sed -n 's/^ratelimit-remaining: *//p' <<<"$hdrs")"
         [[ "$limit" == "$RL_LIMIT" && "$remaining" =~ ^[0-9]+$ && "$remaining" -lt "$RL_LIMIT" ]] && break
@@ -574,19 +660,20 @@ if has_peer gatehouse-cache; then
     log "gatehouse-cache answers X-Cache: HIT for sizes: $SIZES"
 fi
 
-# Only gatehouse-observed observes. The checks above went through every peer, so its log
-# must hold access lines (JSON with "request_id"; retried for up to 2 s in case a write
-# lags) and its /metrics a non-zero request count for the route, while no other gatehouse
-# peer may have written a single access line.
+# Only gatehouse-observed and gatehouse-full observe. The checks above went through every
+# peer, so their logs must hold access lines (JSON with "request_id"; retried for up to 2 s
+# in case a write lags) and their /metrics a non-zero request count for the route, while
+# no other gatehouse peer may have written a single access line.
 for peer in $PEERS; do
     [[ "$peer" == gatehouse* ]] || continue
-    if [[ "$peer" == gatehouse-observed ]]; then
+    murl="${METRICS_URL[$peer]:-}"
+    if [[ -n "$murl" ]]; then
         for _ in $(seq 20); do grep -q '"request_id"' "$TMP/$peer.log" && break; sleep 0.1; done
         grep -q '"request_id"' "$TMP/$peer.log" || die "$peer: no access line (\"request_id\") in $TMP/$peer.log"
-        curl -s "$OBS_METRICS_URL" > "$TMP/metrics.txt" || die "$peer: cannot fetch $OBS_METRICS_URL"
-        grep -Eq '^gateway_requests_total\{[^}]*route="bench"[^}]*\} [1-9]' "$TMP/metrics.txt" ||
-            die "$peer: no non-zero gateway_requests_total for route bench in $OBS_METRICS_URL (saved in $TMP/metrics.txt)"
-        log "$peer writes access lines to its log and counts requests in $OBS_METRICS_URL"
+        curl -s "$murl" > "$TMP/$peer-metrics.txt" || die "$peer: cannot fetch $murl"
+        grep -Eq '^gateway_requests_total\{[^}]*route="bench"[^}]*\} [1-9]' "$TMP/$peer-metrics.txt" ||
+            die "$peer: no non-zero gateway_requests_total for route bench in $murl (saved in $TMP/$peer-metrics.txt)"
+        log "$peer writes access lines to its log and counts requests in $murl"
     elif grep -q '"request_id"' "$TMP/$peer.log"; then
         die "$peer: access lines in $TMP/$peer.log, but its config has access_log: false"
     fi
@@ -598,21 +685,23 @@ done
 STAMP="$(date +%Y%m%d-%H%M%S)"
 RESULTS="$HERE/results"
 mkdir -p "$RESULTS"
-CSV="$RESULTS/$STAMP.csv" MD="$RESULTS/$STAMP.md" RAW="$RESULTS/$STAMP.raw"
-OURS="$ORIGIN_PID,$GH_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$OBS_PID,$CACHE_PID,$REDIS_PID"
+CSV="$RESULTS/$STAMP.csv" MD="$RESULTS/$STAMP.md" RAW="$RESULTS/$STAMP.raw" PNG="$RESULTS/$STAMP.png"
+OURS="$ORIGIN_PID,$GH_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$OBS_PID,$CACHE_PID,$REDIS_PID,$PINGORA_PID,$FULL_PID"
 n_runs=$(( REPS * $(wc -w <<<"$SIZES") * $(wc -w <<<"$CONNS") * $(wc -w <<<"$PEERS") ))
-log "measuring: $n_runs runs of $DURATION (after $WARMUP warm-up each); results → $CSV"
+log "measuring with $CLIENT: $n_runs runs of $DURATION (after $WARMUP warm-up each); results → $CSV"
 
-# gatehouse-observed's /metrics, scraped once a second from the load core until the end;
-# each scrape's HTTP status goes to scrapes.log. curl's own CPU (~0.01 core) counts as
-# "other" in the noise check.
-if has_peer gatehouse-observed; then
+# The observing peers' /metrics (gatehouse-observed, gatehouse-full), each scraped once a
+# second from the load core until the end; each scrape's HTTP status goes to
+# scrapes-<peer>.log. curl's own CPU (~0.01 core each) counts as "other" in the noise check.
+for peer in $PEERS; do
+    murl="${METRICS_URL[$peer]:-}"
+    [[ -n "$murl" ]] || continue
     while :; do
-        "${LOAD_PIN[@]}" curl -s -o /dev/null -w '%{http_code}\n' "$OBS_METRICS_URL" >> "$TMP/scrapes.log" || true
+        "${LOAD_PIN[@]}" curl -s -o /dev/null -w '%{http_code}\n' "$murl" >> "$TMP/scrapes-$peer.log" || true
         sleep 1
     done &
-    started $! metrics-scraper "$TMP/scrapes.log"
-fi
+    started $! "metrics-scraper ($peer)" "$TMP/scrapes-$peer.log"
+done
 
 for rep in $(seq "$REPS"); do
     for s in $SIZES; do
@@ -622,7 +711,8 @@ for rep in $(seq "$REPS"); do
                     --peer "$peer" --size "$s" --conns "$c" --rep "$rep" \
                     --url "http://127.0.0.1:$(peer_port "$peer")$(size_path "$s")" \
                     --header "$(peer_header "$peer")" \
-                    --wrk "${LOAD_PIN[*]} wrk" --duration "$DURATION" --warmup "$WARMUP" \
+                    --client "$CLIENT" --client-cmd "${LOAD_PIN[*]} $CLIENT" \
+                    --duration "$DURATION" --warmup "$WARMUP" \
                     --proxy-pid "$(peer_pid "$peer")" --origin-pid "$ORIGIN_PID" \
                     --redis-pid "$(peer_redis_pid "$peer")" --ours "$OURS" \
                     --quiet-max "$QUIET_MAX" --quiet-timeout "$QUIET_TIMEOUT" \
@@ -637,7 +727,7 @@ done
 # ---------------------------------------------------------------------------------------
 # Warnings and errors in the logs of the proxies and the origin, grouped by message.
 notes=()
-for name in gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache; do
+for name in pingora gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache gatehouse-full; do
     if has_peer "$name"; then notes+=("$(python3 "$HELPER" logsummary "$name" "$TMP/$name.log")"); fi
 done
 for name in nginx-proxy origin; do
@@ -651,18 +741,25 @@ if [[ "$REDIS_PID" != 0 ]]; then notes+=("$(python3 "$HELPER" logsummary redis "
 if has_peer gatehouse-rl-global && ! grep -q 'follow on_redis_error' "$TMP/gatehouse-rl-global.log"; then
     notes+=("gatehouse-rl-global: no Redis failure in its log, so Redis made every measured decision (no on_redis_error fallback).")
 fi
-# What gatehouse-observed wrote to its log, and how its scrapes went.
-if has_peer gatehouse-observed; then
+# What the observing peers (gatehouse-observed, gatehouse-full) wrote to their logs, and
+# how their scrapes went.
+for peer in $PEERS; do
+    [[ -n "${METRICS_URL[$peer]:-}" ]] || continue
     read -r access_lines access_mb access_b < <(awk '/"request_id"/ { n++; b += length($0) + 1 }
-        END { printf "%d %.0f %.0f\n", n, b / 1e6, n ? b / n : 0 }' "$TMP/gatehouse-observed.log")
-    scrapes="$(wc -l < "$TMP/scrapes.log" 2>/dev/null || echo 0)"
-    scrapes_ok="$(grep -cx 200 "$TMP/scrapes.log" 2>/dev/null || true)"
-    notes+=("gatehouse-observed: $access_lines access lines in its log, $access_mb MB (≈ $access_b B a line; warm-ups and checks included); /metrics scraped $scrapes times, ${scrapes_ok:-0} answered 200.")
-fi
+        END { printf "%d %.0f %.0f\n", n, b / 1e6, n ? b / n : 0 }' "$TMP/$peer.log")
+    scrapes="$(wc -l < "$TMP/scrapes-$peer.log" 2>/dev/null || echo 0)"
+    scrapes_ok="$(grep -cx 200 "$TMP/scrapes-$peer.log" 2>/dev/null || true)"
+    notes+=("$peer: $access_lines access lines in its log, $access_mb MB (≈ $access_b B a line; warm-ups and checks included); /metrics scraped $scrapes times, ${scrapes_ok:-0} answered 200.")
+done
 
 cpu_model="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
 nginx_version="$(nginx -v 2>&1 | sed 's/^nginx version: //' || true)"
-wrk_version="$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2 || true)"
+if [[ "$CLIENT" == wrk ]]; then
+    client_version="$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2 || true) -t1"
+else
+    # hey has no version flag: the package's version, where there is one.
+    client_version="hey $(dpkg-query -W -f='${Version}' hey 2>/dev/null || echo '(version unknown)') (Go, -z DURATION -c CONNS)"
+fi
 gh_rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')"
 [[ -z "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] || gh_rev+=" + uncommitted changes"
 jwt_peers=""
@@ -684,16 +781,34 @@ cache_peers=""
 if has_peer gatehouse-cache; then
     cache_peers="; gatehouse-cache = the same gatehouse with \`cache: true\` on the route (every measured request a HIT)"
 fi
+full_peers=""
+if has_peer gatehouse-full; then
+    full_peers="; gatehouse-full = the same gatehouse with the full chain: \`auth: jwt\` (HS256, the client sending a valid bearer token), \`$(rl_route local)\` (never triggers), \`access_log: true\` (its log in a file), \`metrics: true\` and an admin listener (/metrics scraped once a second)"
+fi
+pingora_peer=""
+if has_peer pingora; then
+    pingora_built="$(date -r "$PINGORA_BIN" '+%F %H:%M')"
+    pingora_ver="$(sed -n '/^name = "pingora"$/{n;s/^version = "\(.*\)"$/\1/p;q}' "$ROOT/Cargo.lock" 2>/dev/null || true)"
+    pingora_peer="; pingora = bare Pingora ${pingora_ver:-(version unknown)} (examples/bare_pingora.rs, binary built $pingora_built, threads 1, one round-robin upstream, no logging or metrics)"
+fi
 report_args=(
-    --stamp "$STAMP" --noise-max "$NOISE_MAX"
+    --stamp "$STAMP" --noise-max "$NOISE_MAX" --client "$CLIENT"
     --meta "machine: $NCPU cores ($cpu_model), Linux $(uname -r)"
     --meta "layout: $LAYOUT"
-    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false, metrics false, no admin listener)$jwt_peers$rl_peers$obs_peers$cache_peers; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = wrk → origin"
-    --meta "origin: nginx, 1 worker, \`return 200 \"ok\"\` for 2 B, static files otherwise; client: $wrk_version -t1"
+    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false, metrics false, no admin listener)$jwt_peers$rl_peers$obs_peers$cache_peers$full_peers$pingora_peer; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = $CLIENT → origin"
+    --meta "origin: nginx, 1 worker, \`return 200 \"ok\"\` for 2 B, static files otherwise"
+    --meta "client: $client_version"
     --meta "runs: $REPS rep(s) × $DURATION after $WARMUP warm-up, conns: $CONNS, sizes: $SIZES (bytes, k = KiB)"
 )
 for n in "${notes[@]}"; do [[ -z "$n" ]] || report_args+=(--note "$n"); done
+if [[ "$CHART" == 1 ]]; then report_args+=(--png "$PNG"); fi
 echo
 python3 "$HELPER" report "$CSV" "$MD" "${report_args[@]}"
 log ""
-log "saved: $MD, $CSV (raw wrk output: $RAW)"
+saved="$MD, $CSV (raw $CLIENT output: $RAW)"
+if [[ "$CHART" == 1 && -s "$PNG" ]]; then saved+=", chart: $PNG"; fi
+log "saved: $saved"
+if [[ "$CHART_MISSING" == 1 ]]; then
+    log ""
+    log "WARNING: no chart drawn: gnuplot is missing (apt-get install -y gnuplot-nox)."
+fi
