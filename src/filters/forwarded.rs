@@ -3,33 +3,46 @@
 
 use crate::proxy::RequestCtx;
 use http::header::HOST;
+use http::HeaderValue;
 use pingora::http::RequestHeader;
+use std::io::Write;
 
 pub struct Forwarded;
 
+// Pingora's insert_header takes names as `&'static str` without a copy (a `HeaderName`
+// is copied into a titled form first), hence strings here.
 const XFF: &str = "x-forwarded-for";
+const XFP: &str = "x-forwarded-proto";
+const XFH: &str = "x-forwarded-host";
 
 impl Forwarded {
     pub fn apply(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
         // The hop that reached us, not the client resolved through trusted proxies: each
         // proxy appends its own peer.
         if let Some(ip) = ctx.peer_ip {
-            let previous: Vec<&str> = req
-                .headers
-                .get_all(XFF)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            let chain = if previous.is_empty() {
-                ip.to_string()
+            let chain = if req.headers.contains_key(XFF) {
+                let previous: Vec<&str> = req
+                    .headers
+                    .get_all(XFF)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                HeaderValue::try_from(format!("{}, {ip}", previous.join(", ")))
             } else {
-                format!("{}, {ip}", previous.join(", "))
+                // The common case: the address alone, formatted without a String.
+                let mut buf = [0u8; 48];
+                let mut cursor = &mut buf[..];
+                let _ = write!(cursor, "{ip}");
+                let len = 48 - cursor.len();
+                HeaderValue::from_bytes(&buf[..len])
             };
-            req.insert_header(XFF, chain)?;
+            if let Ok(chain) = chain {
+                req.insert_header(XFF, chain)?;
+            }
         }
-        req.insert_header("x-forwarded-proto", ctx.scheme)?;
+        req.insert_header(XFP, HeaderValue::from_static(ctx.scheme))?;
         if let Some(host) = req.headers.get(HOST).cloned() {
-            req.insert_header("x-forwarded-host", host)?;
+            req.insert_header(XFH, host)?;
         }
         Ok(())
     }

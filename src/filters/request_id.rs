@@ -2,19 +2,31 @@
 //! and returned on the response, and written in the access log.
 
 use crate::proxy::RequestCtx;
+use http::HeaderValue;
 use pingora::http::RequestHeader;
 
+/// A `&'static str`: Pingora's insert_header copies a `HeaderName` into a titled form.
 pub const HEADER: &str = "x-request-id";
 
 /// Longest client-supplied id that is kept.
 const MAX_LEN: usize = 128;
 
-/// The id for this request: the client's if sane, else a fresh UUID.
-pub fn for_request(req: &RequestHeader) -> String {
+/// The id for this request: the client's if sane, else a fresh UUID. A header value, so
+/// that the upstream request and the response share it without copying.
+pub fn for_request(req: &RequestHeader) -> HeaderValue {
     match req.headers.get(HEADER) {
-        Some(v) if is_sane(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
-        _ => uuid::Uuid::new_v4().hyphenated().to_string(),
+        Some(v) if is_sane(v.as_bytes()) => v.clone(),
+        _ => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
+        }
     }
+}
+
+/// The id as text (every id [`for_request`] makes is ASCII).
+pub fn as_str(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or("-")
 }
 
 /// Short, and only characters that are safe in logs, headers and JSON.
@@ -26,7 +38,7 @@ pub struct PropagateRequestId;
 
 impl PropagateRequestId {
     pub fn apply(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
-        req.insert_header(HEADER, ctx.request_id.as_str())
+        req.insert_header(HEADER, ctx.request_id.clone())
     }
 }
 
@@ -39,7 +51,7 @@ mod tests {
         if let Some(v) = value {
             req.insert_header(HEADER, v).unwrap();
         }
-        for_request(&req)
+        as_str(&for_request(&req)).to_string()
     }
 
     #[test]

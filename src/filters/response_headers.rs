@@ -5,25 +5,36 @@
 
 use super::request_id;
 use crate::proxy::RequestCtx;
-use http::header::{CONNECTION, UPGRADE};
+use http::header::{CONNECTION, TE, UPGRADE};
+use http::HeaderName;
 use pingora::http::ResponseHeader;
 
 /// Hop-by-hop response headers that are never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 3] = ["keep-alive", "proxy-connection", "te"];
+const HOP_BY_HOP: [HeaderName; 5] = [
+    CONNECTION,
+    UPGRADE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    TE,
+];
+/// A `&'static str`: Pingora's insert_header copies a `HeaderName` into a titled form.
+const SERVER_TIMING: &str = "server-timing";
 
 /// For responses relayed from an upstream.
 pub fn upstream_response(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
     // A 101 keeps Connection/Upgrade: they are the handshake.
-    if resp.status != http::StatusCode::SWITCHING_PROTOCOLS {
+    let hop_by_hop = if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        &HOP_BY_HOP[2..]
+    } else {
         drop_connection_nominated(resp);
-        resp.remove_header(&CONNECTION);
-        resp.remove_header(&UPGRADE);
-    }
-    for name in HOP_BY_HOP {
-        resp.remove_header(name);
-    }
-    for name in &ctx.snapshot.edge.config.headers.remove {
-        resp.remove_header(name);
+        &HOP_BY_HOP[..]
+    };
+    // Removing costs a lookup in two maps (Pingora keeps the original case apart): look
+    // first, as most responses carry none of these.
+    for name in hop_by_hop.iter().chain(&ctx.snapshot.edge.config.headers.remove) {
+        if resp.headers.contains_key(name) {
+            resp.remove_header(name);
+        }
     }
     finish(resp, ctx)
 }
@@ -38,13 +49,13 @@ pub fn finish(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()
     if let Some(policy) = ctx.route().and_then(|r| r.cors.as_ref()) {
         policy.decorate(resp, ctx.origin.as_ref())?;
     }
-    resp.insert_header("server-timing", server_timing(ctx))?;
+    resp.insert_header(SERVER_TIMING, server_timing(ctx))?;
     if let Some(decision) = &ctx.rate_limit {
         for (name, value) in super::rate_limit::headers(decision) {
             resp.insert_header(name, value)?;
         }
     }
-    resp.insert_header(request_id::HEADER, ctx.request_id.as_str())
+    resp.insert_header(request_id::HEADER, ctx.request_id.clone())
 }
 
 /// `gateway;dur=…, upstream;dur=…` in milliseconds: the gateway's own time so far, and the

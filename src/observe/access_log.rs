@@ -53,7 +53,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let line = AccessLine {
         ts: jiff::Timestamp::now(),
-        request_id: &ctx.request_id,
+        request_id: crate::filters::request_id::as_str(&ctx.request_id),
         trace_id: ctx.trace.as_ref().map(|t| t.trace_id.as_str()),
         client_ip: ctx.client_ip,
         method: req.method.as_str(),

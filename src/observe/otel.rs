@@ -42,7 +42,7 @@ impl<'a> SpanEnd<'a> {
             path: req.uri.path(),
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
             upstream: ctx.attempt.as_ref().map(|a| a.target.target().config.spec.clone()),
-            request_id: &ctx.request_id,
+            request_id: crate::filters::request_id::as_str(&ctx.request_id),
         }
     }
 }

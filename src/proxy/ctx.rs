@@ -16,7 +16,7 @@ pub struct RequestCtx {
     /// Pinned once in `new_ctx`: a reload mid-request cannot mix config generations.
     pub snapshot: Arc<Snapshot>,
     pub started: Instant,
-    pub request_id: String,
+    pub request_id: HeaderValue,
     /// The socket peer.
     pub peer_ip: Option<IpAddr>,
     /// The client: the peer, or the X-Forwarded-For entry behind trusted proxies.
@@ -72,7 +72,7 @@ impl RequestCtx {
         RequestCtx {
             snapshot,
             started: Instant::now(),
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
             peer_ip: None,
             client_ip: None,
             scheme: "http",

@@ -24,7 +24,7 @@ pub async fn error(session: &mut Session, ctx: &RequestCtx, err: &GatewayError) 
     let body = serde_json::to_vec(&ErrorBody {
         error: &message,
         status,
-        request_id: &ctx.request_id,
+        request_id: crate::filters::request_id::as_str(&ctx.request_id),
     })
     .unwrap_or_default();
     let mut resp = ResponseHeader::build(status, Some(8))?;
