@@ -194,6 +194,8 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
     fixed("tls.h2", running.tls_h2 != new.tls_h2);
     fixed("h2c", running.h2c != new.h2c);
     fixed("reuse_port", running.reuse_port != new.reuse_port);
+    fixed("read_buffer", running.read_buffer != new.read_buffer);
+    fixed("tls.read_buffer", running.tls_read_buffer != new.tls_read_buffer);
     fixed("cache.max_size", running.cache.max_size != new.cache.max_size);
     if problems.is_empty() {
         Ok(())

@@ -15,7 +15,7 @@ use crate::supervisor::Supervisor;
 use crate::tls::CertResolver;
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
-use pingora::listeners::TcpSocketOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
 use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -96,12 +96,21 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         .server_options(options)
         .build();
     for addr in &listen {
-        proxy.add_tcp_with_settings(&addr.to_string(), socket.clone());
+        proxy.add_listener(
+            ListenerConfig::tcp(addr.to_string())
+                .tcp_socket_options(socket.clone())
+                .l4_buffer(L4BufferSettings::default().read(config.server.read_buffer)),
+        );
     }
     for addr in &tls_listen {
         let settings = CertResolver::settings(shared.clone(), tls_h2)
             .map_err(|e| ConfigError::single("tls", "tls.listen", format!("cannot set up TLS: {e}")))?;
-        proxy.add_tls_with_settings(&addr.to_string(), Some(socket.clone()), settings);
+        proxy.add_listener(
+            ListenerConfig::tcp(addr.to_string())
+                .tcp_socket_options(socket.clone())
+                .tls(settings)
+                .l4_buffer(L4BufferSettings::default().read(config.server.tls_read_buffer)),
+        );
     }
     server.add_service(proxy).add_dependency(&bootstrap);
     let supervisor = Supervisor::new(shared.clone());

@@ -4,7 +4,7 @@
 use super::error::Problems;
 use super::model::{CacheSettings, RouteCache};
 use super::raw::RawCache;
-use super::validate::parse_duration;
+use super::validate::{parse_duration, parse_size};
 use std::time::Duration;
 
 pub const DEFAULT_MAX_SIZE: u64 = 128 << 20;
@@ -20,8 +20,8 @@ pub fn settings(raw: Option<&RawCache>, p: &mut Problems) -> CacheSettings {
     let raw = raw.unwrap_or(&default);
     let size = |value: &Option<String>, path: &str, default: u64, p: &mut Problems| match value {
         None => default,
-        Some(s) => match s.parse::<bytesize::ByteSize>() {
-            Ok(b) if b.as_u64() > 0 => b.as_u64(),
+        Some(s) => match parse_size(s) {
+            Ok(n) if n > 0 => n,
             _ => {
                 p.push(path, format!("\"{s}\" is not a size above zero (use 64KiB, 128MiB)"));
                 default

@@ -48,6 +48,9 @@ pub struct RawConfig {
     pub h2c: Option<bool>,
     /// SO_REUSEPORT on the listeners, so several gatehouse processes can share a port.
     pub reuse_port: Option<bool>,
+    /// User-space read buffer per plain-HTTP client connection (default 0: none; the HTTP
+    /// parser reads into its own 4 KiB header buffer anyway).
+    pub read_buffer: Option<String>,
     /// The shared response cache; routes opt in with their own `cache:`.
     pub cache: Option<RawCache>,
     /// Credentials the routes' `auth:` can ask for.
@@ -95,6 +98,9 @@ pub struct RawTls {
     pub redirect_http: Option<bool>,
     /// Offer HTTP/2 through ALPN (default true).
     pub h2: Option<bool>,
+    /// User-space read buffer per TLS client connection (default 64KiB, Pingora's: OpenSSL
+    /// reads a record header, then the record, and the buffer saves a syscall for each).
+    pub read_buffer: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -4,7 +4,7 @@
 use super::error::Problems;
 use super::model::*;
 use super::raw::{RawApiKeys, RawAuth, RawConfig, RawCors, RawIntrospection, RawJwt, RawRoute, RawSecurityHeaders};
-use super::validate::parse_duration;
+use super::validate::{parse_duration, parse_size};
 use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -424,14 +424,14 @@ fn cidrs(list: &Option<Vec<String>>, path: &str, p: &mut Problems) -> Vec<IpNet>
 /// `1MiB`, `64KiB`, `1000` (bytes).
 fn size(value: &Option<String>, path: &str, p: &mut Problems) -> Option<u64> {
     let s = value.as_ref()?;
-    match s.parse::<bytesize::ByteSize>() {
-        Ok(b) if b.as_u64() > 0 => Some(b.as_u64()),
+    match parse_size(s) {
+        Ok(n) if n > 0 => Some(n),
         Ok(_) => {
             p.push(path, "must be greater than zero");
             None
         }
-        Err(_) => {
-            p.push(path, format!("\"{s}\" is not a size (use 64KiB, 1MiB, 10MB)"));
+        Err(e) => {
+            p.push(path, e);
             None
         }
     }

@@ -167,3 +167,16 @@ fn bad_cache_config_is_refused_with_its_path() {
     let all = messages(parse_yaml(text, "t", &bad_switch).unwrap_err()).join("\n");
     assert!(all.contains("ENABLE_CACHING"), "{all}");
 }
+
+#[test]
+fn read_buffers_default_parse_and_are_bounded() {
+    let routes = "upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\nroutes: [{ prefix: /, upstream: u }]\n";
+    let c = parse(routes).unwrap();
+    assert_eq!((c.server.read_buffer, c.server.tls_read_buffer), (0, 64 * 1024));
+    let c = parse(&format!("read_buffer: 16KiB\n{routes}")).unwrap();
+    assert_eq!(c.server.read_buffer, 16 * 1024);
+    let all = messages(parse(&format!("read_buffer: 2MiB\n{routes}")).unwrap_err()).join("\n");
+    assert!(all.contains("read_buffer: must be at most 1MiB"), "{all}");
+    let all = messages(parse(&format!("read_buffer: big\n{routes}")).unwrap_err()).join("\n");
+    assert!(all.contains("read_buffer: \"big\" is not a size"), "{all}");
+}

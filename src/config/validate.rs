@@ -110,6 +110,13 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         redirect_http: false,
         h2c: raw.h2c.unwrap_or(false),
         reuse_port: raw.reuse_port.unwrap_or(false),
+        read_buffer: read_buffer(&raw.read_buffer, "read_buffer", DEFAULT_READ_BUFFER, p),
+        tls_read_buffer: read_buffer(
+            &raw.tls.as_ref().and_then(|t| t.read_buffer.clone()),
+            "tls.read_buffer",
+            DEFAULT_TLS_READ_BUFFER,
+            p,
+        ),
         cache: cache::settings(raw.cache.as_ref(), p),
     }
 }
@@ -459,6 +466,30 @@ fn positive_duration(value: &Option<String>, path: &str, default: Duration, p: &
 }
 
 /// `250ms`, `5s`, `1m`, `1h30m`.
+/// `1MiB`, `64KiB`, `1000` (bytes), `0`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| format!("\"{s}\" is not a size (use 64KiB, 1MiB, 10MB)"))
+}
+
+/// A buffer size of at most `MAX_READ_BUFFER` (0 allowed: no buffer).
+fn read_buffer(value: &Option<String>, path: &str, default: usize, p: &mut Problems) -> usize {
+    let Some(s) = value else { return default };
+    match parse_size(s) {
+        Ok(n) if n <= MAX_READ_BUFFER as u64 => n as usize,
+        Ok(_) => {
+            p.push(path, "must be at most 1MiB");
+            default
+        }
+        Err(e) => {
+            p.push(path, e);
+            default
+        }
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("\"{s}\" is not a duration (use 250ms, 5s, 1m)");
     let signed: jiff::SignedDuration = s.trim().parse().map_err(|_| bad())?;

@@ -70,6 +70,9 @@ impl ProxyHttp for Gateway {
             // `Connection: close` on this response: the client reconnects elsewhere.
             session.set_keepalive(None);
         }
+        // Answer pipelined HTTP/1.1 requests in order, as nginx does, instead of Pingora's
+        // default of closing the connection after the first and dropping the rest.
+        session.downstream_session.set_pipelining_enabled(true);
         admit::identify(session, ctx);
         if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
             ctx.span = Some(spans.start(trace, ctx.started));
