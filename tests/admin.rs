@@ -271,6 +271,14 @@ async fn metrics_count_requests_latencies_and_refusals() {
         timing.starts_with("gateway;dur=") && timing.contains("upstream;dur="),
         "{timing}"
     );
+    for metric in timing.split(", ") {
+        let (_, dur) = metric.split_once(";dur=").unwrap();
+        let (_, fraction) = dur.split_once('.').unwrap_or_default();
+        assert!(
+            dur.parse::<f64>().is_ok_and(|ms| ms >= 0.0) && fraction.len() == 3,
+            "{timing}"
+        );
+    }
 }
 
 async fn eventually_metrics(gw: &Gateway, ready: impl Fn(&str) -> bool) -> String {

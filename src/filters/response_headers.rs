@@ -6,8 +6,9 @@
 use super::request_id;
 use crate::proxy::RequestCtx;
 use http::header::{CONNECTION, TE, UPGRADE};
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
+use std::io::Write;
 
 /// Hop-by-hop response headers that are never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [HeaderName; 5] = [
@@ -59,16 +60,30 @@ pub fn finish(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()
 }
 
 /// `gateway;dur=…, upstream;dur=…` in milliseconds: the gateway's own time so far, and the
-/// upstream's time to its response header.
-fn server_timing(ctx: &RequestCtx) -> String {
+/// upstream's time to its response header. Written as integers into a stack buffer: float
+/// formatting cost ≈ 2,000 instructions per request.
+fn server_timing(ctx: &RequestCtx) -> HeaderValue {
     let total = ctx.started.elapsed();
-    match ctx.upstream_ttfb {
-        Some(up) => format!(
-            "gateway;dur={:.3}, upstream;dur={:.3}",
-            total.saturating_sub(up).as_secs_f64() * 1000.0,
-            up.as_secs_f64() * 1000.0
-        ),
-        None => format!("gateway;dur={:.3}", total.as_secs_f64() * 1000.0),
+    let mut buf = [0u8; 96];
+    let mut cursor = &mut buf[..];
+    let ms = |d: std::time::Duration| {
+        let us = d.as_micros();
+        (us / 1000, us % 1000)
+    };
+    let written = match ctx.upstream_ttfb {
+        Some(up) => {
+            let ((g, gf), (u, uf)) = (ms(total.saturating_sub(up)), ms(up));
+            write!(cursor, "gateway;dur={g}.{gf:03}, upstream;dur={u}.{uf:03}")
+        }
+        None => {
+            let (g, gf) = ms(total);
+            write!(cursor, "gateway;dur={g}.{gf:03}")
+        }
+    };
+    let len = 96 - cursor.len();
+    match written {
+        Ok(()) => HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("gateway")),
+        Err(_) => HeaderValue::from_static("gateway"),
     }
 }
 

@@ -54,7 +54,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
     let line = AccessLine {
         ts: jiff::Timestamp::now(),
         request_id: crate::filters::request_id::as_str(&ctx.request_id),
-        trace_id: ctx.trace.as_ref().map(|t| t.trace_id.as_str()),
+        trace_id: ctx.trace.as_ref().map(|t| t.trace_id()),
         client_ip: ctx.client_ip,
         method: req.method.as_str(),
         path: req.uri.path(),

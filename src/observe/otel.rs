@@ -69,13 +69,13 @@ impl SpanExport {
 
     /// The server span of a request that started at `started`.
     pub fn start(&self, trace: &TraceContext, started: Instant) -> Span {
-        let trace_id = TraceId::from_hex(&trace.trace_id).unwrap_or(TraceId::INVALID);
-        let flags = if trace.flags == "00" {
+        let trace_id = TraceId::from_hex(trace.trace_id()).unwrap_or(TraceId::INVALID);
+        let flags = if trace.flags() == "00" {
             TraceFlags::default()
         } else {
             TraceFlags::SAMPLED
         };
-        let parent = match trace.parent_id.as_deref().and_then(|p| SpanId::from_hex(p).ok()) {
+        let parent = match trace.parent_id().and_then(|p| SpanId::from_hex(p).ok()) {
             Some(parent) => Context::new().with_remote_span_context(SpanContext::new(
                 trace_id,
                 parent,
@@ -90,7 +90,7 @@ impl SpanExport {
             .span_builder("gatehouse")
             .with_kind(SpanKind::Server)
             .with_trace_id(trace_id)
-            .with_span_id(SpanId::from_hex(&trace.span_id).unwrap_or(SpanId::INVALID))
+            .with_span_id(SpanId::from_hex(trace.span_id()).unwrap_or(SpanId::INVALID))
             .with_start_time(start_time)
             .start_with_context(&self.tracer, &parent)
     }
