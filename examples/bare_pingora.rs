@@ -66,7 +66,7 @@ fn args() -> std::result::Result<Args, String> {
     Ok(args)
 }
 
-fn main() {
+pub fn main() {
     let args = match args() {
         Ok(args) => args,
         Err(e) => {

@@ -48,7 +48,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     fi
 fi
 if [[ "$BUILD" == 1 ]]; then
-    (cd "$ROOT" && cargo build --release --locked && cargo build --release --locked --example bare_pingora) >&2
+    (cd "$ROOT" && cargo build --release --locked && cargo build --release --locked --examples) >&2
 fi
 
 TMP="$(mktemp -d)"
@@ -233,7 +233,7 @@ out="$HERE/results/$stamp-instructions.md"
     echo "socket calls is not counted, and is about the same for all three: 2 reads, 2 writes and"
     echo "one getsockopt/getpeername per request by strace), $REQUESTS requests of"
     echo "SIZE=$SIZE after $WARMUP warm-up requests, hey -c $CONNS, keep-alive both sides;"
-    echo "gatehouse $(git -C "$ROOT" rev-parse --short HEAD) config \`$CONFIG\`, threads 1; bare Pingora = examples/bare_pingora.rs."
+    echo "gatehouse $(git -C "$ROOT" rev-parse --short HEAD) config \`$CONFIG\`, threads 1; bare Pingora = examples/$(basename "$PINGORA_BIN").rs."
     echo
     echo "| peer | instructions | per request | ratio to bare Pingora | ratio to nginx |"
     echo "|---|---:|---:|---:|---:|"

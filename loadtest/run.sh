@@ -149,9 +149,9 @@ if [[ "$BUILD" == 1 ]]; then
     # The bare Pingora baseline: same profile, same Pingora version (Cargo.lock), so that
     # the difference to gatehouse is gatehouse's own code.
     if has_peer pingora; then
-        log "building bare Pingora (cargo build --release --locked --example bare_pingora)…"
-        (cd "$ROOT" && cargo build --release --locked --example bare_pingora) ||
-            die "cargo build --release --locked --example bare_pingora failed"
+        log "building bare Pingora (cargo build --release --locked --examples)…"
+        (cd "$ROOT" && cargo build --release --locked --examples) ||
+            die "cargo build --release --locked --examples failed"
     fi
 fi
 [[ -x "$GATEHOUSE_BIN" ]] || die "no gatehouse binary at $GATEHOUSE_BIN"
@@ -789,7 +789,7 @@ pingora_peer=""
 if has_peer pingora; then
     pingora_built="$(date -r "$PINGORA_BIN" '+%F %H:%M')"
     pingora_ver="$(sed -n '/^name = "pingora"$/{n;s/^version = "\(.*\)"$/\1/p;q}' "$ROOT/Cargo.lock" 2>/dev/null || true)"
-    pingora_peer="; pingora = bare Pingora ${pingora_ver:-(version unknown)} (examples/bare_pingora.rs, binary built $pingora_built, threads 1, one round-robin upstream, no logging or metrics)"
+    pingora_peer="; pingora = bare Pingora ${pingora_ver:-(version unknown)} (examples/$(basename "$PINGORA_BIN").rs, binary built $pingora_built, threads 1, one round-robin upstream, no logging or metrics)"
 fi
 report_args=(
     --stamp "$STAMP" --noise-max "$NOISE_MAX" --client "$CLIENT"

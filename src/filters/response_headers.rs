@@ -10,9 +10,9 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use std::io::Write;
 
-/// Hop-by-hop response headers that are never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 5] = [
-    CONNECTION,
+/// Hop-by-hop response headers that are never forwarded (RFC 9110 §7.6.1), besides
+/// `Connection` itself, which Pingora replaces with its own on HTTP/1 and drops on h2.
+const HOP_BY_HOP: [HeaderName; 4] = [
     UPGRADE,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -25,16 +25,20 @@ const SERVER_TIMING: &str = "server-timing";
 pub fn upstream_response(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
     // A 101 keeps Connection/Upgrade: they are the handshake.
     let hop_by_hop = if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
-        &HOP_BY_HOP[2..]
+        &HOP_BY_HOP[1..]
     } else {
         drop_connection_nominated(resp);
         &HOP_BY_HOP[..]
     };
-    // Removing costs a lookup in two maps (Pingora keeps the original case apart): look
-    // first, as most responses carry none of these.
-    for name in hop_by_hop.iter().chain(&ctx.snapshot.edge.config.headers.remove) {
-        if resp.headers.contains_key(name) {
-            resp.remove_header(name);
+    let configured = &ctx.snapshot.edge.config.headers.remove;
+    let unwanted = |name: &HeaderName| hop_by_hop.contains(name) || configured.contains(name);
+    // One pass over the handful of names the upstream sent: most responses carry none of
+    // these, and each removal looks in two maps (Pingora keeps the original case apart).
+    if resp.headers.keys().any(unwanted) {
+        for name in hop_by_hop.iter().chain(configured) {
+            if resp.headers.contains_key(name) {
+                resp.remove_header(name);
+            }
         }
     }
     finish(resp, ctx)

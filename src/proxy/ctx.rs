@@ -53,8 +53,9 @@ pub struct RequestCtx {
     pub upstream_ttfb: Option<std::time::Duration>,
     /// The W3C trace this request belongs to.
     pub trace: Option<TraceContext>,
-    /// The exported server span, when OTLP export is on.
-    pub span: Option<opentelemetry_sdk::trace::Span>,
+    /// The exported server span, when OTLP export is on. Boxed: the SDK's span is 384
+    /// bytes, and the context is moved along with Pingora's request future.
+    pub span: Option<Box<opentelemetry_sdk::trace::Span>>,
     /// How the response cache took part (caching routes only), once known.
     pub cache: Option<crate::cache::CacheOutcome>,
 }

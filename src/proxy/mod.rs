@@ -75,7 +75,7 @@ impl ProxyHttp for Gateway {
         session.downstream_session.set_pipelining_enabled(true);
         admit::identify(session, ctx);
         if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
-            ctx.span = Some(spans.start(trace, ctx.started));
+            ctx.span = Some(Box::new(spans.start(trace, ctx.started)));
         }
         match admit::decide(session, ctx).await {
             Decision::Proxy => Ok(false),
@@ -240,7 +240,7 @@ impl ProxyHttp for Gateway {
             self.metrics.record(&metrics::RequestRecord::of(session, ctx));
         }
         if let Some(span) = ctx.span.take() {
-            otel::finish(span, otel::SpanEnd::of(session, ctx));
+            otel::finish(*span, otel::SpanEnd::of(session, ctx));
         }
     }
 }
