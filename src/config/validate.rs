@@ -465,7 +465,6 @@ fn positive_duration(value: &Option<String>, path: &str, default: Duration, p: &
     }
 }
 
-/// `250ms`, `5s`, `1m`, `1h30m`.
 /// `1MiB`, `64KiB`, `1000` (bytes), `0`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     s.trim()
@@ -490,6 +489,7 @@ fn read_buffer(value: &Option<String>, path: &str, default: usize, p: &mut Probl
     }
 }
 
+/// `250ms`, `5s`, `1m`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("\"{s}\" is not a duration (use 250ms, 5s, 1m)");
     let signed: jiff::SignedDuration = s.trim().parse().map_err(|_| bad())?;
