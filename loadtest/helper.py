@@ -73,6 +73,7 @@ PINGORA_TARGET = 0.95
 # metrics), compared with `gatehouse` in the "Full chain vs minimal" section; target: at
 # least FULL_TARGET × minimal gatehouse's req/s.
 FULL_PEER = "gatehouse-full"
+ALT_PEER = "gatehouse-alt"
 FULL_TARGET = 0.85
 
 CSV_FIELDS = [
@@ -555,6 +556,26 @@ def cmd_report(a):
             out.append(f"gatehouse ≥ {PINGORA_TARGET:.2f}× bare Pingora's req/s: met in {met} of {cells} "
                        f"body × conns cell(s).")
 
+    # A/B of a setting: gatehouse-alt is gatehouse plus the top-level keys in ALT (run.sh
+    # says which in the peers line), interleaved with it in the same run.
+    if "gatehouse" in peers and ALT_PEER in peers:
+        out.append("")
+        out.append("## gatehouse-alt vs gatehouse\n")
+        out.append("gatehouse-alt is the minimal gatehouse with the top-level keys given in ALT (see the "
+                   "peers line above). req/s ratio > 1: the setting serves more; CPU ratio < 1: it "
+                   "spends less CPU per request.\n")
+        out.append("| body | conns | req/s gatehouse | req/s alt | req/s ratio alt/gatehouse "
+                   "| µs/req gatehouse | µs/req alt | CPU µs/req ratio | p99 ms gatehouse | p99 ms alt |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s in sizes:
+            for c in conns:
+                g, x = med.get((s, c, "gatehouse")), med.get((s, c, ALT_PEER))
+                if not g or not x:
+                    continue
+                out.append(f"| {s} | {c} | {_k(g['rps'])} | {_k(x['rps'])} | {x['rps'] / g['rps']:.2f} "
+                           f"| {g['us']:.1f} | {x['us']:.1f} | {x['us'] / g['us']:.2f} "
+                           f"| {_lat(g['p99'])} | {_lat(x['p99'])} |")
+
     # Full chain vs minimal: gatehouse-full has on its route what a typical deployment turns
     # on (JWT HS256 with a valid token, a local rate limit that never triggers, the access
     # log and metrics, /metrics scraped once a second), gatehouse nothing but the proxying.
@@ -744,7 +765,7 @@ def cmd_report(a):
 # peer gets one of the spare colours.
 _PEER_COLOURS = {
     "pingora": "#7f7f7f", "gatehouse": "#1f77b4", "gatehouse-full": "#17becf",
-    "gatehouse-cache": "#2ca02c", "nginx": "#ff7f0e", "direct": "#c7c7c7",
+    "gatehouse-cache": "#2ca02c", "gatehouse-alt": "#9467bd", "nginx": "#ff7f0e", "direct": "#c7c7c7",
 }
 _SPARE_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#d62728", "#aec7e8", "#98df8a"]
 

@@ -12,6 +12,7 @@
 #
 # Knobs: REQUESTS=20000 WARMUP=2000 CONNS=8 SIZE=2 (2 = `return 200 "ok"`, or Nk)
 #        PEERS="nginx pingora gatehouse" TOP=25 CONFIG=minimal|full BUILD=1
+#        GATEHOUSE_TOP='work_stealing: false' (more top-level YAML for gatehouse's config)
 # Needs: valgrind (callgrind, callgrind_control, callgrind_annotate), nginx, hey, curl.
 # Output: stdout and loadtest/results/<stamp>-instructions.md (the raw profiles stay in a
 # temp dir, KEEP_TMP=1 keeps it).
@@ -27,6 +28,7 @@ PEERS="${PEERS:-nginx pingora gatehouse}"
 TOP="${TOP:-25}"
 CONFIG="${CONFIG:-minimal}"
 BUILD="${BUILD:-1}"
+GATEHOUSE_TOP="${GATEHOUSE_TOP:-}"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}"
 PINGORA_BIN="${PINGORA_BIN:-$ROOT/target/release/examples/bare_pingora}"
 
@@ -103,6 +105,7 @@ EOF
     else
         printf 'access_log: false\nmetrics: false\nadmin: { listen: "" }\n'
     fi
+    [[ -z "$GATEHOUSE_TOP" ]] || printf '%s\n' "$GATEHOUSE_TOP"
     cat <<EOF
 upstreams:
   origin: { targets: ["127.0.0.1:$ORIGIN_PORT"], keepalive_timeout: 60s }
@@ -233,7 +236,7 @@ out="$HERE/results/$stamp-instructions.md"
     echo "socket calls is not counted, and is about the same for all three: 2 reads, 2 writes and"
     echo "one getsockopt/getpeername per request by strace), $REQUESTS requests of"
     echo "SIZE=$SIZE after $WARMUP warm-up requests, hey -c $CONNS, keep-alive both sides;"
-    echo "gatehouse $(git -C "$ROOT" rev-parse --short HEAD) config \`$CONFIG\`, threads 1; bare Pingora = examples/$(basename "$PINGORA_BIN").rs."
+    echo "gatehouse $(git -C "$ROOT" rev-parse --short HEAD) config \`$CONFIG\`${GATEHOUSE_TOP:+ + \`$GATEHOUSE_TOP\`}, threads 1; bare Pingora = examples/$(basename "$PINGORA_BIN").rs."
     echo
     echo "| peer | instructions | per request | ratio to bare Pingora | ratio to nginx |"
     echo "|---|---:|---:|---:|---:|"

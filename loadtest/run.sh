@@ -55,7 +55,9 @@
 #   DURATION=10s WARMUP=2s REPS=3 CONNS="64 256" SIZES="2 4k 64k"
 #   PEERS="pingora gatehouse gatehouse-full gatehouse-cache nginx direct" (also:
 #         gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global
-#         gatehouse-observed)  PIN=1 (0 = no taskset)  QUICK=0
+#         gatehouse-observed gatehouse-alt)  PIN=1 (0 = no taskset)  QUICK=0
+#   ALT='work_stealing: false' (gatehouse-alt = gatehouse + these top-level YAML keys: an
+#         A/B of a setting in one interleaved run)
 #   CLIENT=wrk (or hey: Go, one process, much slower per request than wrk)  CHART=1 (0 = no PNG)
 #   BUILD=1 (0 = skip cargo build)  GATEHOUSE_BIN=target/release/gatehouse
 #   PINGORA_BIN=target/release/examples/bare_pingora
@@ -97,11 +99,13 @@ if [[ "$NCPU" -ge 2 ]]; then PIN="${PIN:-1}"; else PIN=0; fi
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-ALL_PEERS="pingora gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache gatehouse-full nginx direct"
+ALL_PEERS="pingora gatehouse gatehouse-alt gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache gatehouse-full nginx direct"
 for peer in $PEERS; do
     [[ " $ALL_PEERS " == *" $peer "* ]] || die "unknown peer '$peer' in PEERS (${ALL_PEERS// /, })"
 done
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
+ALT="${ALT:-}"
+! has_peer gatehouse-alt || [[ -n "$ALT" ]] || die "peer gatehouse-alt needs ALT='top-level YAML' (e.g. ALT='work_stealing: false')"
 [[ "$CLIENT" == wrk || "$CLIENT" == hey ]] || die "unknown CLIENT '$CLIENT' (wrk or hey)"
 
 # ---------------------------------------------------------------------------------------
@@ -235,9 +239,9 @@ fi
 
 # Ports of the origin, gatehouse, the nginx proxy, the two JWT and the two rate-limited
 # gatehouse peers, the Redis of the global one, gatehouse-observed and its admin listener,
-# gatehouse-cache, bare Pingora, and gatehouse-full and its admin listener.
+# gatehouse-cache, bare Pingora, gatehouse-full and its admin listener, and gatehouse-alt.
 read -r ORIGIN_PORT GH_PORT NGX_PORT HS_PORT RS_PORT RLL_PORT RLG_PORT REDIS_PORT OBS_PORT OBS_ADMIN_PORT CACHE_PORT \
-    PINGORA_PORT FULL_PORT FULL_ADMIN_PORT < <(python3 "$HELPER" ports 14)
+    PINGORA_PORT FULL_PORT FULL_ADMIN_PORT ALT_PORT < <(python3 "$HELPER" ports 15)
 
 # ---------------------------------------------------------------------------------------
 # Body sizes: "2" is the `return 200 "ok"` location at `/`, anything else (N or Nk bytes)
@@ -371,6 +375,10 @@ EOF
 }
 
 gatehouse_config gatehouse "$GH_PORT"
+# gatehouse-alt: the minimal config plus the top-level keys in ALT (a tuning A/B).
+if has_peer gatehouse-alt; then
+    gatehouse_config gatehouse-alt "$ALT_PORT" "$ALT"
+fi
 HS256_AUTH='auth: { jwt: { secret: "loadtest-secret-0123456789abcdef0123", algorithms: [HS256] } }'
 if has_peer gatehouse-hs256; then
     gatehouse_config gatehouse-hs256 "$HS_PORT" "$HS256_AUTH" 'auth: jwt'
@@ -512,7 +520,7 @@ start_pingora() {   # sets STARTED_PID
     wait_ready pingora "$STARTED_PID" "http://127.0.0.1:$PINGORA_PORT/" "$TMP/pingora.log"
 }
 
-PINGORA_PID=0 GH_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0 RLL_PID=0 RLG_PID=0 OBS_PID=0 CACHE_PID=0 FULL_PID=0
+PINGORA_PID=0 GH_PID=0 ALT_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0 RLL_PID=0 RLG_PID=0 OBS_PID=0 CACHE_PID=0 FULL_PID=0
 if has_peer pingora; then
     start_pingora
     PINGORA_PID=$STARTED_PID
@@ -520,6 +528,10 @@ fi
 if has_peer gatehouse; then
     start_gatehouse gatehouse "$GH_PORT"
     GH_PID=$STARTED_PID
+fi
+if has_peer gatehouse-alt; then
+    start_gatehouse gatehouse-alt "$ALT_PORT"
+    ALT_PID=$STARTED_PID
 fi
 if has_peer gatehouse-hs256; then
     start_gatehouse gatehouse-hs256 "$HS_PORT"
@@ -557,7 +569,7 @@ fi
 
 peer_port() {
     case "$1" in
-        gatehouse) echo "$GH_PORT";; gatehouse-hs256) echo "$HS_PORT";; gatehouse-rs256) echo "$RS_PORT";;
+        gatehouse) echo "$GH_PORT";; gatehouse-alt) echo "$ALT_PORT";; gatehouse-hs256) echo "$HS_PORT";; gatehouse-rs256) echo "$RS_PORT";;
         gatehouse-rl-local) echo "$RLL_PORT";; gatehouse-rl-global) echo "$RLG_PORT";;
         gatehouse-observed) echo "$OBS_PORT";; gatehouse-cache) echo "$CACHE_PORT";;
         gatehouse-full) echo "$FULL_PORT";; pingora) echo "$PINGORA_PORT";;
@@ -566,7 +578,7 @@ peer_port() {
 }
 peer_pid() {
     case "$1" in
-        gatehouse) echo "$GH_PID";; gatehouse-hs256) echo "$HS_PID";; gatehouse-rs256) echo "$RS_PID";;
+        gatehouse) echo "$GH_PID";; gatehouse-alt) echo "$ALT_PID";; gatehouse-hs256) echo "$HS_PID";; gatehouse-rs256) echo "$RS_PID";;
         gatehouse-rl-local) echo "$RLL_PID";; gatehouse-rl-global) echo "$RLG_PID";;
         gatehouse-observed) echo "$OBS_PID";; gatehouse-cache) echo "$CACHE_PID";;
         gatehouse-full) echo "$FULL_PID";; pingora) echo "$PINGORA_PID";;
@@ -686,7 +698,7 @@ STAMP="$(date +%Y%m%d-%H%M%S)"
 RESULTS="$HERE/results"
 mkdir -p "$RESULTS"
 CSV="$RESULTS/$STAMP.csv" MD="$RESULTS/$STAMP.md" RAW="$RESULTS/$STAMP.raw" PNG="$RESULTS/$STAMP.png"
-OURS="$ORIGIN_PID,$GH_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$OBS_PID,$CACHE_PID,$REDIS_PID,$PINGORA_PID,$FULL_PID"
+OURS="$ORIGIN_PID,$GH_PID,$ALT_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$OBS_PID,$CACHE_PID,$REDIS_PID,$PINGORA_PID,$FULL_PID"
 n_runs=$(( REPS * $(wc -w <<<"$SIZES") * $(wc -w <<<"$CONNS") * $(wc -w <<<"$PEERS") ))
 log "measuring with $CLIENT: $n_runs runs of $DURATION (after $WARMUP warm-up each); results → $CSV"
 
@@ -727,7 +739,7 @@ done
 # ---------------------------------------------------------------------------------------
 # Warnings and errors in the logs of the proxies and the origin, grouped by message.
 notes=()
-for name in pingora gatehouse gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache gatehouse-full; do
+for name in pingora gatehouse gatehouse-alt gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache gatehouse-full; do
     if has_peer "$name"; then notes+=("$(python3 "$HELPER" logsummary "$name" "$TMP/$name.log")"); fi
 done
 for name in nginx-proxy origin; do
@@ -777,6 +789,10 @@ obs_peers=""
 if has_peer gatehouse-observed; then
     obs_peers="; gatehouse-observed = the same gatehouse with \`access_log: true\`, \`metrics: true\` and an admin listener, its log (stderr, RUST_LOG=info) in a file, /metrics scraped once a second"
 fi
+alt_peer=""
+if has_peer gatehouse-alt; then
+    alt_peer="; gatehouse-alt = the same gatehouse with \`${ALT//$'\n'/; }\`"
+fi
 cache_peers=""
 if has_peer gatehouse-cache; then
     cache_peers="; gatehouse-cache = the same gatehouse with \`cache: true\` on the route (every measured request a HIT)"
@@ -795,7 +811,7 @@ report_args=(
     --stamp "$STAMP" --noise-max "$NOISE_MAX" --client "$CLIENT"
     --meta "machine: $NCPU cores ($cpu_model), Linux $(uname -r)"
     --meta "layout: $LAYOUT"
-    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false, metrics false, no admin listener)$jwt_peers$rl_peers$obs_peers$cache_peers$full_peers$pingora_peer; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = $CLIENT → origin"
+    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false, metrics false, no admin listener)$alt_peer$jwt_peers$rl_peers$obs_peers$cache_peers$full_peers$pingora_peer; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = $CLIENT → origin"
     --meta "origin: nginx, 1 worker, \`return 200 \"ok\"\` for 2 B, static files otherwise"
     --meta "client: $client_version"
     --meta "runs: $REPS rep(s) × $DURATION after $WARMUP warm-up, conns: $CONNS, sizes: $SIZES (bytes, k = KiB)"
