@@ -179,6 +179,11 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
     };
     fixed("listen", running.listen != new.listen);
     fixed("threads", running.threads != new.threads);
+    fixed("work_stealing", running.work_stealing != new.work_stealing);
+    fixed(
+        "upstream_keepalive_pool",
+        running.upstream_keepalive_pool != new.upstream_keepalive_pool,
+    );
     fixed("pid_file", running.pid_file != new.pid_file);
     fixed("upgrade_sock", running.upgrade_sock != new.upgrade_sock);
     fixed("log_file", running.log_file != new.log_file);

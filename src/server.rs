@@ -142,6 +142,8 @@ fn server_conf(snapshot: &Snapshot) -> ServerConf {
     let s = &snapshot.server;
     ServerConf {
         threads: s.threads,
+        work_stealing: s.work_stealing,
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool,
         pid_file: s.pid_file.clone(),
         upgrade_sock: s.upgrade_sock.clone(),
         error_log: s.log_file.clone(),

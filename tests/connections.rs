@@ -1,5 +1,6 @@
-//! What a held client connection costs, and that the HTTP/1.1 framing still holds with the
-//! default of no user-space read buffer on the plain listener (`read_buffer`, #8).
+//! What a held client connection costs, that the HTTP/1.1 framing still holds with the
+//! default of no user-space read buffer on the plain listener (`read_buffer`, #8), and how
+//! many idle upstream connections are kept for reuse (`upstream_keepalive_pool`).
 
 mod common;
 
@@ -128,4 +129,67 @@ async fn pipelined_requests_and_split_headers_are_framed_without_a_read_buffer()
     assert_eq!(body, b"pong");
     assert_eq!(up.hits(), 4);
     assert_eq!(up.last().body_len, 5, "the split body reached the origin whole");
+}
+
+/// Sends `n` requests at once (each on its own client connection) and waits for all of
+/// them; every one must be answered 200.
+async fn wave(gw: &Gateway, n: usize) {
+    let statuses = futures::future::join_all((0..n).map(|i| async move {
+        let mut s = TcpStream::connect(("127.0.0.1", gw.port)).await.expect("connect");
+        let request = format!("GET /wave/{i} HTTP/1.1\r\nHost: gw\r\n\r\n");
+        s.write_all(request.as_bytes()).await.expect("write");
+        read_response(&mut s, &mut Vec::new()).await.0
+    }))
+    .await;
+    for status in statuses {
+        assert!(status.contains(" 200 "), "{status}");
+    }
+}
+
+#[tokio::test]
+async fn the_upstream_keepalive_pool_bounds_the_idle_upstream_connections_kept() {
+    let up = MockUpstream::start("a").await;
+    // Long enough that the requests of a wave overlap: each needs its own upstream connection.
+    up.set_delay(std::time::Duration::from_millis(300));
+    let opened_by = |before: usize| up.connections() - before;
+
+    // The default keeps all six: the second wave reuses them.
+    let gw = Gateway::start(&simple_config(&[up.addr()])).await;
+    let before = up.connections();
+    wave(&gw, 6).await;
+    assert_eq!(
+        opened_by(before),
+        6,
+        "six overlapping requests, six upstream connections"
+    );
+    wave(&gw, 6).await;
+    assert_eq!(opened_by(before), 6, "the second wave reused the six idle connections");
+
+    // A pool of 2 (per thread; `threads: 1` here) keeps two: the second wave opens four more.
+    let small = Gateway::start(&format!("upstream_keepalive_pool: 2\n{}", simple_config(&[up.addr()]))).await;
+    let before = up.connections();
+    wave(&small, 6).await;
+    wave(&small, 6).await;
+    assert!(
+        opened_by(before) >= 10,
+        "with a pool of 2, at most 2 of 6 connections are reused: {} opened for 12 requests",
+        opened_by(before)
+    );
+}
+
+#[tokio::test]
+async fn without_work_stealing_the_gateway_serves_on_its_per_thread_runtimes() {
+    let up = MockUpstream::start("a").await;
+    up.set_delay(std::time::Duration::from_millis(50));
+    let gw = Gateway::start(&format!("work_stealing: false\n{}", simple_config(&[up.addr()]))).await;
+    wave(&gw, 8).await;
+    assert_eq!(up.hits(), 8);
+    // A reload may not switch the runtime: it is built once, at start.
+    gw.write_config(&format!("work_stealing: true\n{}", simple_config(&[up.addr()])));
+    gw.signal("HUP");
+    eventually(std::time::Duration::from_secs(5), "the reload refused", || async {
+        gw.logs().contains("work_stealing: cannot change on reload")
+    })
+    .await;
+    assert_eq!(gw.get("/after").await.status(), 200, "still serving the running config");
 }

@@ -15,6 +15,10 @@ pub struct RawConfig {
     pub listen: Option<Vec<String>>,
     /// Worker threads for the proxy service.
     pub threads: Option<usize>,
+    /// Whether idle worker threads take tasks queued on busy ones (default true).
+    pub work_stealing: Option<bool>,
+    /// Idle upstream connections kept open for reuse, per worker thread (default 1024).
+    pub upstream_keepalive_pool: Option<usize>,
     /// Pid file used by daemon mode and graceful upgrade.
     pub pid_file: Option<String>,
     /// Unix socket through which a new binary takes over the listeners (`-u`).

@@ -180,3 +180,29 @@ fn read_buffers_default_parse_and_are_bounded() {
     let all = messages(parse(&format!("read_buffer: big\n{routes}")).unwrap_err()).join("\n");
     assert!(all.contains("read_buffer: \"big\" is not a size"), "{all}");
 }
+
+#[test]
+fn runtime_and_upstream_pool_settings_default_parse_and_are_bounded() {
+    let routes = "upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\nroutes: [{ prefix: /, upstream: u }]\n";
+    let c = parse(routes).unwrap();
+    assert!(c.server.work_stealing);
+    assert_eq!(
+        c.server.upstream_keepalive_pool,
+        super::model::DEFAULT_UPSTREAM_KEEPALIVE_POOL
+    );
+    let c = parse(&format!(
+        "work_stealing: false\nupstream_keepalive_pool: 1024\n{routes}"
+    ))
+    .unwrap();
+    assert!(!c.server.work_stealing);
+    assert_eq!(c.server.upstream_keepalive_pool, 1024);
+    for bad in ["0", "1000000"] {
+        let all = messages(parse(&format!("upstream_keepalive_pool: {bad}\n{routes}")).unwrap_err()).join("\n");
+        assert!(
+            all.contains("upstream_keepalive_pool: must be between 1 and 65536"),
+            "{all}"
+        );
+    }
+    let all = messages(parse(&format!("upstream_keepalive_pool: -1\n{routes}")).unwrap_err()).join("\n");
+    assert!(all.contains("upstream_keepalive_pool"), "{all}");
+}

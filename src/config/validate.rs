@@ -74,6 +74,14 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
     if threads == 0 {
         p.push("threads", "must be at least 1");
     }
+    let upstream_keepalive_pool = raw.upstream_keepalive_pool.unwrap_or(DEFAULT_UPSTREAM_KEEPALIVE_POOL);
+    if !(1..=MAX_UPSTREAM_KEEPALIVE_POOL).contains(&upstream_keepalive_pool) {
+        // 0 is refused: Pingora's pool still keeps one connection at that size.
+        p.push(
+            "upstream_keepalive_pool",
+            format!("must be between 1 and {MAX_UPSTREAM_KEEPALIVE_POOL} (idle connections per thread)"),
+        );
+    }
     let health_path = match raw.health_path.as_deref() {
         None => Some(DEFAULT_HEALTH_PATH.to_string()),
         Some("") => None,
@@ -89,6 +97,8 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
     ServerSettings {
         listen,
         threads,
+        work_stealing: raw.work_stealing.unwrap_or(true),
+        upstream_keepalive_pool,
         pid_file: raw.pid_file.clone().unwrap_or_else(|| DEFAULT_PID_FILE.into()),
         upgrade_sock: raw.upgrade_sock.clone().unwrap_or_else(|| DEFAULT_UPGRADE_SOCK.into()),
         log_file: raw.log_file.clone(),
