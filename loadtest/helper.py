@@ -453,6 +453,24 @@ def _med(vals):
     return statistics.median(vals) if vals else None
 
 
+def _ratio_table(out, sizes, conns, med, peer, to, p99=False):
+    """`peer` next to `to` in each body × conns cell: req/s and CPU µs/req of both and
+    their ratios peer / to, and with `p99` both p99s."""
+    a, b = peer.removeprefix("gatehouse-"), to
+    head = (f"| body | conns | req/s {a} | req/s {b} | req/s ratio {a}/{b} "
+            f"| µs/req {a} | µs/req {b} | CPU µs/req ratio {a}/{b} |")
+    out.append(head + (f" p99 ms {a} | p99 ms {b} |" if p99 else ""))
+    out.append("|---|---:" + "|---:" * (8 if p99 else 6) + "|")
+    for s in sizes:
+        for c in conns:
+            x, y = med.get((s, c, peer)), med.get((s, c, to))
+            if not x or not y:
+                continue
+            row = (f"| {s} | {c} | {_k(x['rps'])} | {_k(y['rps'])} | {x['rps'] / y['rps']:.2f} "
+                   f"| {x['us']:.1f} | {y['us']:.1f} | {x['us'] / y['us']:.2f} |")
+            out.append(row + (f" {_lat(x['p99'])} | {_lat(y['p99'])} |" if p99 else ""))
+
+
 def cmd_report(a):
     with open(a.csv) as f:
         rows = [r for r in csv.DictReader(f) if r["kept"] == "1"]
@@ -506,16 +524,7 @@ def cmd_report(a):
         out.append("")
         out.append("gatehouse / nginx (from the medians above): req/s ratio > 1 means gatehouse "
                    "serves more; CPU ratio > 1 means gatehouse spends more CPU per request.\n")
-        out.append("| body | conns | req/s gatehouse | req/s nginx | req/s ratio "
-                   "| µs/req gatehouse | µs/req nginx | CPU µs/req ratio |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for s in sizes:
-            for c in conns:
-                g, n = med.get((s, c, "gatehouse")), med.get((s, c, "nginx"))
-                if not g or not n:
-                    continue
-                out.append(f"| {s} | {c} | {_k(g['rps'])} | {_k(n['rps'])} | {g['rps'] / n['rps']:.2f} "
-                           f"| {g['us']:.1f} | {n['us']:.1f} | {g['us'] / n['us']:.2f} |")
+        _ratio_table(out, sizes, conns, med, "gatehouse", "nginx")
 
     # gatehouse vs bare Pingora (issue #8): the same framework with nothing of gatehouse on
     # top, so gatehouse/pingora is what gatehouse's own code costs, and pingora/nginx what
@@ -564,17 +573,7 @@ def cmd_report(a):
         out.append("gatehouse-alt is the minimal gatehouse with the top-level keys given in ALT (see the "
                    "peers line above). req/s ratio > 1: the setting serves more; CPU ratio < 1: it "
                    "spends less CPU per request.\n")
-        out.append("| body | conns | req/s gatehouse | req/s alt | req/s ratio alt/gatehouse "
-                   "| µs/req gatehouse | µs/req alt | CPU µs/req ratio | p99 ms gatehouse | p99 ms alt |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for s in sizes:
-            for c in conns:
-                g, x = med.get((s, c, "gatehouse")), med.get((s, c, ALT_PEER))
-                if not g or not x:
-                    continue
-                out.append(f"| {s} | {c} | {_k(g['rps'])} | {_k(x['rps'])} | {x['rps'] / g['rps']:.2f} "
-                           f"| {g['us']:.1f} | {x['us']:.1f} | {x['us'] / g['us']:.2f} "
-                           f"| {_lat(g['p99'])} | {_lat(x['p99'])} |")
+        _ratio_table(out, sizes, conns, med, ALT_PEER, "gatehouse", p99=True)
 
     # Full chain vs minimal: gatehouse-full has on its route what a typical deployment turns
     # on (JWT HS256 with a valid token, a local rate limit that never triggers, the access
