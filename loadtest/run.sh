@@ -62,7 +62,7 @@
 #   BUILD=1 (0 = skip cargo build)  GATEHOUSE_BIN=target/release/gatehouse
 #   PINGORA_BIN=target/release/examples/bare_pingora
 #   QUIET_MAX=0.15 (cores) QUIET_TIMEOUT=30 (s) NOISE_MAX=0.25 (cores) REDO=2  KEEP_TMP=0
-#   NGINX_UPSTREAM_KEEPALIVE=512 (nginx's `keepalive N`: idle upstream connections kept; ≥ CONNS for a fair comparison)
+#   RESULTS=loadtest/results (output dir)  NGINX_UPSTREAM_KEEPALIVE=512 (nginx's `keepalive N`: idle upstream connections kept; ≥ CONNS for a fair comparison)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -695,7 +695,7 @@ done
 # Measure: reps outermost, peers interleaved innermost
 # ---------------------------------------------------------------------------------------
 STAMP="$(date +%Y%m%d-%H%M%S)"
-RESULTS="$HERE/results"
+RESULTS="${RESULTS:-$HERE/results}"   # where the report goes (the CI smoke test: a temp dir)
 mkdir -p "$RESULTS"
 CSV="$RESULTS/$STAMP.csv" MD="$RESULTS/$STAMP.md" RAW="$RESULTS/$STAMP.raw" PNG="$RESULTS/$STAMP.png"
 OURS="$ORIGIN_PID,$GH_PID,$ALT_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$OBS_PID,$CACHE_PID,$REDIS_PID,$PINGORA_PID,$FULL_PID"
