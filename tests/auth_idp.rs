@@ -112,6 +112,33 @@ async fn jwks_tokens_need_a_kid_and_an_algorithm_matching_the_key() {
     assert_eq!(up.hits(), 0);
 }
 
+/// With an issuer and audience configured, JWKS-verified tokens must carry both claims.
+#[tokio::test]
+async fn jwks_tokens_must_carry_a_configured_issuer_and_audience() {
+    let idp = FnServer::start(|_, _, _| (200, jwks("rsa_a"), "application/json")).await;
+    let up = MockUpstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        "auth: {{ jwt: {{ jwks_url: \"{}\", issuer: https://idp.example, audience: my-api }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, auth: jwt, upstream: api }}]\n",
+        idp.url("/jwks"),
+        up.addr()
+    ))
+    .await;
+    let token = |extra: serde_json::Value| sign(Algorithm::RS256, &rsa_key("rsa_a"), Some("key-a"), &claims(extra));
+    // Neither claim: which one is named first is up to jsonwebtoken.
+    let (status, body) = call(&gw, &token(json!({}))).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("token lacks a required claim ("), "{body}");
+    let (status, body) = call(&gw, &token(json!({ "aud": "my-api" }))).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("token lacks a required claim (iss)"), "{body}");
+    let (status, body) = call(&gw, &token(json!({ "iss": "https://idp.example" }))).await;
+    assert_eq!(status, 401);
+    assert!(body.contains("token lacks a required claim (aud)"), "{body}");
+    let (status, _) = call(&gw, &token(json!({ "iss": "https://idp.example", "aud": "my-api" }))).await;
+    assert_eq!(status, 200);
+    assert_eq!(up.hits(), 1, "only the token with both claims reached the backend");
+}
+
 #[tokio::test]
 async fn opaque_tokens_are_introspected_once_per_token() {
     let idp = FnServer::start(|method, _, body| {

@@ -289,3 +289,82 @@ async fn a_remembered_token_still_expires_on_time() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "token expired");
 }
+
+/// RFC 8725 §3.8–3.9: once an issuer or audience is configured, a token must carry the
+/// claim; a correctly signed token without it is refused, whatever the key kind.
+#[tokio::test]
+async fn a_configured_issuer_and_audience_are_required_claims_for_every_key_kind() {
+    let up = MockUpstream::start("api").await;
+    let with_iss = json!({ "iss": "gatehouse-tests" });
+    let with_aud = json!({ "aud": "my-api" });
+    let both = json!({ "iss": "gatehouse-tests", "aud": "my-api" });
+    let expect = |gw: &Gateway, token: String, status: u16, error: &'static str| {
+        let gw_url = gw.url("/x");
+        async move {
+            let r = client().get(gw_url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), status, "{error}");
+            if status == 401 {
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(body["error"], error);
+            }
+        }
+    };
+
+    // HS256 (a shared secret).
+    let hs = Gateway::start(&format!(
+        "auth: {{ jwt: {{ secret: \"{SECRET}\", issuer: gatehouse-tests, audience: my-api }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, auth: jwt, upstream: api }}]\n",
+        up.addr()
+    ))
+    .await;
+    expect(
+        &hs,
+        hs256(SECRET, &claims(with_aud.clone())),
+        401,
+        "token lacks a required claim (iss)",
+    )
+    .await;
+    expect(
+        &hs,
+        hs256(SECRET, &claims(with_iss.clone())),
+        401,
+        "token lacks a required claim (aud)",
+    )
+    .await;
+    expect(&hs, hs256(SECRET, &claims(both.clone())), 200, "both claims present").await;
+
+    // RS256 and ES256 (public keys).
+    let by_key = |key: &str| {
+        format!(
+            "auth: {{ jwt: {{ public_key: \"{}\", issuer: gatehouse-tests, audience: my-api }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, auth: jwt, upstream: api }}]\n",
+            fixture(&format!("keys/{key}.pub")).display(),
+            up.addr()
+        )
+    };
+    let rsa = Gateway::start(&by_key("rsa_a")).await;
+    let rs = |c: &serde_json::Value| sign(Algorithm::RS256, &rsa_key("rsa_a"), None, &claims(c.clone()));
+    expect(&rsa, rs(&with_aud), 401, "token lacks a required claim (iss)").await;
+    expect(&rsa, rs(&with_iss), 401, "token lacks a required claim (aud)").await;
+    expect(&rsa, rs(&both), 200, "both claims present").await;
+
+    let ec = Gateway::start(&by_key("ec_p256")).await;
+    let ec_key = EncodingKey::from_ec_pem(&std::fs::read(fixture("keys/ec_p256.key")).unwrap()).unwrap();
+    let es = |c: &serde_json::Value| sign(Algorithm::ES256, &ec_key, None, &claims(c.clone()));
+    expect(&ec, es(&with_aud), 401, "token lacks a required claim (iss)").await;
+    expect(&ec, es(&with_iss), 401, "token lacks a required claim (aud)").await;
+    expect(&ec, es(&both), 200, "both claims present").await;
+
+    // Only an issuer configured: `aud` stays optional.
+    let iss_only = Gateway::start(&format!(
+        "auth: {{ jwt: {{ secret: \"{SECRET}\", issuer: gatehouse-tests }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, auth: jwt, upstream: api }}]\n",
+        up.addr()
+    ))
+    .await;
+    expect(&iss_only, hs256(SECRET, &claims(with_iss)), 200, "aud not configured").await;
+    expect(
+        &iss_only,
+        hs256(SECRET, &claims(with_aud)),
+        401,
+        "token lacks a required claim (iss)",
+    )
+    .await;
+}

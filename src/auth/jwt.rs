@@ -184,7 +184,12 @@ fn validation(c: &JwtConfig, alg: Algorithm) -> Validation {
     v.leeway = c.leeway.as_secs();
     v.validate_exp = true;
     v.validate_nbf = true;
-    v.set_required_spec_claims(&["exp"]);
+    // A configured issuer or audience is a claim the token must carry (RFC 8725 §3.8,
+    // §3.9): jsonwebtoken only compares the claims that are present, unless required.
+    let mut required = vec!["exp"];
+    required.extend(c.issuer.as_ref().map(|_| "iss"));
+    required.extend(c.audience.as_ref().map(|_| "aud"));
+    v.set_required_spec_claims(&required);
     match &c.issuer {
         Some(iss) => v.set_issuer(&[iss]),
         None => v.iss = None,
@@ -205,7 +210,11 @@ fn describe(kind: &ErrorKind) -> AuthFailure {
         ErrorKind::InvalidAudience => "token audience not accepted",
         ErrorKind::InvalidSignature => "token signature is invalid",
         ErrorKind::InvalidAlgorithm => "token algorithm not accepted",
-        ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim (exp)",
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "iss" => "token lacks a required claim (iss)",
+            "aud" => "token lacks a required claim (aud)",
+            _ => "token lacks a required claim (exp)",
+        },
         _ => "malformed token",
     })
 }
