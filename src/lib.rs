@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod drain;
 pub mod filters;
+pub mod intake;
 pub mod limits;
 pub mod observe;
 pub mod proxy;

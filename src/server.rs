@@ -6,6 +6,7 @@ use crate::admin::AdminApi;
 use crate::cache::ResponseCache;
 use crate::config::{ConfigError, ConfigSource};
 use crate::drain::{Drain, DrainingSignals};
+use crate::intake::Intake;
 use crate::observe::metrics::Metrics;
 use crate::observe::otel::SpanExport;
 use crate::proxy::Gateway;
@@ -16,7 +17,7 @@ use crate::tls::CertResolver;
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
-use pingora::proxy::ProxyServiceBuilder;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::background_service;
@@ -91,10 +92,11 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
     let gateway = Gateway::new(shared.clone(), metrics.clone(), spans.clone(), drain, cache.clone());
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
-    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
-        .name("gatehouse proxy")
-        .server_options(options)
-        .build();
+    let mut http = HttpProxy::new(gateway, server.configuration.clone());
+    http.server_options = Some(options);
+    http.handle_init_modules();
+    let intake = Intake::new(http, shared.clone(), metrics.clone(), h2c);
+    let mut proxy = Service::new("gatehouse proxy".into(), intake);
     for addr in &listen {
         proxy.add_listener(
             ListenerConfig::tcp(addr.to_string())

@@ -59,6 +59,8 @@ pub struct Route {
     pub timeout: Option<Duration>,
     /// Idle timeout of upgraded (WebSocket) connections.
     pub websocket_idle_timeout: Duration,
+    /// GET requests may carry a body.
+    pub allow_get_body: bool,
     /// How the route caches, when it does (and caching is on).
     pub cache: Option<crate::config::model::RouteCache>,
     /// The route's CORS policy (its own, else the global one).
@@ -275,6 +277,7 @@ fn build_route(
         auth: config.security.auth,
         timeout: config.timeout,
         websocket_idle_timeout: config.websocket_idle_timeout,
+        allow_get_body: config.security.allow_get_body,
         cache: config.cache.clone(),
         request_chain: filters::request_chain(config, parts.edge, cors.as_ref(), limits),
         cors,

@@ -6,6 +6,7 @@
 //! YAML or the seeds' `routes.json`.
 
 mod cache;
+mod client;
 mod env;
 mod error;
 pub mod model;

@@ -75,6 +75,23 @@ pub struct ServerSettings {
     /// The same for TLS-listener connections.
     pub tls_read_buffer: usize,
     pub cache: CacheSettings,
+    pub client: ClientLimits,
+}
+
+/// What an HTTP/1.x client may send in a request head, and how long it may take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientLimits {
+    /// From the first byte of a request head (from accept for the first request of a
+    /// connection) to its blank line; a client slower than that gets a 408 and is closed.
+    pub header_timeout: Duration,
+    /// How long a keep-alive connection may sit idle between two requests.
+    pub keepalive_timeout: Duration,
+    /// Longest request line (414 beyond).
+    pub max_request_line: usize,
+    /// Largest header section, request line excluded (431 beyond).
+    pub max_header_size: usize,
+    /// Most header fields (431 beyond).
+    pub max_headers: usize,
 }
 
 /// The shared response cache. `max_size` is fixed for the life of the process.
@@ -288,6 +305,8 @@ pub struct RouteSecurity {
     pub ip: IpRules,
     /// The route's own policy, else the global one.
     pub cors: Option<CorsConfig>,
+    /// GET requests may carry a body (HEAD never may).
+    pub allow_get_body: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

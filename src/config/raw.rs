@@ -55,6 +55,16 @@ pub struct RawConfig {
     /// User-space read buffer per plain-HTTP client connection (default 0: none; the HTTP
     /// parser reads into its own 4 KiB header buffer anyway).
     pub read_buffer: Option<String>,
+    /// A client has this long to send a whole request head (default 10s): 408, closed.
+    pub client_header_timeout: Option<String>,
+    /// How long a client's keep-alive connection may sit idle (default 60s).
+    pub client_keepalive_timeout: Option<String>,
+    /// Longest request line (default 8KiB): 414 beyond.
+    pub max_request_line: Option<String>,
+    /// Largest request header section (default 32KiB): 431 beyond.
+    pub max_header_size: Option<String>,
+    /// Most request header fields (default 100, at most 256): 431 beyond.
+    pub max_headers: Option<usize>,
     /// The shared response cache; routes opt in with their own `cache:`.
     pub cache: Option<RawCache>,
     /// Credentials the routes' `auth:` can ask for.
@@ -270,6 +280,8 @@ pub struct RawRoute {
     pub rate_limit: Option<RawRateLimit>,
     /// Instead of `upstream`: weighted split between pools (canary).
     pub split: Option<Vec<RawSplit>>,
+    /// Let GET requests carry a body (default false: 400), for APIs that need it.
+    pub allow_get_body: Option<bool>,
 }
 
 /// `auth:` at the top level.

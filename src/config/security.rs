@@ -81,6 +81,7 @@ pub fn route_security(r: &RawRoute, path: &str, raw_auth: Option<&RawAuth>, p: &
             deny: cidrs(&r.ip_deny, &format!("{path}.ip_deny"), p),
         },
         cors: r.cors.as_ref().map(|c| cors(c, &format!("{path}.cors"), p)),
+        allow_get_body: r.allow_get_body.unwrap_or(false),
     }
 }
 

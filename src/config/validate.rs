@@ -4,7 +4,7 @@
 use super::error::{ConfigError, Problems};
 use super::model::*;
 use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
-use super::{cache, security, tls, traffic};
+use super::{cache, client, security, tls, traffic};
 use crate::routing::{HostPattern, PathPattern, RouteMatcher};
 use http::{HeaderName, Method};
 use std::collections::BTreeMap;
@@ -128,6 +128,7 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
             p,
         ),
         cache: cache::settings(raw.cache.as_ref(), p),
+        client: client::limits(raw, p),
     }
 }
 

@@ -16,12 +16,15 @@ const MAX_LEN: usize = 128;
 pub fn for_request(req: &RequestHeader) -> HeaderValue {
     match req.headers.get(HEADER) {
         Some(v) if is_sane(v.as_bytes()) => v.clone(),
-        _ => {
-            let mut buf = uuid::Uuid::encode_buffer();
-            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
-        }
+        _ => fresh(),
     }
+}
+
+/// A new random id (a UUID).
+pub fn fresh() -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// The id as text (every id [`for_request`] makes is ASCII).

@@ -87,6 +87,46 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
     }
 }
 
+/// What is known of a request head the gateway refused before Pingora parsed it.
+pub struct Refused<'a> {
+    pub request_id: &'a str,
+    pub client_ip: Option<std::net::IpAddr>,
+    /// As much of the request line as could be read (lossy, at most 256 bytes).
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub error: &'a str,
+    pub bytes_sent: usize,
+    pub duration: std::time::Duration,
+}
+
+pub fn refused(r: &Refused) {
+    if !log::log_enabled!(target: ACCESS_TARGET, log::Level::Info) {
+        return;
+    }
+    let line = AccessLine {
+        ts: jiff::Timestamp::now(),
+        request_id: r.request_id,
+        trace_id: None,
+        client_ip: r.client_ip,
+        method: r.method,
+        path: r.path,
+        query: None,
+        route: None,
+        upstream: None,
+        status: r.status,
+        bytes_sent: r.bytes_sent,
+        duration_ms: (r.duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        attempts: 0,
+        error: Some(r.error.to_string()),
+        rejected: Some("malformed"),
+    };
+    match serde_json::to_string(&line) {
+        Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),
+        Err(err) => log::warn!("access log line not written: {err}"),
+    }
+}
+
 /// `a=1&token=abc` → `a=1&token=[redacted]` for every parameter named in `redact`.
 fn redact_query(query: &str, redact: &[String]) -> String {
     query

@@ -23,6 +23,7 @@ pub struct Metrics {
     duration: HistogramVec,
     upstream_duration: HistogramVec,
     rejections: IntCounterVec,
+    downstream_errors: IntCounterVec,
     reloads: IntCounterVec,
     upstream_healthy: IntGaugeVec,
     circuit_state: IntGaugeVec,
@@ -98,6 +99,13 @@ impl Metrics {
             ),
             &["route", "reason"],
         )?;
+        let downstream_errors = IntCounterVec::new(
+            Opts::new(
+                "gateway_downstream_errors_total",
+                "Client-side failures: refused request heads, header timeouts, connections cut mid-request, HTTP/2 stream resets and protocol errors",
+            ),
+            &["kind"],
+        )?;
         let reloads = IntCounterVec::new(
             Opts::new("gateway_config_reloads_total", "Config reloads, by result (ok, error)"),
             &["result"],
@@ -143,6 +151,7 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
         registry.register(Box::new(rejections.clone()))?;
+        registry.register(Box::new(downstream_errors.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(upstream_healthy.clone()))?;
         registry.register(Box::new(circuit_state.clone()))?;
@@ -155,6 +164,7 @@ impl Metrics {
             duration,
             upstream_duration,
             rejections,
+            downstream_errors,
             reloads,
             upstream_healthy,
             circuit_state,
@@ -179,6 +189,11 @@ impl Metrics {
         if let Some(result) = r.cache {
             self.cache.with_label_values(&[r.route, result]).inc();
         }
+    }
+
+    /// One client-side failure of `kind` (a static, bounded label).
+    pub fn downstream_error(&self, kind: &'static str) {
+        self.downstream_errors.with_label_values(&[kind]).inc();
     }
 
     pub fn reloaded(&self, ok: bool) {

@@ -28,6 +28,14 @@ pub async fn decide(session: &mut Session, ctx: &mut RequestCtx) -> Decision {
     if let Some(early) = route(session.req_header(), ctx) {
         return early;
     }
+    if session.req_header().method == Method::GET
+        && !ctx.route().is_some_and(|r| r.allow_get_body)
+        && !session.is_body_empty()
+    {
+        // A body on GET means nothing to most servers (RFC 9110 §9.3.1): some read it,
+        // some ignore it and read it as the next request.
+        return Decision::Reject(GatewayError::BadRequest("GET request with a body"));
+    }
     // The chain lives in the snapshot the context holds; a second handle lets the steps
     // borrow the context mutably.
     let snapshot = Arc::clone(&ctx.snapshot);

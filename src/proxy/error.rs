@@ -8,6 +8,9 @@ use std::borrow::Cow;
 pub enum GatewayError {
     /// Malformed or unsafe request.
     BadRequest(&'static str),
+    /// A request head refused before routing (framing, limits, timeout): 400, 408, 414,
+    /// 417, 431, 501 or 505.
+    BadHead { status: u16, reason: &'static str },
     /// No route matches.
     NotFound,
     /// A route matches all but the method; `allow` is the `Allow` header.
@@ -51,6 +54,7 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::BadRequest(_) => 400,
+            GatewayError::BadHead { status, .. } => *status,
             GatewayError::NotFound => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::Unauthorized { .. } => 401,
@@ -71,6 +75,7 @@ impl GatewayError {
     pub fn message(&self) -> Cow<'static, str> {
         match self {
             GatewayError::BadRequest(why) => Cow::Borrowed(why),
+            GatewayError::BadHead { reason, .. } => Cow::Borrowed(reason),
             GatewayError::NotFound => Cow::Borrowed("no route matches this request"),
             GatewayError::MethodNotAllowed { .. } => Cow::Borrowed("method not allowed on this route"),
             GatewayError::Unauthorized { description, .. } => description.clone(),
@@ -100,6 +105,7 @@ impl GatewayError {
             GatewayError::CorsRefused => Some("cors"),
             GatewayError::PayloadTooLarge => Some("body_limit"),
             GatewayError::RateLimited { .. } => Some("rate_limit"),
+            GatewayError::BadHead { .. } => Some("malformed"),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ mod upstream;
 
 pub use ctx::RequestCtx;
 pub use error::GatewayError;
+pub use respond::error_wire;
 
 use crate::cache::{self, ResponseCache};
 use crate::drain::Drain;
@@ -70,9 +71,6 @@ impl ProxyHttp for Gateway {
             // `Connection: close` on this response: the client reconnects elsewhere.
             session.set_keepalive(None);
         }
-        // Answer pipelined HTTP/1.1 requests in order, as nginx does, instead of Pingora's
-        // default of closing the connection after the first and dropping the rest.
-        session.downstream_session.set_pipelining_enabled(true);
         admit::identify(session, ctx);
         if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
             ctx.span = Some(Box::new(spans.start(trace, ctx.started)));

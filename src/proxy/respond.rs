@@ -19,6 +19,12 @@ struct ErrorBody<'a> {
 
 /// `{"error": "...", "status": N, "request_id": "..."}` with the error's status.
 pub async fn error(session: &mut Session, ctx: &RequestCtx, err: &GatewayError) -> pingora::Result<()> {
+    let (resp, body) = error_response(ctx, err)?;
+    send(session, ctx, resp, body).await
+}
+
+/// The header (without the JSON framing headers `send` adds) and body of an error answer.
+fn error_response(ctx: &RequestCtx, err: &GatewayError) -> pingora::Result<(ResponseHeader, Bytes)> {
     let status = err.status();
     let message = err.message();
     let body = serde_json::to_vec(&ErrorBody {
@@ -37,7 +43,32 @@ pub async fn error(session: &mut Session, ctx: &RequestCtx, err: &GatewayError) 
     if let Some(challenge) = err.challenge() {
         resp.insert_header(WWW_AUTHENTICATE, challenge)?;
     }
-    send(session, ctx, resp, body.into()).await
+    Ok((resp, body.into()))
+}
+
+/// An error answer as HTTP/1.1 bytes, for a connection Pingora never saw a request on:
+/// the same JSON body and headers as [`error`], with `Date` and `Connection: close`.
+/// Also returns the length of the body sent.
+pub fn error_wire(ctx: &RequestCtx, err: &GatewayError, head_only: bool) -> pingora::Result<(Vec<u8>, usize)> {
+    let (mut resp, body) = error_response(ctx, err)?;
+    resp.insert_header(CONTENT_TYPE, "application/json")?;
+    resp.insert_header(CONTENT_LENGTH, body.len())?;
+    response_headers::finish(&mut resp, ctx)?;
+    let date = jiff::fmt::rfc2822::DateTimePrinter::new().timestamp_to_rfc9110_string(&jiff::Timestamp::now());
+    if let Ok(date) = date {
+        resp.insert_header(http::header::DATE, date)?;
+    }
+    resp.insert_header(http::header::CONNECTION, "close")?;
+    let mut wire = Vec::with_capacity(512 + body.len());
+    let reason = resp.status.canonical_reason().unwrap_or("");
+    wire.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", resp.status.as_u16()).as_bytes());
+    resp.header_to_h1_wire(&mut wire);
+    wire.extend_from_slice(b"\r\n");
+    if head_only {
+        return Ok((wire, 0));
+    }
+    wire.extend_from_slice(&body);
+    Ok((wire, body.len()))
 }
 
 /// A 200 JSON document (the health endpoint).

@@ -1,0 +1,136 @@
+//! Reading one request head off a client connection: the first byte within the idle
+//! timeout, the whole head within `client_header_timeout` of it, the bytes checked by
+//! [`framing`] as they arrive (so an oversized or malformed head is refused without
+//! waiting for the rest).
+
+use super::framing::{self, Body, Head, Parsed, Refusal};
+use crate::config::model::ClientLimits;
+use bytes::BytesMut;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+/// Read size: one allocation holds a typical head (as Pingora's own header buffer does).
+const READ_CHUNK: usize = 4096;
+
+/// What waiting for the next request head gave.
+pub enum Outcome {
+    /// A head that passed: the bytes to hand to Pingora, the head plus what follows of
+    /// its body (for a `Content-Length` body, no more than the body).
+    Head(BytesMut),
+    /// Nothing to answer: the client closed or stayed idle between requests, or the
+    /// server is shutting down.
+    Idle,
+    /// The client closed or failed part way through a head.
+    Broken,
+    /// A head the gateway will not read.
+    Refused(Refusal),
+}
+
+/// Where the wait for a head starts.
+pub enum Wait {
+    /// A new connection: the whole head is due `header_timeout` after accept.
+    First,
+    /// A keep-alive connection: idle up to `keepalive_timeout`, then `header_timeout`
+    /// from the first byte.
+    Reused,
+}
+
+/// Reads the next head from `stream`, starting with the bytes already in `pending`
+/// (read past the end of the previous request); what is left after the returned bytes
+/// stays in `pending`.
+pub async fn read(
+    stream: &mut Stream,
+    pending: &mut BytesMut,
+    limits: &ClientLimits,
+    wait: Wait,
+    shutdown: &mut ShutdownWatch,
+) -> Outcome {
+    let mut deadline = match wait {
+        Wait::First => Some(Instant::now() + limits.header_timeout),
+        Wait::Reused => None,
+    };
+    loop {
+        if !pending.is_empty() {
+            match framing::parse(pending, limits) {
+                Ok(Parsed::Complete(head)) => {
+                    let take = handover_len(&head, pending.len());
+                    return Outcome::Head(pending.split_to(take));
+                }
+                Ok(Parsed::Partial) => {}
+                Err(refusal) => return Outcome::Refused(refusal),
+            }
+            deadline.get_or_insert_with(|| Instant::now() + limits.header_timeout);
+        }
+        if pending.capacity() - pending.len() < READ_CHUNK / 4 {
+            pending.reserve(READ_CHUNK);
+        }
+        let read = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, stream.read_buf(pending)).await {
+                Ok(read) => read,
+                Err(_) if pending.is_empty() => return Outcome::Idle,
+                Err(_) => return Outcome::Refused(Refusal::TIMEOUT),
+            },
+            None => match idle_read(stream, pending, limits.keepalive_timeout, shutdown).await {
+                Some(read) => read,
+                None => return Outcome::Idle,
+            },
+        };
+        match read {
+            Ok(0) | Err(_) if pending.is_empty() => return Outcome::Idle,
+            Ok(0) | Err(_) => return Outcome::Broken,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// A read between two requests: `None` when the keep-alive timeout passes first or the
+/// server starts shutting down (an idle connection is closed then, as Pingora does).
+async fn idle_read(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    keepalive: Duration,
+    shutdown: &mut ShutdownWatch,
+) -> Option<std::io::Result<usize>> {
+    if *shutdown.borrow() {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        read = stream.read_buf(buf) => Some(read),
+        _ = shutdown.changed() => None,
+        _ = tokio::time::sleep(keepalive) => None,
+    }
+}
+
+/// How many of the `buffered` bytes go to Pingora with `head`. Bytes past the request
+/// stay with us, so that a pipelined request is checked like any other; after a chunked
+/// body or an upgrade, where the end is not known here, everything goes.
+fn handover_len(head: &Head, buffered: usize) -> usize {
+    match head.body {
+        _ if head.upgrade => buffered,
+        Body::None => head.len,
+        Body::Length(n) => usize::try_from(n).map_or(buffered, |n| head.len.saturating_add(n).min(buffered)),
+        Body::Chunked => buffered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(len: usize, body: Body, upgrade: bool) -> Head {
+        Head { len, body, upgrade }
+    }
+
+    #[test]
+    fn only_this_request_is_handed_over_when_its_end_is_known() {
+        assert_eq!(handover_len(&head(30, Body::None, false), 90), 30);
+        assert_eq!(handover_len(&head(30, Body::Length(5), false), 90), 35);
+        assert_eq!(handover_len(&head(30, Body::Length(500), false), 90), 90);
+        assert_eq!(handover_len(&head(30, Body::Chunked, false), 90), 90);
+        assert_eq!(handover_len(&head(30, Body::None, true), 90), 90);
+    }
+}
