@@ -85,6 +85,12 @@ pub fn parse(buf: &[u8], limits: &ClientLimits) -> Result<Parsed, Refusal> {
         if buf.len() - start > limits.max_request_line {
             return Err(Refusal::URI_TOO_LONG);
         }
+        // What is not a method is refused at once (a TLS handshake on the plain port, a
+        // stray protocol), not after waiting for a line end that may never come.
+        let method = buf[start..].split(|&b| b == b' ').next().unwrap_or_default();
+        if !method.iter().all(|&b| is_tchar(b) || b == b'\r') {
+            return Err(Refusal::bad("malformed request line"));
+        }
         return Ok(Parsed::Partial);
     };
     if line_len > limits.max_request_line {

@@ -8,6 +8,8 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod raw;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full, StreamBody};

@@ -65,6 +65,12 @@ fn incomplete_heads_wait_for_more() {
 }
 
 #[test]
+fn what_cannot_be_a_request_line_is_refused_before_its_end() {
+    assert_eq!(refused(b"\x16\x03\x01\x02\x00").reason, "malformed request line");
+    assert_eq!(refused(b"GE{T").reason, "malformed request line");
+}
+
+#[test]
 fn ambiguous_content_length_is_refused() {
     for raw in [
         &b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3,3\r\n\r\nabc"[..],
