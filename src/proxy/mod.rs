@@ -165,6 +165,10 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if is_interim(resp) {
+            // The attempt's outcome is decided by the final response (or its failure).
+            return Ok(());
+        }
         ctx.upstream_ttfb = ctx.upstream_started.map(|t| t.elapsed());
         let failed = ctx.pool().is_some_and(|p| p.is_failure_status(resp.status.as_u16()));
         upstream::record(ctx, !failed);
@@ -177,6 +181,10 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if is_interim(resp) {
+            // `100 Continue` and friends pass as they are; the final response is decorated.
+            return Ok(());
+        }
         ctx.cache = cache::outcome(session, ctx);
         if let Some(outcome) = ctx.cache {
             resp.insert_header("x-cache", outcome.header_value())?;
@@ -212,8 +220,15 @@ impl ProxyHttp for Gateway {
             None => Cow::Owned(GatewayError::from_pingora(e)),
         };
         let code = err.status();
-        // Once the response header went out, all that can be done is to cut the connection.
-        if code != 0 && session.response_written().is_none() {
+        // Once a final response header went out, all that can be done is to cut the
+        // connection. An interim one (the upstream's `100 Continue`) does not count: the
+        // client still waits for the answer.
+        let answered = session.response_written().is_some_and(|r| !is_interim(r));
+        if code != 0 && !answered {
+            // Pingora 0.9 closes the client connection after a failed upstream attempt,
+            // whatever this returns: the answer must say so, or a client that reuses the
+            // connection gets a reset instead of its next response.
+            session.set_keepalive(None);
             if let Err(write_error) = respond::error(session, ctx, &err).await {
                 log::debug!("could not send the {code} error response: {write_error}");
             }
@@ -241,4 +256,9 @@ impl ProxyHttp for Gateway {
             otel::finish(*span, otel::SpanEnd::of(session, ctx));
         }
     }
+}
+
+/// A 1xx response other than `101 Switching Protocols`: more responses follow.
+fn is_interim(resp: &ResponseHeader) -> bool {
+    resp.status.is_informational() && resp.status != http::StatusCode::SWITCHING_PROTOCOLS
 }

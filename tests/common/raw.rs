@@ -197,3 +197,91 @@ fn complete_request(buf: &[u8]) -> Option<usize> {
         .unwrap_or(0);
     (buf.len() >= end + length).then_some(end + length)
 }
+
+/// What a [`ScriptedUpstream`] does after sending its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Closes the connection (FIN).
+    Close,
+    /// Resets it (RST).
+    Reset,
+    /// Keeps it open, reading and ignoring everything.
+    Hang,
+    /// Answers the next head on the connection the same way.
+    Again,
+}
+
+/// An upstream that answers every request head on every connection with exactly `reply`
+/// (possibly nothing, or a broken response), then does `then`. Counts connections and
+/// request heads.
+pub struct ScriptedUpstream {
+    pub addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    heads: Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl ScriptedUpstream {
+    pub async fn start(reply: &'static [u8], then: Then) -> ScriptedUpstream {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let heads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (c, h) = (connections.clone(), heads.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        match conn.read(&mut chunk).await {
+                            Ok(n) if n > 0 => seen.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                        let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        seen.drain(..end + 4);
+                        h.fetch_add(1, Ordering::SeqCst);
+                        if conn.write_all(reply).await.is_err() {
+                            return;
+                        }
+                        match then {
+                            Then::Again => continue,
+                            Then::Close => return,
+                            Then::Reset => {
+                                let _ = conn.set_linger(Some(Duration::ZERO));
+                                return;
+                            }
+                            Then::Hang => while matches!(conn.read(&mut chunk).await, Ok(n) if n > 0) {},
+                        }
+                        return;
+                    }
+                });
+            }
+        });
+        ScriptedUpstream {
+            addr,
+            connections,
+            heads,
+            task,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn heads(&self) -> usize {
+        self.heads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ScriptedUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
