@@ -253,6 +253,8 @@ impl ScriptedUpstream {
                             Then::Again => continue,
                             Then::Close => return,
                             Then::Reset => {
+                                // A zero linger makes close send RST; it does not block.
+                                #[allow(deprecated)]
                                 let _ = conn.set_linger(Some(Duration::ZERO));
                                 return;
                             }
