@@ -62,6 +62,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         Metrics::new()
             .map_err(|e| ConfigError::single(&snapshot.source, "metrics", format!("cannot register: {e}")))?,
     );
+    crate::observe::logging::count_client_errors_in(metrics.downstream_errors());
     let spans = match &snapshot.server.tracing {
         Some(t) => Some(Arc::new(
             SpanExport::new(t).map_err(|e| ConfigError::single(&snapshot.source, "tracing", e))?,

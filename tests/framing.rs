@@ -183,6 +183,24 @@ const REFUSED: &[(&[u8], u16, &str)] = &[
         "only Expect: 100-continue is supported",
     ),
     (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP version not supported"),
+    (
+        b"GET http://evil/a HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+        "Host differs from the request target",
+    ),
+    (
+        b"GET http://u@x/a HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+        "invalid authority in the request target",
+    ),
+    (b"GET /a HTTP/1.1\r\nHost: user@x\r\n\r\n", 400, "invalid Host"),
+    (b"GET /a HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host"),
+    (b"GET a HTTP/1.1\r\nHost: x\r\n\r\n", 400, "malformed request target"),
+    (
+        b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
+        405,
+        "CONNECT is not supported",
+    ),
     (b"GARBAGE\r\n\r\n", 400, "malformed request line"),
     (
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",

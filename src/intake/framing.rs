@@ -131,6 +131,8 @@ pub fn parse(buf: &[u8], limits: &ClientLimits) -> Result<Parsed, Refusal> {
 struct RequestLine<'a> {
     method: &'a [u8],
     http11: bool,
+    /// The authority of an absolute-form target (`GET http://host/path`).
+    authority: Option<&'a [u8]>,
 }
 
 /// `method SP request-target SP HTTP-version` (RFC 9112 §3), nothing more or less.
@@ -148,9 +150,18 @@ fn request_line(line: &[u8]) -> Result<RequestLine<'_>, Refusal> {
     if target.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return Err(Refusal::bad("control character in the request target"));
     }
+    let authority = target_authority(method, target)?;
     match version {
-        b"HTTP/1.1" => Ok(RequestLine { method, http11: true }),
-        b"HTTP/1.0" => Ok(RequestLine { method, http11: false }),
+        b"HTTP/1.1" => Ok(RequestLine {
+            method,
+            http11: true,
+            authority,
+        }),
+        b"HTTP/1.0" => Ok(RequestLine {
+            method,
+            http11: false,
+            authority,
+        }),
         [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
             Err(Refusal {
                 status: 505,
@@ -160,6 +171,46 @@ fn request_line(line: &[u8]) -> Result<RequestLine<'_>, Refusal> {
         }
         _ => Err(MALFORMED),
     }
+}
+
+/// The request target's form (RFC 9112 §3.2): origin-form (`/path`), absolute-form (its
+/// authority returned), `*` for OPTIONS. CONNECT (authority-form) is not proxied.
+fn target_authority<'a>(method: &[u8], target: &'a [u8]) -> Result<Option<&'a [u8]>, Refusal> {
+    if method == b"CONNECT" {
+        return Err(Refusal {
+            status: 405,
+            reason: "CONNECT is not supported",
+            kind: "bad_request",
+        });
+    }
+    if target.starts_with(b"/") {
+        return Ok(None);
+    }
+    if target == b"*" {
+        return match method {
+            b"OPTIONS" => Ok(None),
+            _ => Err(Refusal::bad("malformed request target")),
+        };
+    }
+    let rest = [&b"http://"[..], b"https://"]
+        .iter()
+        .find(|scheme| target.len() > scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme))
+        .map(|scheme| &target[scheme.len()..])
+        .ok_or(Refusal::bad("malformed request target"))?;
+    let end = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if !is_authority(authority) {
+        return Err(Refusal::bad("invalid authority in the request target"));
+    }
+    Ok(Some(authority))
+}
+
+/// `host[:port]`, no userinfo (`user@host` is a classic way to confuse routing).
+fn is_authority(value: &[u8]) -> bool {
+    !value.is_empty() && !value.contains(&b'@') && http::uri::Authority::try_from(value).is_ok()
 }
 
 /// Checks the fields that decide where the request ends, and who it is for.
@@ -182,7 +233,16 @@ fn framing(request: &RequestLine, fields: &[httparse::Header]) -> Result<Body, R
                 transfer_encoding(field.value)?;
                 chunked = true;
             }
-            Some(Framing::Host) => hosts += 1,
+            Some(Framing::Host) => {
+                hosts += 1;
+                // Empty is allowed when the target names no authority (RFC 9112 §3.2).
+                if !(field.value.is_empty() || is_authority(field.value)) {
+                    return Err(Refusal::bad("invalid Host"));
+                }
+                if request.authority.is_some_and(|a| !a.eq_ignore_ascii_case(field.value)) {
+                    return Err(Refusal::bad("Host differs from the request target"));
+                }
+            }
             Some(Framing::Expect) if !field.value.eq_ignore_ascii_case(b"100-continue") => {
                 return Err(Refusal {
                     status: 417,

@@ -191,6 +191,11 @@ impl Metrics {
         }
     }
 
+    /// The counter of client-side failures, for the failures only the log sees.
+    pub fn downstream_errors(&self) -> IntCounterVec {
+        self.downstream_errors.clone()
+    }
+
     /// One client-side failure of `kind` (a static, bounded label).
     pub fn downstream_error(&self, kind: &'static str) {
         self.downstream_errors.with_label_values(&[kind]).inc();

@@ -131,13 +131,30 @@ impl GatewayError {
             _ => match e.esource() {
                 ErrorSource::Upstream => GatewayError::BadGateway,
                 ErrorSource::Downstream => match e.etype() {
-                    ReadError | WriteError | ConnectionClosed => GatewayError::ClientGone,
+                    // A reset h2 stream (a cancelled call) is a client that went away.
+                    ReadError | WriteError | ConnectionClosed | H2Error => GatewayError::ClientGone,
                     _ => GatewayError::BadRequest("malformed request"),
                 },
                 ErrorSource::Internal | ErrorSource::Unset => GatewayError::Internal,
             },
         }
     }
+}
+
+/// The `gateway_downstream_errors_total` kind of an error on the client's side, if it is
+/// one: routine at the edge, so counted and logged at debug, not at error.
+pub fn downstream_kind(e: &Error) -> Option<&'static str> {
+    use ErrorType::*;
+    if *e.esource() != ErrorSource::Downstream {
+        return None;
+    }
+    Some(match e.etype() {
+        H2Error => "h2_reset",
+        InvalidH2 | H2Downgrade => "h2_protocol",
+        ReadTimedout | WriteTimedout => "client_timeout",
+        ReadError | WriteError | ConnectionClosed => "client_closed",
+        _ => "bad_request",
+    })
 }
 
 fn from_status(code: u16) -> GatewayError {
@@ -174,6 +191,27 @@ mod tests {
         assert_eq!(status_of(ErrorType::ReadError, ErrorSource::Downstream), 0);
         assert_eq!(status_of(ErrorType::InvalidHTTPHeader, ErrorSource::Downstream), 400);
         assert_eq!(status_of(ErrorType::InternalError, ErrorSource::Internal), 500);
+    }
+
+    #[test]
+    fn client_side_errors_have_a_kind_and_upstream_ones_none() {
+        let kind = |etype, source| {
+            let mut e = Error::new(etype);
+            e.esource = source;
+            downstream_kind(&e)
+        };
+        assert_eq!(kind(ErrorType::H2Error, ErrorSource::Downstream), Some("h2_reset"));
+        assert_eq!(kind(ErrorType::InvalidH2, ErrorSource::Downstream), Some("h2_protocol"));
+        assert_eq!(
+            kind(ErrorType::ConnectionClosed, ErrorSource::Downstream),
+            Some("client_closed")
+        );
+        assert_eq!(kind(ErrorType::H2Error, ErrorSource::Upstream), None);
+        assert_eq!(
+            status_of(ErrorType::H2Error, ErrorSource::Downstream),
+            0,
+            "nothing to answer"
+        );
     }
 
     #[test]

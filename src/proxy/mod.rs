@@ -239,13 +239,19 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    /// A client that hangs up mid-request is routine (the access log records it), not an
-    /// error worth a log line of its own.
+    /// What clients do wrong (hanging up, resetting an h2 stream, sending a malformed
+    /// frame) is routine at the edge: counted and logged at debug in `logging`, not here.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
-        GatewayError::from_pingora(e) == GatewayError::ClientGone
+        error::downstream_kind(e).is_some()
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some((e, kind)) = e.and_then(|e| Some((e, error::downstream_kind(e)?))) {
+            log::debug!("client-side failure ({kind}): {e}");
+            if ctx.snapshot.server.metrics {
+                self.metrics.downstream_error(kind);
+            }
+        }
         if ctx.snapshot.server.access_log {
             access_log::record(session, e, ctx);
         }

@@ -219,6 +219,54 @@ fn malformed_names_values_and_targets_are_refused() {
 }
 
 #[test]
+fn targets_and_hosts_name_one_authority() {
+    head(b"GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n");
+    head(b"GET HTTPS://X:8443?q HTTP/1.1\r\nHost: x:8443\r\n\r\n");
+    head(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    head(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
+    let cases: [(&[u8], u16, &str); 9] = [
+        (
+            b"GET http://evil/a HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "Host differs from the request target",
+        ),
+        (
+            b"GET http://u@x/a HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "invalid authority in the request target",
+        ),
+        (
+            b"GET http:///a HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "invalid authority in the request target",
+        ),
+        (b"GET /a HTTP/1.1\r\nHost: user@x\r\n\r\n", 400, "invalid Host"),
+        (b"GET /a HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "invalid Host"),
+        (b"GET a HTTP/1.1\r\nHost: x\r\n\r\n", 400, "malformed request target"),
+        (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", 400, "malformed request target"),
+        (
+            b"GET ftp://x/a HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "malformed request target",
+        ),
+        (
+            b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
+            405,
+            "CONNECT is not supported",
+        ),
+    ];
+    for (raw, status, reason) in cases {
+        let r = refused(raw);
+        assert_eq!(
+            (r.status, r.reason),
+            (status, reason),
+            "{:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+}
+
+#[test]
 fn host_is_required_once_on_http11() {
     assert_eq!(
         refused(b"GET /a HTTP/1.1\r\n\r\n").reason,
