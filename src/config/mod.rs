@@ -72,6 +72,16 @@ fn load_file(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Con
     parse_yaml(&text, &source, lookup)
 }
 
+/// The environment-mode config (the seeds' variables from `lookup`) with the routes.json
+/// `text` in place of the file ROUTES_CONFIG_PATH names.
+pub fn parse_routes_json(
+    text: &str,
+    source: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    seed::with_routes_json(text, source, lookup)
+}
+
 /// Parses and validates YAML `text` that came from `source`.
 pub fn parse_yaml(text: &str, source: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let mut problems = Problems::default();

@@ -44,10 +44,30 @@ struct SeedRoute {
 }
 
 pub fn load(lookup: Lookup) -> Result<Config, ConfigError> {
+    let routes = match lookup("ROUTES_CONFIG_PATH").filter(|v| !v.is_empty()) {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError::single(&path, "", format!("cannot read: {e}")))?;
+            Some((path, text))
+        }
+        None => None,
+    };
+    build(lookup, routes)
+}
+
+/// The environment-mode config with the routes.json `text` (named `source` in messages)
+/// in place of the file ROUTES_CONFIG_PATH names.
+pub fn with_routes_json(text: &str, source: &str, lookup: Lookup) -> Result<Config, ConfigError> {
+    build(lookup, Some((source.to_string(), text.to_string())))
+}
+
+/// `routes`: the routes.json file's path and text, if there is one.
+fn build(lookup: Lookup, routes: Option<(String, String)>) -> Result<Config, ConfigError> {
     let mut problems = Problems::default();
     let mut raw = RawConfig::default();
-    let routes_path = lookup("ROUTES_CONFIG_PATH").filter(|v| !v.is_empty());
-    let source = routes_path.clone().unwrap_or_else(|| "environment".to_string());
+    let source = routes
+        .as_ref()
+        .map_or_else(|| "environment".to_string(), |(path, _)| path.clone());
     raw.auth = jwt_from_env(lookup);
     raw.admin = Some(RawAdmin {
         listen: lookup("ADMIN_LISTEN").filter(|v| !v.is_empty()),
@@ -62,8 +82,8 @@ pub fn load(lookup: Lookup) -> Result<Config, ConfigError> {
         ..Default::default()
     });
 
-    if let Some(path) = &routes_path {
-        let file = read_routes_file(path)?;
+    if let Some((path, text)) = &routes {
+        let file = parse_routes_file(text, path)?;
         for (i, route) in file.routes.into_iter().enumerate() {
             add_seed_route(&mut raw, route, i, &mut problems);
         }
@@ -103,10 +123,9 @@ pub fn load(lookup: Lookup) -> Result<Config, ConfigError> {
     super::finish(validated, problems, &source)
 }
 
-fn read_routes_file(path: &str) -> Result<RoutesFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::single(path, "", format!("cannot read: {e}")))?;
+fn parse_routes_file(text: &str, path: &str) -> Result<RoutesFile, ConfigError> {
     let mut unknown = Vec::new();
-    let file: RoutesFile = serde_ignored::deserialize(&mut serde_json::Deserializer::from_str(&text), |p| {
+    let file: RoutesFile = serde_ignored::deserialize(&mut serde_json::Deserializer::from_str(text), |p| {
         unknown.push(super::field_path(&p))
     })
     .map_err(|e| ConfigError::single(path, "", format!("invalid routes.json: {e}")))?;

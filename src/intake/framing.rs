@@ -10,8 +10,10 @@
 
 use crate::config::model::ClientLimits;
 
-/// The most header fields any config may allow (the parser's array is on the stack).
+/// The most header fields any config may allow.
 pub const MAX_HEADERS: usize = 256;
+/// Header fields parsed without a heap allocation.
+const USUAL_HEADERS: usize = 32;
 
 /// A request head that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,9 +103,16 @@ pub fn parse(buf: &[u8], limits: &ClientLimits) -> Result<Parsed, Refusal> {
     let request = request_line(line)?;
     let fields_start = start + line_len + 1;
 
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let slots = limits.max_headers.min(MAX_HEADERS);
-    let parsed = httparse::parse_headers(&buf[fields_start..], &mut storage[..slots]);
+    // Most heads have a dozen fields: a small array on the stack (initialising 256 slots
+    // cost ≈ 850 instructions a request), the configured maximum only when it overflows.
+    let mut storage = [httparse::EMPTY_HEADER; USUAL_HEADERS];
+    let mut spill = Vec::new();
+    let fields_buf = &buf[fields_start..];
+    let mut parsed = httparse::parse_headers(fields_buf, &mut storage);
+    if matches!(parsed, Err(httparse::Error::TooManyHeaders)) && limits.max_headers > USUAL_HEADERS {
+        spill.resize(limits.max_headers.min(MAX_HEADERS), httparse::EMPTY_HEADER);
+        parsed = httparse::parse_headers(fields_buf, &mut spill);
+    }
     let (fields_len, fields) = match parsed {
         Ok(httparse::Status::Complete(done)) => done,
         Ok(httparse::Status::Partial) => {
@@ -120,11 +129,14 @@ pub fn parse(buf: &[u8], limits: &ClientLimits) -> Result<Parsed, Refusal> {
     if fields_len > limits.max_header_size {
         return Err(Refusal::HEADERS_TOO_LARGE);
     }
-    let body = framing(&request, fields)?;
+    if fields.len() > limits.max_headers {
+        return Err(Refusal::TOO_MANY_HEADERS);
+    }
+    let (body, upgrade) = framing(&request, fields)?;
     Ok(Parsed::Complete(Head {
         len: fields_start + fields_len,
         body,
-        upgrade: fields.iter().any(|f| f.name.eq_ignore_ascii_case("upgrade")),
+        upgrade,
     }))
 }
 
@@ -208,16 +220,20 @@ fn target_authority<'a>(method: &[u8], target: &'a [u8]) -> Result<Option<&'a [u
     Ok(Some(authority))
 }
 
-/// `host[:port]`, no userinfo (`user@host` is a classic way to confuse routing).
+/// `host[:port]`: a reg-name, IPv4 or `[IPv6]` and a port (RFC 3986 §3.2.2), so no
+/// whitespace, no userinfo (`user@host` is a classic way to confuse routing).
 fn is_authority(value: &[u8]) -> bool {
-    !value.is_empty() && !value.contains(&b'@') && http::uri::Authority::try_from(value).is_ok()
+    let allowed = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(b);
+    !value.is_empty() && value.iter().all(allowed)
 }
 
-/// Checks the fields that decide where the request ends, and who it is for.
-fn framing(request: &RequestLine, fields: &[httparse::Header]) -> Result<Body, Refusal> {
+/// Checks the fields that decide where the request ends, and who it is for; also says
+/// whether the request asks for an `Upgrade`.
+fn framing(request: &RequestLine, fields: &[httparse::Header]) -> Result<(Body, bool), Refusal> {
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut hosts = 0;
+    let mut upgrade = false;
     for field in fields {
         match Framing::of(field.name)? {
             Some(Framing::ContentLength) => {
@@ -251,6 +267,7 @@ fn framing(request: &RequestLine, fields: &[httparse::Header]) -> Result<Body, R
                 });
             }
             Some(Framing::Expect) => {}
+            Some(Framing::Upgrade) => upgrade = true,
             None => {}
         }
     }
@@ -274,38 +291,47 @@ fn framing(request: &RequestLine, fields: &[httparse::Header]) -> Result<Body, R
     if request.method == b"HEAD" && body != Body::None {
         return Err(Refusal::bad("HEAD request with a body"));
     }
-    Ok(body)
+    Ok((body, upgrade))
 }
 
 /// The fields that framing depends on.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
     ContentLength,
     TransferEncoding,
     Host,
     Expect,
+    Upgrade,
 }
 
 impl Framing {
     /// `None` for other fields; a refusal for names that only look like one of these
     /// (`Transfer_Encoding`, `Content--Length`): some servers fold `_` into `-`.
     fn of(name: &str) -> Result<Option<Framing>, Refusal> {
-        const KNOWN: [(&str, &str, Framing); 4] = [
-            ("content-length", "contentlength", Framing::ContentLength),
-            ("transfer-encoding", "transferencoding", Framing::TransferEncoding),
-            ("host", "host", Framing::Host),
-            ("expect", "expect", Framing::Expect),
-        ];
-        if name.len() < 4 {
-            return Ok(None);
+        const CONTENT_LENGTH: (&str, &str, Framing) = ("content-length", "contentlength", Framing::ContentLength);
+        const TRANSFER_ENCODING: (&str, &str, Framing) =
+            ("transfer-encoding", "transferencoding", Framing::TransferEncoding);
+        const HOST: (&str, &str, Framing) = ("host", "host", Framing::Host);
+        const EXPECT: (&str, &str, Framing) = ("expect", "expect", Framing::Expect);
+        const UPGRADE: (&str, &str, Framing) = ("upgrade", "upgrade", Framing::Upgrade);
+        // Dispatch on the first letter: most fields (Accept, User-Agent...) stop here.
+        let first = name
+            .bytes()
+            .find(|&b| b != b'-' && b != b'_')
+            .map(|b| b.to_ascii_lowercase());
+        let (exact, folded, kind) = match first {
+            Some(b'c') => CONTENT_LENGTH,
+            Some(b't') => TRANSFER_ENCODING,
+            Some(b'h') => HOST,
+            Some(b'e') => EXPECT,
+            Some(b'u') => UPGRADE,
+            _ => return Ok(None),
+        };
+        if name.len() == exact.len() && name.eq_ignore_ascii_case(exact) {
+            return Ok(Some(kind));
         }
-        for (exact, folded, kind) in KNOWN {
-            if name.eq_ignore_ascii_case(exact) {
-                return Ok(Some(kind));
-            }
-            if folds_to(name, folded) {
-                return Err(Refusal::bad("header field name resembles a framing field"));
-            }
+        if kind != Framing::Upgrade && name.len() >= folded.len() && folds_to(name, folded) {
+            return Err(Refusal::bad("header field name resembles a framing field"));
         }
         Ok(None)
     }

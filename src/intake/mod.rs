@@ -20,7 +20,6 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// What an HTTP/2 client sends first on a cleartext connection (prior knowledge).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -56,33 +55,31 @@ impl Intake {
     /// One HTTP/1.x connection: read and check a head, let the proxy serve that request,
     /// and again while the proxy hands the connection back for keep-alive.
     async fn serve_http1(&self, mut stream: Stream, shutdown: &ShutdownWatch) {
-        let mut shutdown_changes = shutdown.clone();
         let client_ip = peer_ip(&stream);
         // Bytes read past the end of the previous request (pipelined requests).
         let mut pending = BytesMut::new();
         let mut kept: Option<HttpPersistentSettings> = None;
         let mut wait = Wait::First;
+        // Read once per connection: a reload's new limits apply to new connections.
+        let limits = self.snapshot.load().server.client.clone();
         loop {
-            let snapshot = self.snapshot.load_full();
-            let limits = &snapshot.server.client;
-            let started = Instant::now();
-            let bytes = match head::read(&mut stream, &mut pending, limits, wait, &mut shutdown_changes).await {
+            let bytes = match head::read(&mut stream, &mut pending, &limits, wait, shutdown).await {
                 Outcome::Head(bytes) => bytes,
                 Outcome::Idle => return,
                 Outcome::Broken => {
-                    if snapshot.server.metrics {
+                    if self.snapshot.load().server.metrics {
                         self.metrics.downstream_error("incomplete_head");
                     }
                     return;
                 }
-                Outcome::Refused(refusal) => {
+                Outcome::Refused(refusal, waited) => {
                     let refused = refuse::Refused {
                         refusal,
                         received: &pending,
-                        started,
+                        waited,
                         client_ip,
                     };
-                    return refuse::answer(&mut stream, refused, snapshot.clone(), &self.metrics).await;
+                    return refuse::answer(&mut stream, refused, self.snapshot.load_full(), &self.metrics).await;
                 }
             };
             let mut session = ServerSession::new_http1(stream);

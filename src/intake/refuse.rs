@@ -28,8 +28,8 @@ pub struct Refused<'a> {
     pub refusal: Refusal,
     /// The bytes of the head received so far.
     pub received: &'a [u8],
-    /// When the wait for this head started.
-    pub started: Instant,
+    /// How long the head's bytes took to come.
+    pub waited: Duration,
     pub client_ip: Option<IpAddr>,
 }
 
@@ -37,9 +37,11 @@ pub async fn answer(stream: &mut Stream, refused: Refused<'_>, snapshot: Arc<Sna
     let Refused {
         refusal,
         received,
-        started,
+        waited,
         client_ip,
     } = refused;
+    let now = Instant::now();
+    let started = now.checked_sub(waited).unwrap_or(now);
     let (method, target) = request_line(received);
     let mut ctx = RequestCtx::new(snapshot);
     ctx.request_id = request_id::fresh();
