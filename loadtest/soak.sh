@@ -9,13 +9,15 @@
 #
 # Routes (one gatehouse, release build, `threads: THREADS`, access log off, metrics on):
 #   /plain    → origin                          /jwt    → origin, HS256 bearer token
-#   /limited  → origin, 2000 req/s per route    /cached → origin, `cache: true` (HITs)
+#   /limited  → origin, LIMIT req/s per route    /cached → origin, `cache: true` (HITs)
 #   /ws       → a WebSocket echo server (loadtest/soak.py ws-echo)
 # Load: wrk -t1 -cCONNS rotating over the four HTTP routes (loadtest/soak.lua) and
 # WS_CONNS WebSocket clients each sending a message and waiting for its echo, in a loop.
 # Origin: nginx, one worker (`return 200`). Needs: nginx, wrk, curl, python3.
 #
 # Knobs: DURATION=600 WARMUP=60 EVERY=10 CONNS=64 WS_CONNS=16 THREADS=1 BUILD=1
+#        MAX_GROWTH=5 (percent; a smoke run of a few seconds is still warming up)
+#        LIMIT=2000 (requests per second the /limited route lets through)
 #        GATEHOUSE_BIN=target/release/gatehouse RESULTS=loadtest/results KEEP_TMP=0
 # Output: loadtest/results/<stamp>-soak.md (and .csv, the samples); exit 1 if a check fails.
 set -euo pipefail
@@ -28,6 +30,8 @@ EVERY="${EVERY:-10}"
 CONNS="${CONNS:-64}"
 WS_CONNS="${WS_CONNS:-16}"
 THREADS="${THREADS:-1}"
+MAX_GROWTH="${MAX_GROWTH:-5}"
+LIMIT="${LIMIT:-2000}"
 BUILD="${BUILD:-1}"
 KEEP_TMP="${KEEP_TMP:-0}"
 RESULTS="${RESULTS:-$ROOT/loadtest/results}"
@@ -70,7 +74,7 @@ cleanup() {
 trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || true
 
-read -r ORIGIN GW ADMIN WS < <(python3 "$HERE/helper.py" ports 4 | tr '\n' ' ')
+read -r ORIGIN GW ADMIN WS <<< "$(python3 "$HERE/helper.py" ports 4 | tr '\n' ' ')"
 
 mkdir -p "$TMP/origin/logs" "$TMP/origin/tmp"
 cat > "$TMP/origin.conf" <<EOF
@@ -110,7 +114,7 @@ upstreams:
 routes:
   - { name: plain, prefix: /plain, upstream: origin }
   - { name: jwt, prefix: /jwt, auth: jwt, upstream: origin }
-  - { name: limited, prefix: /limited, rate_limit: { requests: 2000, per: 1s, key: route }, upstream: origin }
+  - { name: limited, prefix: /limited, rate_limit: { requests: $LIMIT, per: 1s, key: route }, upstream: origin }
   - { name: cached, prefix: /cached, cache: true, upstream: origin }
   - { name: ws, prefix: /ws, upstream: echo }
 EOF
@@ -162,5 +166,5 @@ errors="$(grep -c '"level":"ERROR"' "$TMP/gatehouse.log" || true)"
 python3 "$HERE/soak.py" report --samples "$SAMPLES" --wrk "$TMP/wrk.json" --ws "$TMP/ws.json" \
     --out "$RESULTS/$STAMP-soak.md" --stamp "$STAMP" --version "$("$GATEHOUSE_BIN" --version | head -n 1)" \
     --duration "$DURATION" --warmup "$WARMUP" --every "$EVERY" --conns "$CONNS" --ws-conns "$WS_CONNS" \
-    --threads "$THREADS"
+    --threads "$THREADS" --max-growth "$MAX_GROWTH"
 [[ "$errors" == 0 ]] || die "ERROR lines in the gatehouse log"

@@ -72,3 +72,58 @@ fn the_load_test_harness_runs_and_reports_ratios_to_nginx() {
         assert!(report.contains(&row), "no row for {peer}:\n{report}");
     }
 }
+
+#[test]
+fn the_soak_harness_runs_mixed_traffic_and_reports() {
+    let missing: Vec<&str> = ["nginx", "wrk", "curl", "python3"]
+        .into_iter()
+        .filter(|t| !have(t))
+        .collect();
+    if !missing.is_empty() && !is_root() {
+        assert!(std::env::var("CI").is_err(), "CI must have {missing:?} (see .ci/run)");
+        eprintln!("SKIPPED: the soak smoke run needs {missing:?} (or root to install them)");
+        return;
+    }
+    let results = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("bash")
+        .arg("loadtest/soak.sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .envs([
+            ("DURATION", "6"),
+            ("WARMUP", "2"),
+            ("EVERY", "1"),
+            ("CONNS", "8"),
+            ("WS_CONNS", "4"),
+            ("LIMIT", "20"),
+            ("BUILD", "0"),
+            // Seconds into a run, memory is still growing: not what this smoke run checks.
+            ("MAX_GROWTH", "1000"),
+            ("GATEHOUSE_BIN", env!("CARGO_BIN_EXE_gatehouse")),
+        ])
+        .env("RESULTS", results.path())
+        .output()
+        .expect("run bash loadtest/soak.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "soak.sh failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("SOAK PASSED"), "{stdout}");
+    for check in [
+        "no socket error",
+        "no WebSocket error",
+        "the limited route did limit",
+        "429s only where the limit is",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.contains(check) && l.contains("| pass |")),
+            "{check}: {stdout}"
+        );
+    }
+    let report = std::fs::read_dir(results.path())
+        .expect("results dir")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().ends_with("-soak.md"));
+    assert!(report.is_some(), "no -soak.md report written");
+}
