@@ -7,7 +7,7 @@ BIN    := target/release/gatehouse
 # Demo upstreams the bundled config routes to.
 DEMO_PORTS := 9001 9002
 
-.PHONY: all deps build run test check lint fmt bench bench-cache bench-tls upgrade certs clean
+.PHONY: all deps build run test fuzz soak check lint fmt bench bench-cache bench-tls upgrade certs clean
 
 all: build
 
@@ -39,6 +39,14 @@ run: build
 ## test: the whole suite (unit + integration tests against the real binary)
 test: deps
 	$(CARGO) test --locked
+
+## fuzz: every fuzz target (fuzz/) for FUZZ_SECONDS (60) each, with libFuzzer (cargo-fuzz)
+fuzz: deps
+	bash fuzz/run.sh
+
+## soak: 10 minutes at saturation over mixed routes, RSS and open fds sampled (loadtest/soak.sh)
+soak: build
+	BUILD=0 bash loadtest/soak.sh
 
 ## check: validate the shipped config and the test fixtures with `gatehouse check`
 check: deps

@@ -352,3 +352,27 @@ async fn oversized_heads_get_414_and_431_within_the_configured_limits() {
     let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
     assert_refused(&default, long_line.as_bytes(), 414, "request line too long").await;
 }
+
+#[tokio::test]
+async fn over_h2_a_get_body_is_refused_too_unless_the_route_allows_it() {
+    let up = RawUpstream::start().await;
+    let gw = gateway(&up, "h2c: true").await;
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2.get(gw.url("/a")).body("abc").send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "GET request with a body");
+    assert_eq!(up.received_text(), "");
+    let r = h2.get(gw.url("/getbody/q")).body("abc").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        h2.get(gw.url("/a")).send().await.unwrap().status(),
+        200,
+        "no body, no refusal"
+    );
+}

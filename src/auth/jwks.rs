@@ -125,11 +125,8 @@ impl JwksStore {
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }
-        let set: JwkSet = resp.json().await.map_err(|e| format!("not a JWK set: {e}"))?;
-        let keys = parse_set(&set);
-        if keys.is_empty() {
-            return Err("the set has no usable key (each needs a kid and an RSA or EC key)".into());
-        }
+        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        let keys = parse_document(&body)?;
         let n = keys.len();
         self.keys.store(Arc::new(keys));
         // Every fetched set counts as new (a kid may be reused for another key): tokens
@@ -137,6 +134,16 @@ impl JwksStore {
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(n)
     }
+}
+
+/// The usable keys of a JWKS document (an IdP's answer: untrusted bytes).
+pub fn parse_document(body: &[u8]) -> Result<HashMap<String, Arc<JwkKey>>, String> {
+    let set: JwkSet = serde_json::from_slice(body).map_err(|e| format!("not a JWK set: {e}"))?;
+    let keys = parse_set(&set);
+    if keys.is_empty() {
+        return Err("the set has no usable key (each needs a kid and an RSA or EC key)".into());
+    }
+    Ok(keys)
 }
 
 /// Keys with a `kid` and an RSA or EC public key; others (symmetric `oct` keys among

@@ -206,3 +206,53 @@ fn runtime_and_upstream_pool_settings_default_parse_and_are_bounded() {
     let all = messages(parse(&format!("upstream_keepalive_pool: -1\n{routes}")).unwrap_err()).join("\n");
     assert!(all.contains("upstream_keepalive_pool"), "{all}");
 }
+
+#[test]
+fn client_limits_default_to_nginx_like_values_and_are_bounded() {
+    let routes = "upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\nroutes: [{ prefix: /, upstream: u }]\n";
+    let c = parse(routes).unwrap();
+    let l = &c.server.client;
+    assert_eq!(
+        (
+            l.header_timeout,
+            l.keepalive_timeout,
+            l.max_request_line,
+            l.max_header_size,
+            l.max_headers
+        ),
+        (Duration::from_secs(10), Duration::from_secs(60), 8 << 10, 32 << 10, 100)
+    );
+    let c = parse(&format!(
+        "client_header_timeout: 2s\nclient_keepalive_timeout: 5s\nmax_request_line: 4KiB\nmax_header_size: 64KiB\nmax_headers: 256\n{routes}"
+    ))
+    .unwrap();
+    let l = &c.server.client;
+    assert_eq!(
+        (
+            l.header_timeout,
+            l.keepalive_timeout,
+            l.max_request_line,
+            l.max_header_size,
+            l.max_headers
+        ),
+        (Duration::from_secs(2), Duration::from_secs(5), 4 << 10, 64 << 10, 256)
+    );
+    let all = messages(
+        parse(&format!(
+            "client_header_timeout: 0s\nclient_keepalive_timeout: soon\nmax_request_line: 100\nmax_header_size: 1MiB\nmax_headers: 0\n{routes}"
+        ))
+        .unwrap_err(),
+    )
+    .join("\n");
+    for expected in [
+        "client_header_timeout: must be above zero",
+        "client_keepalive_timeout: \"soon\" is not a duration",
+        "max_request_line: must be between 1KiB and 512KiB",
+        "max_header_size: must be between 1KiB and 512KiB",
+        "max_headers: must be between 1 and 256",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    let c = parse("upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\nroutes: [{ prefix: /, upstream: u, allow_get_body: true }]\n").unwrap();
+    assert!(c.routes[0].security.allow_get_body);
+}

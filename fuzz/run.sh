@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Fuzzing (#14): every libFuzzer target of fuzz/ runs for FUZZ_SECONDS (default 60), its
+# committed corpus as seeds (read-only; new finds go to a temp dir), then a table of what
+# ran. A crash stops the run with the input that caused it (fuzz/artifacts/<target>/):
+# turn it into a regression test next to the code it broke.
+#
+#   make fuzz                                  # every target, 60 s each
+#   FUZZ_SECONDS=600 FUZZ_TARGETS=framing make fuzz
+#
+# The targets build with cargo-fuzz (installed when missing) on the stable toolchain:
+# RUSTC_BOOTSTRAP=1 lets it pass the sanitizer flags that need nightly.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+SECONDS_EACH="${FUZZ_SECONDS:-60}"
+TARGETS="${FUZZ_TARGETS:-framing config routes_json router jwt jwks cache_policy}"
+export RUSTC_BOOTSTRAP=1
+# -O: optimised; -a: debug assertions (overflow checks) on.
+FLAGS=(-O -a)
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked >&2
+fi
+cargo fuzz build "${FLAGS[@]}" >&2
+
+report="| target | seconds | executions | per second | corpus (seeds → after) |"$'\n'"|---|---:|---:|---:|---|"
+for target in $TARGETS; do
+    work="$(mktemp -d)"
+    log="$work.log"
+    extra=()
+    [[ "$target" == framing ]] && extra+=(-dict=dicts/http.dict)
+    seeds=$(find "corpus/$target" -type f | wc -l)
+    echo "fuzz: $target for ${SECONDS_EACH}s" >&2
+    if ! cargo fuzz run "${FLAGS[@]}" "$target" "$work" "corpus/$target" -- \
+        -max_total_time="$SECONDS_EACH" -print_final_stats=1 "${extra[@]}" > "$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "fuzz: $target FAILED; the input is in fuzz/artifacts/$target/" >&2
+        exit 1
+    fi
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+    secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' || echo "$SECONDS_EACH")
+    after=$(find "$work" -type f | wc -l)
+    report+=$'\n'"| $target | $secs | $runs | $(( runs / (secs > 0 ? secs : 1) )) | $seeds → $((seeds + after)) |"
+    rm -rf "$work" "$log"
+done
+echo "$report"
