@@ -7,7 +7,10 @@ function setup(thread)
    table.insert(threads, thread)
 end
 
-local paths = { "/plain", "/jwt", "/limited", "/cached" }
+local paths = {}
+for path in string.gmatch(os.getenv("SOAK_PATHS") or "/plain,/jwt,/limited,/cached", "[^,]+") do
+   table.insert(paths, path)
+end
 local token = os.getenv("SOAK_TOKEN") or ""
 local n = 0
 statuses = {}

@@ -18,6 +18,8 @@
 # Knobs: DURATION=600 WARMUP=60 EVERY=10 CONNS=64 WS_CONNS=16 THREADS=1 BUILD=1
 #        MAX_GROWTH=5 (percent; a smoke run of a few seconds is still warming up)
 #        LIMIT=2000 (requests per second the /limited route lets through)
+#        PATHS=/plain,/jwt,/limited,/cached (the HTTP routes wrk rotates over; one alone
+#        shows what that route costs in memory)
 #        GATEHOUSE_BIN=target/release/gatehouse RESULTS=loadtest/results KEEP_TMP=0
 # Output: loadtest/results/<stamp>-soak.md (and .csv, the samples); exit 1 if a check fails.
 set -euo pipefail
@@ -32,6 +34,7 @@ WS_CONNS="${WS_CONNS:-16}"
 THREADS="${THREADS:-1}"
 MAX_GROWTH="${MAX_GROWTH:-5}"
 LIMIT="${LIMIT:-2000}"
+PATHS="${PATHS:-/plain,/jwt,/limited,/cached}"
 BUILD="${BUILD:-1}"
 KEEP_TMP="${KEEP_TMP:-0}"
 RESULTS="${RESULTS:-$ROOT/loadtest/results}"
@@ -140,7 +143,7 @@ python3 "$HERE/soak.py" sample "$GW_PID" "$DURATION" "$EVERY" "$SAMPLES" &
 SAMPLER=$!
 python3 "$HERE/soak.py" ws-load "ws://127.0.0.1:$GW/ws" "$WS_CONNS" "$DURATION" "$TMP/ws.json" &
 WS_LOAD=$!
-SOAK_TOKEN="$TOKEN" SOAK_OUT="$TMP/wrk.json" \
+SOAK_TOKEN="$TOKEN" SOAK_OUT="$TMP/wrk.json" SOAK_PATHS="$PATHS" \
     wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 10s -s "$HERE/soak.lua" "http://127.0.0.1:$GW" > "$TMP/wrk.txt" 2>&1 \
     || die "wrk failed: $(tail -n 5 "$TMP/wrk.txt")"
 wait "$WS_LOAD" || die "the WebSocket load failed"
@@ -166,5 +169,5 @@ errors="$(grep -c '"level":"ERROR"' "$TMP/gatehouse.log" || true)"
 python3 "$HERE/soak.py" report --samples "$SAMPLES" --wrk "$TMP/wrk.json" --ws "$TMP/ws.json" \
     --out "$RESULTS/$STAMP-soak.md" --stamp "$STAMP" --version "$("$GATEHOUSE_BIN" --version | head -n 1)" \
     --duration "$DURATION" --warmup "$WARMUP" --every "$EVERY" --conns "$CONNS" --ws-conns "$WS_CONNS" \
-    --threads "$THREADS" --max-growth "$MAX_GROWTH"
+    --threads "$THREADS" --max-growth "$MAX_GROWTH" --paths "$PATHS"
 [[ "$errors" == 0 ]] || die "ERROR lines in the gatehouse log"

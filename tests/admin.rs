@@ -305,14 +305,7 @@ async fn enable_metrics_false_turns_request_metrics_off() {
     for _ in 0..3 {
         gw.get("/x").await;
     }
-    let text = client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics_text().await;
     assert_eq!(
         metric(&text, "gateway_requests_total", &[("route", "all")]),
         None,

@@ -575,14 +575,7 @@ async fn metrics_count_results_per_route() {
     let (_origin, gw) = start("").await;
     get(&gw, "/m").await;
     get(&gw, "/m").await;
-    let text = client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = gw.metrics_text().await;
     assert!(
         text.contains(r#"gateway_cache_total{result="hit",route="cached"} 1"#),
         "{text}"

@@ -8,23 +8,6 @@ use common::raw::{RawClient, ScriptedUpstream, Then};
 use common::*;
 use std::time::Duration;
 
-async fn count(gw: &Gateway, kind: &str) -> u64 {
-    let metrics = client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("gateway_downstream_errors_total{{kind=\"{kind}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn error_lines(gw: &Gateway) -> Vec<String> {
     gw.logs()
         .lines()
@@ -59,7 +42,7 @@ async fn client_resets_and_broken_handshakes_are_counted_not_logged_as_errors() 
         assert!(err.is_timeout(), "{err}");
     }
     eventually(Duration::from_secs(5), "three h2 resets counted", || async {
-        count(&gw, "h2_reset").await == 3
+        gw.downstream_errors("h2_reset").await == 3
     })
     .await;
 
@@ -87,7 +70,7 @@ async fn client_resets_and_broken_handshakes_are_counted_not_logged_as_errors() 
     });
     garbage_h2.await.unwrap();
     eventually(Duration::from_secs(5), "the broken h2 handshake counted", || async {
-        count(&gw, "h2_protocol").await == 1
+        gw.downstream_errors("h2_protocol").await == 1
     })
     .await;
 
@@ -96,7 +79,7 @@ async fn client_resets_and_broken_handshakes_are_counted_not_logged_as_errors() 
     c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(c.closed_within(Duration::from_secs(5)).await);
     eventually(Duration::from_secs(5), "the failed TLS handshake counted", || async {
-        count(&gw, "tls_handshake").await == 1
+        gw.downstream_errors("tls_handshake").await == 1
     })
     .await;
 

@@ -193,14 +193,7 @@ async fn after_100_continue_the_client_still_gets_the_final_answer() {
         .filter_map(|l| l["status"].as_u64())
         .collect();
     assert_eq!(statuses, vec![502, 504, 201]);
-    let metrics = client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     assert!(
         !metrics.contains("status=\"1xx\"") && !metrics.contains("status=\"100\""),
         "{metrics}"

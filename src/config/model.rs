@@ -81,10 +81,10 @@ pub struct ServerSettings {
 /// What an HTTP/1.x client may send in a request head, and how long it may take.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientLimits {
-    /// From the first byte of a request head (from accept for the first request of a
-    /// connection) to its blank line; a client slower than that gets a 408 and is closed.
+    /// From the first byte of a request head to its blank line; a client slower than that
+    /// gets a 408 and is closed.
     pub header_timeout: Duration,
-    /// How long a keep-alive connection may sit idle between two requests.
+    /// How long a connection may sit idle before a request (and between two).
     pub keepalive_timeout: Duration,
     /// Longest request line (414 beyond).
     pub max_request_line: usize,

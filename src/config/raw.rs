@@ -55,9 +55,9 @@ pub struct RawConfig {
     /// User-space read buffer per plain-HTTP client connection (default 0: none; the HTTP
     /// parser reads into its own 4 KiB header buffer anyway).
     pub read_buffer: Option<String>,
-    /// A client has this long to send a whole request head (default 10s): 408, closed.
+    /// A client has this long from a head's first byte to its end (default 10s): 408.
     pub client_header_timeout: Option<String>,
-    /// How long a client's keep-alive connection may sit idle (default 60s).
+    /// How long a client connection may sit idle before a request (default 60s).
     pub client_keepalive_timeout: Option<String>,
     /// Longest request line (default 8KiB): 414 beyond.
     pub max_request_line: Option<String>,

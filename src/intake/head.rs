@@ -1,4 +1,4 @@
-//! Reading one request head off a client connection: the first byte within the idle
+//! Reading one request head off a client connection: the first byte within the keep-alive
 //! timeout, the whole head within `client_header_timeout` of it, the bytes checked by
 //! [`framing`] as they arrive (so an oversized or malformed head is refused without
 //! waiting for the rest).
@@ -31,29 +31,18 @@ pub enum Outcome {
     Refused(Refusal, Duration),
 }
 
-/// Where the wait for a head starts.
-pub enum Wait {
-    /// A new connection: the whole head is due `header_timeout` after accept.
-    First,
-    /// A keep-alive connection: idle up to `keepalive_timeout`, then `header_timeout`
-    /// from the first byte.
-    Reused,
-}
-
 /// Reads the next head from `stream`, starting with the bytes already in `pending`
 /// (read past the end of the previous request); what is left after the returned bytes
-/// stays in `pending`.
+/// stays in `pending`. Before its first byte a connection may idle for the keep-alive
+/// timeout (a browser's preconnected socket, as nginx allows); from it, the whole head is
+/// due within the header timeout.
 pub async fn read(
     stream: &mut Stream,
     pending: &mut BytesMut,
     limits: &ClientLimits,
-    wait: Wait,
     shutdown: &ShutdownWatch,
 ) -> Outcome {
-    let mut deadline = match wait {
-        Wait::First => Some(Instant::now() + limits.header_timeout),
-        Wait::Reused => None,
-    };
+    let mut deadline = None;
     loop {
         if !pending.is_empty() {
             match framing::parse(pending, limits) {
@@ -72,7 +61,6 @@ pub async fn read(
         let read = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, stream.read_buf(pending)).await {
                 Ok(read) => read,
-                Err(_) if pending.is_empty() => return Outcome::Idle,
                 Err(_) => return Outcome::Refused(Refusal::TIMEOUT, limits.header_timeout),
             },
             None => match idle_read(stream, pending, limits.keepalive_timeout, shutdown).await {

@@ -12,7 +12,7 @@ use crate::proxy::Gateway;
 use crate::snapshot::SharedSnapshot;
 use async_trait::async_trait;
 use bytes::BytesMut;
-use head::{Outcome, Wait};
+use head::Outcome;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::{Stream, ALPN};
@@ -59,11 +59,10 @@ impl Intake {
         // Bytes read past the end of the previous request (pipelined requests).
         let mut pending = BytesMut::new();
         let mut kept: Option<HttpPersistentSettings> = None;
-        let mut wait = Wait::First;
         // Read once per connection: a reload's new limits apply to new connections.
         let limits = self.snapshot.load().server.client.clone();
         loop {
-            let bytes = match head::read(&mut stream, &mut pending, &limits, wait, shutdown).await {
+            let bytes = match head::read(&mut stream, &mut pending, &limits, shutdown).await {
                 Outcome::Head(bytes) => bytes,
                 Outcome::Idle => return,
                 Outcome::Broken => {
@@ -95,7 +94,6 @@ impl Intake {
                 return;
             };
             (stream, kept) = reused.consume();
-            wait = Wait::Reused;
         }
     }
 }

@@ -468,6 +468,27 @@ impl Gateway {
         self.child.id()
     }
 
+    /// The Prometheus text of the admin listener's `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let r = client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        r.text().await.expect("metrics text")
+    }
+
+    /// `gateway_downstream_errors_total{kind}` now (0 before the first).
+    pub async fn downstream_errors(&self, kind: &str) -> u64 {
+        let prefix = format!("gateway_downstream_errors_total{{kind=\"{kind}\"}} ");
+        self.metrics_text()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([format!("-{sig}"), self.pid().to_string()])

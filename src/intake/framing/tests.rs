@@ -15,6 +15,19 @@ fn head(raw: &[u8]) -> Head {
     }
 }
 
+/// Each `(request, status, reason)` is refused with that status and reason.
+fn assert_refusals(cases: &[(&[u8], u16, &str)]) {
+    for &(raw, status, reason) in cases {
+        let r = refused(raw);
+        assert_eq!(
+            (r.status, r.reason),
+            (status, reason),
+            "{:?}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+}
+
 fn refused(raw: &[u8]) -> Refusal {
     match check(raw) {
         Err(r) => r,
@@ -125,15 +138,7 @@ fn transfer_encoding_must_be_exactly_chunked_and_alone() {
             "Transfer-Encoding in an HTTP/1.0 request",
         ),
     ];
-    for (raw, status, reason) in cases {
-        let r = refused(raw);
-        assert_eq!(
-            (r.status, r.reason),
-            (status, reason),
-            "{:?}",
-            String::from_utf8_lossy(raw)
-        );
-    }
+    assert_refusals(&cases);
 }
 
 #[test]
@@ -204,15 +209,7 @@ fn malformed_names_values_and_targets_are_refused() {
             "malformed header field name",
         ),
     ];
-    for (raw, reason) in cases {
-        let r = refused(raw);
-        assert_eq!(
-            (r.status, r.reason),
-            (400, reason),
-            "{:?}",
-            String::from_utf8_lossy(raw)
-        );
-    }
+    assert_refusals(&cases.map(|(raw, reason)| (raw, 400, reason)));
     assert_eq!(refused(b"GET / HTTP/2.0\r\n\r\n").status, 505);
     assert_eq!(refused(b"GET / HTTPS/1.1\r\n\r\n").status, 400);
     assert_eq!(refused(b"G(T / HTTP/1.1\r\n\r\n").status, 400);
@@ -255,15 +252,7 @@ fn targets_and_hosts_name_one_authority() {
             "CONNECT is not supported",
         ),
     ];
-    for (raw, status, reason) in cases {
-        let r = refused(raw);
-        assert_eq!(
-            (r.status, r.reason),
-            (status, reason),
-            "{:?}",
-            String::from_utf8_lossy(raw)
-        );
-    }
+    assert_refusals(&cases);
 }
 
 #[test]
