@@ -24,8 +24,12 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::sync::Arc;
 
-/// Timeouts longer than this use tokio's timers rather than Pingora's fast ones.
-const LONG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Timeouts longer than this (seconds) use tokio's timers rather than Pingora's fast ones.
+/// A fast timer lives until it fires, even when the read it guards is long done: a
+/// WebSocket relay (10 min idle timeout) registered one per read, and RSS grew by ≈ 15 %
+/// (≈ 8 MB) over the first 10 minutes of the soak test before it levelled off. Tokio's go
+/// away with the read. Pingora's default threshold is 15 min.
+const FAST_TIMER_LIMIT_SECS: u64 = 60;
 
 /// Pingora's process flags, passed through from the command line.
 #[derive(Debug, Default, Clone, Copy)]
@@ -47,11 +51,6 @@ pub struct Running {
 
 /// Loads `source` and builds a ready-to-run server.
 pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, Running), ConfigError> {
-    // Pingora's fast timers live until they fire, even when the read they guard is long
-    // done: a WebSocket relay (10 min idle timeout) registered one per read and grew RSS
-    // by ≈ 15 % over the first 10 minutes of the soak test. Timeouts longer than a
-    // minute use tokio's, which go away with the read.
-    pingora::time::fast_timeout::set_fast_timeout_to_tokio_threshold(Some(LONG_TIMEOUT));
     let config = source.load()?;
     let listen = config.server.listen.clone();
     let (tls_listen, tls_h2, h2c) = (
@@ -160,6 +159,7 @@ fn server_conf(snapshot: &Snapshot) -> ServerConf {
         error_log: s.log_file.clone(),
         grace_period_seconds: Some(s.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs()),
+        fast_timeout_to_tokio_threshold_seconds: Some(FAST_TIMER_LIMIT_SECS),
         ..Default::default()
     }
 }
