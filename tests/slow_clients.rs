@@ -119,3 +119,19 @@ async fn a_head_left_unfinished_gets_408_and_a_client_that_leaves_is_counted() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_on_an_h2c_listener_too() {
+    let up = RawUpstream::start().await;
+    let gw = Gateway::start(&format!(
+        "h2c: true\nclient_keepalive_timeout: 1s\nupstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: u }}]\n",
+        up.addr
+    ))
+    .await;
+    // Deciding between h2c and HTTP/1.1 needs the client's first bytes: not for ever.
+    let mut silent = RawClient::connect(gw.port).await;
+    assert!(silent.closed_within(Duration::from_secs(5)).await);
+    let mut c = RawClient::connect(gw.port).await;
+    c.send(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(c.response().await.status, 200, "HTTP/1.1 still served beside h2c");
+}

@@ -44,12 +44,19 @@ impl Intake {
         }
     }
 
-    async fn speaks_h2(&self, stream: &mut Stream) -> bool {
+    /// HTTP/2 by ALPN, or (with h2c) by its preface; `None` when a cleartext client said
+    /// nothing within the keep-alive timeout (the peek would wait for ever).
+    async fn speaks_h2(&self, stream: &mut Stream) -> Option<bool> {
         if stream.get_ssl_digest().is_some() {
-            return matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+            return Some(matches!(stream.selected_alpn_proto(), Some(ALPN::H2)));
+        }
+        if !self.h2c {
+            return Some(false);
         }
         let mut preface = [0u8; H2_PREFACE.len()];
-        self.h2c && matches!(stream.try_peek(&mut preface).await, Ok(true)) && preface == H2_PREFACE
+        let idle = self.snapshot.load().server.client.keepalive_timeout;
+        let peeked = pingora::time::timeout(idle, stream.try_peek(&mut preface)).await.ok()?;
+        Some(matches!(peeked, Ok(true)) && preface == H2_PREFACE)
     }
 
     /// One HTTP/1.x connection: read and check a head, let the proxy serve that request,
@@ -101,7 +108,7 @@ impl Intake {
 #[async_trait]
 impl ServerApp for Intake {
     async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        if self.speaks_h2(&mut stream).await {
+        if self.speaks_h2(&mut stream).await? {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
         self.serve_http1(stream, shutdown).await;
