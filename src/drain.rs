@@ -10,10 +10,15 @@
 //! - SIGTERM: drain for `drain_period` while still accepting, then let Pingora stop
 //!   accepting and give in-flight work `grace_period`.
 //! - SIGINT: fast shutdown, no drain.
+//!
+//! Pingora then sleeps the whole `grace_period`, in flight or not; [`ExitWhenIdle`] ends
+//! the process as soon as no client connection is left open (an idle gateway stops in
+//! `drain_period` plus a moment, well inside `docker stop`'s 10 s).
 
 use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
-use std::sync::atomic::{AtomicBool, Ordering};
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::BackgroundService;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -77,5 +82,66 @@ async fn next(s: &mut Option<Signal>) {
             s.recv().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// How often an ending process looks whether its last client connection is gone.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// Client connections open right now (HTTP/1.x and HTTP/2, upgraded WebSockets too).
+#[derive(Debug, Default)]
+pub struct OpenConnections(AtomicUsize);
+
+impl OpenConnections {
+    /// Counts a connection until the returned guard is dropped.
+    pub fn enter(self: &Arc<Self>) -> ConnectionGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        ConnectionGuard(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+pub struct ConnectionGuard(Arc<OpenConnections>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Once Pingora has stopped accepting (SIGTERM after the drain, SIGQUIT after the
+/// hand-over), exits the process when the last client connection closes instead of
+/// sleeping out `grace_period`, which stays the upper bound. A background service so that
+/// it runs in the daemon after the fork, and while Pingora's main thread sleeps.
+pub struct ExitWhenIdle {
+    pub open: Arc<OpenConnections>,
+    /// Flushes what must not be lost (spans, logs) before the exit.
+    pub before_exit: Box<dyn Fn() + Send + Sync>,
+}
+
+#[async_trait]
+impl BackgroundService for ExitWhenIdle {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        loop {
+            // First wait one poll: a connection accepted just before the listeners closed
+            // is counted when its task starts.
+            tokio::time::sleep(IDLE_POLL).await;
+            if self.open.count() == 0 {
+                log::info!("no client connection left: exiting before the grace period ends");
+                // On a thread of its own: a flush may block (the span exporter's client
+                // does), which a runtime thread must not.
+                std::thread::scope(|s| {
+                    s.spawn(|| (self.before_exit)());
+                });
+                log::logger().flush();
+                std::process::exit(0);
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod filters;
 pub mod intake;
 pub mod limits;
 pub mod observe;
+pub mod ports;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use gatehouse::auth::api_key::hash_key;
 use gatehouse::auth::mint::{mint, MintOptions};
 use gatehouse::config::{parse_duration, ConfigSource};
+use gatehouse::ports;
 use gatehouse::server::{self, ProcessOptions};
 use gatehouse::snapshot::Snapshot;
 use pingora::server::RunArgs;
@@ -153,6 +154,10 @@ fn check(source: ConfigSource) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     for w in &s.warnings {
         eprintln!("warning: {}: {w}", s.source);
+    }
+    // A warning only: the address may be free by the time the gateway starts.
+    for busy in ports::unavailable(&ports::listeners(&s.server), s.server.reuse_port) {
+        eprintln!("warning: {}: {}: {busy}", s.source, busy.listener.role);
     }
     println!(
         "{}: OK ({} routes, {} upstreams)",

@@ -4,8 +4,9 @@
 
 use crate::admin::AdminApi;
 use crate::cache::ResponseCache;
-use crate::config::{ConfigError, ConfigSource};
-use crate::drain::{Drain, DrainingSignals};
+use crate::config::{ConfigError, ConfigSource, Problem};
+use crate::ports;
+use crate::drain::{Drain, DrainingSignals, ExitWhenIdle, OpenConnections};
 use crate::intake::Intake;
 use crate::observe::metrics::Metrics;
 use crate::observe::otel::SpanExport;
@@ -52,6 +53,22 @@ pub struct Running {
 /// Loads `source` and builds a ready-to-run server.
 pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, Running), ConfigError> {
     let config = source.load()?;
+    // During an upgrade the old process holds every address until it hands them over.
+    if !options.upgrade {
+        let busy = ports::unavailable(&ports::listeners(&config.server), config.server.reuse_port);
+        if !busy.is_empty() {
+            return Err(ConfigError {
+                source: config.source.clone(),
+                problems: busy
+                    .iter()
+                    .map(|b| Problem {
+                        path: b.listener.role.into(),
+                        message: format!("{b} (stop the other process or choose another address; `gatehouse run -u` takes the addresses over from a running gatehouse)"),
+                    })
+                    .collect(),
+            });
+        }
+    }
     let listen = config.server.listen.clone();
     let (tls_listen, tls_h2, h2c) = (
         config.server.tls_listen.clone(),
@@ -103,7 +120,8 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
     let mut http = HttpProxy::new(gateway, server.configuration.clone());
     http.server_options = Some(options);
     http.handle_init_modules();
-    let intake = Intake::new(http, shared.clone(), metrics.clone(), h2c);
+    let open = Arc::new(OpenConnections::default());
+    let intake = Intake::new(http, shared.clone(), metrics.clone(), h2c, open.clone());
     let mut proxy = Service::new("gatehouse proxy".into(), intake);
     for addr in &listen {
         proxy.add_listener(
@@ -123,6 +141,18 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         );
     }
     server.add_service(proxy).add_dependency(&bootstrap);
+    let flush_spans = spans.clone();
+    server.add_service(background_service(
+        "exit when idle",
+        ExitWhenIdle {
+            open,
+            before_exit: Box::new(move || {
+                if let Some(spans) = &flush_spans {
+                    spans.shutdown();
+                }
+            }),
+        },
+    ));
     let supervisor = Supervisor::new(shared.clone());
     server.add_service(background_service("health checks and key refresh", supervisor));
     let reloader = Arc::new(Reloader::new(source, config, shared.clone(), metrics.clone()));

@@ -407,10 +407,15 @@ pub struct IpRules {
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_PID_FILE: &str = "/tmp/gatehouse.pid";
 pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/gatehouse_upgrade.sock";
+// Stopping takes at most drain + grace + shutdown timeout (an idle gateway leaves right after
+// the drain): 9 s by default, inside `docker stop`'s 10 s and Kubernetes' 30 s
+// terminationGracePeriodSeconds, which must exceed the sum (plus any preStop hook).
 pub const DEFAULT_DRAIN_PERIOD: Duration = Duration::from_secs(1);
-/// Long enough for WebSocket clients to close and reconnect on their own (Kubernetes' default).
-pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(7);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+/// What a container runtime waits between SIGTERM and SIGKILL (`docker stop`'s default):
+/// `check` warns when the stop budget above exceeds it.
+pub const CONTAINER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEALTH_PATH: &str = "/health";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 pub const DEFAULT_WEBSOCKET_IDLE: Duration = Duration::from_secs(600);

@@ -33,6 +33,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
         p.push("routes", "at least one route is required");
     }
     let mut warnings = warnings(&raw, &routes);
+    warnings.extend(stop_budget_warning(&server));
     warnings.extend(security_warnings);
     p.into_result(
         source,
@@ -505,6 +506,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("\"{s}\" is not a duration (use 250ms, 5s, 1m)");
     let signed: jiff::SignedDuration = s.trim().parse().map_err(|_| bad())?;
     Duration::try_from(signed).map_err(|_| bad())
+}
+
+/// How long stopping may take, against what a container runtime waits before SIGKILL.
+fn stop_budget_warning(server: &ServerSettings) -> Option<String> {
+    let budget = server.drain_period + server.grace_period + server.shutdown_timeout;
+    (budget > CONTAINER_STOP_TIMEOUT).then(|| {
+        format!(
+            "drain_period + grace_period + shutdown_timeout = {budget:?}, more than docker stop's {CONTAINER_STOP_TIMEOUT:?}: \
+             run containers with a longer stop timeout (docker stop -t, compose stop_grace_period, \
+             Kubernetes terminationGracePeriodSeconds above the sum), or the process is killed mid-drain"
+        )
+    })
 }
 
 /// Unreachable routes are found when the router is built (`Snapshot::build`).

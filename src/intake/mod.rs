@@ -7,6 +7,7 @@ pub mod framing;
 mod head;
 mod refuse;
 
+use crate::drain::OpenConnections;
 use crate::observe::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::snapshot::SharedSnapshot;
@@ -32,15 +33,24 @@ pub struct Intake {
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
     h2c: bool,
+    /// Counted so that an ending process can leave as soon as the last one closes.
+    open: Arc<OpenConnections>,
 }
 
 impl Intake {
-    pub fn new(proxy: HttpProxy<Gateway>, snapshot: SharedSnapshot, metrics: Arc<Metrics>, h2c: bool) -> Self {
+    pub fn new(
+        proxy: HttpProxy<Gateway>,
+        snapshot: SharedSnapshot,
+        metrics: Arc<Metrics>,
+        h2c: bool,
+        open: Arc<OpenConnections>,
+    ) -> Self {
         Intake {
             proxy: Arc::new(proxy),
             snapshot,
             metrics,
             h2c,
+            open,
         }
     }
 
@@ -108,6 +118,7 @@ impl Intake {
 #[async_trait]
 impl ServerApp for Intake {
     async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let _open = self.open.enter();
         if self.speaks_h2(&mut stream).await? {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }

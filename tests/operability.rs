@@ -1,0 +1,123 @@
+//! What a new operator trips on (issue #15): a busy port, a slow stop, dependencies that
+//! are not there yet when the node says it is ready, and the small gaps around them.
+
+mod common;
+
+use common::{free_port, Gateway, MockUpstream, BIN};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn config_on(dir: &std::path::Path, listen: u16, admin: u16, upstream: std::net::SocketAddr) -> std::path::PathBuf {
+    let path = dir.join("gatehouse.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen: [\"127.0.0.1:{listen}\"]\nadmin: {{ listen: \"127.0.0.1:{admin}\" }}\n\
+             pid_file: {}/g.pid\nupgrade_sock: {}/g.sock\n\
+             upstreams: {{ api: {{ targets: [\"{upstream}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+            dir.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `gatehouse run -c path`, expecting it to exit by itself within `within`.
+fn run_until_exit(path: &std::path::Path, within: Duration) -> (Option<i32>, String, Duration) {
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while started.elapsed() < within {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+            return (out.status.code(), text, started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (None, String::from_utf8_lossy(&out.stderr).into_owned(), started.elapsed())
+}
+
+#[tokio::test]
+async fn a_busy_listen_or_admin_port_makes_run_exit_at_once_naming_address_and_holder() {
+    let up = MockUpstream::start("api").await;
+    let dir = tempfile::tempdir().unwrap();
+    let me = format!("pid {}", std::process::id());
+    for busy_role in ["listen", "admin.listen"] {
+        let held = TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = held.local_addr().unwrap().port();
+        let (listen, admin) = if busy_role == "listen" {
+            (busy, free_port())
+        } else {
+            (free_port(), busy)
+        };
+        let path = config_on(dir.path(), listen, admin, up.addr());
+        let (code, text, took) = run_until_exit(&path, Duration::from_secs(10));
+        assert_eq!(code, Some(1), "{busy_role} busy: run must exit 1 at once, got {code:?} after {took:?}:\n{text}");
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        let expected = format!("{busy_role}: 127.0.0.1:{busy}: the address is already in use, held by {me}");
+        assert!(text.contains(&expected), "wanted `{expected}` in:\n{text}");
+        assert!(!text.contains("will try again"), "{text}");
+
+        // `check` says the same as a warning and still passes: the port may be free later.
+        let out = Command::new(BIN).args(["check", "-c"]).arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("warning:") && stderr.contains(&expected), "{stderr}");
+        drop(held);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_on_an_idle_gateway_exits_right_after_the_drain_not_the_grace_period() {
+    let up = MockUpstream::start("api").await;
+    let mut gw = Gateway::start(&format!(
+        "drain_period: 500ms\ngrace_period: 30s\nshutdown_timeout: 5s\n{}",
+        common::simple_config(&[up.addr()])
+    ))
+    .await;
+    assert_eq!(gw.get("/x").await.status(), 200);
+    let sent = Instant::now();
+    gw.signal("TERM");
+    let status = gw.wait_exit(Duration::from_secs(10)).await;
+    let took = sent.elapsed();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{}", gw.logs());
+    assert!(took < Duration::from_secs(3), "an idle gateway took {took:?} to stop");
+    assert!(took >= Duration::from_millis(500), "left before the drain period: {took:?}");
+    assert!(gw.logs().contains("no client connection left"), "{}", gw.logs());
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_before_the_grace_period_ends() {
+    let up = MockUpstream::start("api").await;
+    up.set_delay(Duration::from_secs(2));
+    let mut gw = Gateway::start(&format!(
+        "drain_period: 0s\ngrace_period: 30s\nshutdown_timeout: 5s\n{}",
+        common::simple_config(&[up.addr()])
+    ))
+    .await;
+    let url = gw.url("/slow");
+    let slow = tokio::spawn(async move { common::client().get(url).send().await.map(|r| r.status().as_u16()) });
+    common::eventually(Duration::from_secs(5), "the request reaches the upstream", || {
+        let hits = up.hits();
+        async move { hits == 1 }
+    })
+    .await;
+    let sent = Instant::now();
+    gw.signal("TERM");
+    let status = gw.wait_exit(Duration::from_secs(15)).await;
+    let took = sent.elapsed();
+    assert!(status.is_some(), "still running after 15 s:\n{}", gw.logs());
+    assert_eq!(slow.await.unwrap().ok(), Some(200), "the in-flight request was cut");
+    assert!(took < Duration::from_secs(5), "took {took:?} (grace period 30 s)");
+}
