@@ -308,12 +308,12 @@ impl EdgeSecurity {
             message,
         };
         let jwks = match config.jwt.as_ref().map(|j| &j.key) {
-            Some(JwtKeySource::Jwks { url, refresh, cooldown }) => Some(
+            Some(JwtKeySource::Jwks { url, refresh, min_refresh }) => Some(
                 previous
                     .filter(|p| p.config.jwt.as_ref().map(|j| &j.key) == config.jwt.as_ref().map(|j| &j.key))
                     .and_then(|p| p.jwks.clone())
                     .map(Ok)
-                    .unwrap_or_else(|| JwksStore::new(url, *refresh, *cooldown).map(Arc::new))
+                    .unwrap_or_else(|| JwksStore::new(url, *refresh, *min_refresh).map(Arc::new))
                     .map_err(|e| problem("auth.jwt.jwks_url", e))?,
             ),
             _ => None,

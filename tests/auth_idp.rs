@@ -34,7 +34,7 @@ async fn jwks_keys_rotate_without_a_restart_and_survive_an_idp_outage() {
     .await;
     let up = MockUpstream::start("api").await;
     let gw = Gateway::start(&format!(
-        "auth: {{ jwt: {{ jwks_url: \"{}\", jwks_refresh: 1h, jwks_cooldown: 100ms }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, auth: jwt, upstream: api }}]\n",
+        "auth: {{ jwt: {{ jwks_url: \"{}\", jwks_refresh: 1h, jwks_min_refresh: 100ms }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, auth: jwt, upstream: api }}]\n",
         idp.url("/.well-known/jwks.json"),
         up.addr()
     ))
@@ -58,10 +58,13 @@ async fn jwks_keys_rotate_without_a_restart_and_survive_an_idp_outage() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(call(&gw, &token_b).await.0, 200);
 
-    // The IdP goes down: the last good set (key B) keeps working.
+    // The IdP goes down: the last good set (key B) keeps working. Key A is unknown and
+    // cannot be looked up: the IdP's fault, 503 `idp_unavailable`, as introspection says.
     phase.store(2, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(call(&gw, &token_a).await.0, 401, "key A was rotated out");
+    let (status, body) = call(&gw, &token_a).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"code\":\"idp_unavailable\""), "{body}");
     assert_eq!(
         call(&gw, &token_b).await.0,
         200,
@@ -73,7 +76,7 @@ async fn jwks_keys_rotate_without_a_restart_and_survive_an_idp_outage() {
     let started = std::time::Instant::now();
     let bogus = sign(Algorithm::RS256, &rsa_key("rsa_a"), Some("nope"), &claims(json!({})));
     for _ in 0..20 {
-        assert_eq!(call(&gw, &bogus).await.0, 401);
+        assert_eq!(call(&gw, &bogus).await.0, 503, "the IdP is still down");
     }
     let allowed = 1 + started.elapsed().as_millis() as usize / 100;
     let fetched = idp.calls() - before;
@@ -179,4 +182,5 @@ async fn opaque_tokens_are_introspected_once_per_token() {
         status, 503,
         "an unreachable IdP is the gateway's problem, not the caller's: {body}"
     );
+    assert!(body.contains("\"code\":\"idp_unavailable\""), "{body}");
 }

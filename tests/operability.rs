@@ -121,3 +121,116 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_before_the_grace_pe
     assert_eq!(slow.await.unwrap().ok(), Some(200), "the in-flight request was cut");
     assert!(took < Duration::from_secs(5), "took {took:?} (grace period 30 s)");
 }
+
+async fn ready(gw: &Gateway) -> (u16, serde_json::Value) {
+    let r = common::client().get(gw.admin_url("/ready")).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+fn jwks_fixture() -> String {
+    std::fs::read_to_string(common::fixture("keys/rsa_a.jwks.json")).unwrap()
+}
+
+#[tokio::test]
+async fn an_idp_down_at_start_keeps_ready_at_503_and_tokens_at_503_until_its_keys_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let idp_up = Arc::new(AtomicBool::new(false));
+    let flag = idp_up.clone();
+    let idp = common::FnServer::start(move |_, _, _| {
+        if flag.load(Ordering::SeqCst) {
+            (200, jwks_fixture(), "application/json")
+        } else {
+            (503, "starting".into(), "text/plain")
+        }
+    })
+    .await;
+    let up = MockUpstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        "auth: {{ jwt: {{ jwks_url: \"{}\" }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, auth: jwt, upstream: api }}]\n",
+        idp.url("/jwks"),
+        up.addr()
+    ))
+    .await;
+    let token = common::sign(
+        jsonwebtoken::Algorithm::RS256,
+        &common::rsa_key("rsa_a"),
+        Some("key-a"),
+        &common::claims(serde_json::json!({})),
+    );
+    let call = || async {
+        let r = common::client().get(gw.url("/api/x")).bearer_auth(&token).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    };
+
+    let (status, body) = ready(&gw).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["waiting_for"].to_string().contains("JWKS"), "{body}");
+    let (status, body) = call().await;
+    assert_eq!(status, 503, "the keys could not be fetched: not the token's fault: {body}");
+    assert!(body.contains("\"code\":\"idp_unavailable\""), "{body}");
+    assert_eq!(up.hits(), 0);
+
+    // The IdP comes up: within about min_refresh (1 s) the keys are there.
+    idp_up.store(true, Ordering::SeqCst);
+    let since = Instant::now();
+    common::eventually(Duration::from_secs(5), "the token passes", || async { call().await.0 == 200 }).await;
+    assert!(since.elapsed() < Duration::from_millis(2500), "took {:?}", since.elapsed());
+    common::eventually(Duration::from_secs(3), "the node is ready", || async { ready(&gw).await.0 == 200 }).await;
+}
+
+#[tokio::test]
+async fn ready_waits_at_most_ready_timeout_then_names_what_is_missing() {
+    let idp = common::FnServer::start(|_, _, _| (500, "down".into(), "text/plain")).await;
+    let up = MockUpstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        "ready_timeout: 1s\nauth: {{ jwt: {{ jwks_url: \"{}\" }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, auth: jwt, upstream: api }}]\n",
+        idp.url("/jwks"),
+        up.addr()
+    ))
+    .await;
+    common::eventually(Duration::from_secs(5), "ready after ready_timeout", || async {
+        ready(&gw).await.0 == 200
+    })
+    .await;
+    let (_, body) = ready(&gw).await;
+    assert!(body["degraded"].to_string().contains("JWKS"), "{body}");
+}
+
+#[tokio::test]
+async fn a_fresh_node_counts_its_first_requests_in_redis_and_waits_for_it_to_be_ready() {
+    let Some(mut redis) = common::RedisServer::start().await else {
+        return;
+    };
+    let up = MockUpstream::start("api").await;
+    let config = format!(
+        "redis: {{ url: \"{}\", timeout: 250ms, key_prefix: \"fresh{}\" }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\n\
+         routes: [{{ prefix: /, upstream: api, rate_limit: {{ requests: 1000, per: 1h, key: ip, scope: global, on_redis_error: deny }} }}]\n",
+        redis.url(),
+        redis.port,
+        up.addr()
+    );
+    // Redis healthy: from the very first request every decision is Redis's, none the policy's.
+    let gw = Gateway::start(&config).await;
+    for i in 0..10u64 {
+        let r = gw.get("/x").await;
+        assert_eq!(r.status(), 200, "request {i} right after start was refused by policy");
+        let remaining: u64 = r.headers()["ratelimit-remaining"].to_str().unwrap().parse().unwrap();
+        assert_eq!(remaining, 999 - i, "request {i} was not counted");
+    }
+    assert_eq!(ready(&gw).await.0, 200);
+    drop(gw);
+
+    // Redis down at start: the node is not ready (within ready_timeout) and says why.
+    redis.stop();
+    let gw = Gateway::start(&config).await;
+    let (status, body) = ready(&gw).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["waiting_for"].to_string().contains("redis"), "{body}");
+    redis.restart().await;
+    common::eventually(Duration::from_secs(5), "ready once redis is up", || async {
+        ready(&gw).await.0 == 200
+    })
+    .await;
+}

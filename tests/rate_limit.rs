@@ -132,9 +132,15 @@ async fn when_redis_is_down_each_limit_follows_its_policy() {
 
     redis.stop();
     let started = std::time::Instant::now();
-    assert_eq!(gw.get("/open").await.status(), 200, "on_redis_error: allow");
+    let r = gw.get("/open").await;
+    assert_eq!(r.status(), 200, "on_redis_error: allow");
+    assert!(
+        r.headers().get("ratelimit-remaining").is_none(),
+        "nothing was counted: no bucket state may be claimed"
+    );
     let r = gw.get("/closed").await;
     assert_eq!(r.status(), 429, "on_redis_error: deny");
+    assert!(r.headers().get("ratelimit-remaining").is_none());
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "never a hang: {:?}",
@@ -144,6 +150,21 @@ async fn when_redis_is_down_each_limit_follows_its_policy() {
         gw.logs().contains("rate-limit decisions follow on_redis_error")
     })
     .await;
+    // Every decision taken by policy is counted and marked in the access log.
+    let metrics = gw.metrics_text().await;
+    for decision in ["allow", "deny"] {
+        let line = format!("gateway_rate_limit_redis_errors_total{{decision=\"{decision}\"}} 1");
+        assert!(metrics.contains(&line), "no `{line}` in:\n{metrics}");
+    }
+    let marked: Vec<_> = gw
+        .access_log()
+        .into_iter()
+        .filter_map(|l| l["rate_limit_policy"].as_str().map(|p| (l["path"].clone(), p.to_string())))
+        .collect();
+    assert_eq!(
+        marked,
+        vec![("/open".into(), "allow".to_string()), ("/closed".into(), "deny".to_string())]
+    );
 
     // Redis comes back: decisions are made by Redis again.
     redis.restart().await;

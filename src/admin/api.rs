@@ -9,23 +9,37 @@ use crate::snapshot::Snapshot;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-/// 200 once every upstream with an active health check has completed its first check.
-pub fn ready(snapshot: &Snapshot) -> Reply {
-    let waiting: Vec<&str> = snapshot
+/// 200 once the node's dependencies are there: every upstream with an active health check
+/// has completed its first check, Redis (global limits) is connected, the JWKS has been
+/// fetched. 503 while one is missing, for at most `ready_timeout` after start; then 200
+/// with the missing ones under `degraded` (an IdP down at start must not keep a whole
+/// fleet out of its load balancer).
+pub fn ready(snapshot: &Snapshot, uptime: std::time::Duration) -> Reply {
+    let health: Vec<&str> = snapshot
         .upstreams
         .iter()
         .filter(|(_, pool)| pool.health_schedule().is_some_and(|s| !s.checked_once()))
         .map(|(name, _)| name.as_str())
         .collect();
-    if waiting.is_empty() {
+    let mut missing: Vec<String> = health.iter().map(|u| format!("health check of upstream {u}")).collect();
+    if snapshot.redis.as_ref().is_some_and(|r| !r.is_connected()) {
+        missing.push("redis connection (global rate limits)".into());
+    }
+    if snapshot.edge.jwks.as_ref().is_some_and(|j| !j.is_loaded()) {
+        missing.push("JWKS (auth.jwt.jwks_url)".into());
+    }
+    let generation = snapshot.generation;
+    if missing.is_empty() {
+        Reply::Json(StatusCode::OK, json!({ "status": "ready", "config_generation": generation }))
+    } else if uptime >= snapshot.server.ready_timeout {
         Reply::Json(
             StatusCode::OK,
-            json!({ "status": "ready", "config_generation": snapshot.generation }),
+            json!({ "status": "ready", "config_generation": generation, "degraded": missing }),
         )
     } else {
         Reply::Json(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "status": "starting", "waiting_for_health_checks": waiting }),
+            json!({ "status": "starting", "waiting_for": missing, "waiting_for_health_checks": health }),
         )
     }
 }

@@ -31,6 +31,8 @@ pub struct AdminApi {
     metrics: Arc<Metrics>,
     reloader: Arc<Reloader>,
     cache: &'static MemoryStore,
+    /// When the admin service was built (process start), for `ready_timeout`.
+    started: std::time::Instant,
 }
 
 impl AdminApi {
@@ -45,6 +47,7 @@ impl AdminApi {
             metrics,
             reloader,
             cache,
+            started: std::time::Instant::now(),
         }
     }
 }
@@ -109,7 +112,7 @@ impl AdminApi {
         match (method.as_str(), segments.as_slice()) {
             ("GET", [""]) => Reply::Text("text/html; charset=utf-8", STATUS_PAGE.as_bytes().to_vec()),
             ("GET", ["health"]) => Reply::Json(StatusCode::OK, json!({ "status": "ok" })),
-            ("GET", ["ready"]) => api::ready(&snapshot),
+            ("GET", ["ready"]) => api::ready(&snapshot, self.started.elapsed()),
             ("GET", ["metrics"]) => Reply::Text(
                 "text/plain; version=0.0.4",
                 self.metrics

@@ -1,17 +1,20 @@
 //! A JSON Web Key Set fetched from the IdP off the request path and kept in memory.
 //!
-//! - The supervisor refreshes it every `refresh` (first fetch at startup).
-//! - A token naming an unknown `kid` triggers one refetch, at most once per `cooldown`
+//! - The supervisor refreshes it every `refresh` (first fetch at startup); after a failed
+//!   fetch it tries again every `min_refresh` until one succeeds (an IdP that comes up a
+//!   second after the gateway is picked up a second later, not a `refresh` later).
+//! - A token naming an unknown `kid` triggers one refetch, at most once per `min_refresh`
 //!   and one at a time (concurrent requests wait for the same fetch): keys rotated at the
 //!   IdP are picked up without hammering it.
-//! - A failed fetch keeps the last good set.
+//! - A failed fetch keeps the last good set. A `kid` that cannot be looked up because the
+//!   IdP is unreachable is the IdP's fault, not the token's: 503, not 401.
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,10 +30,19 @@ pub struct JwkKey {
     pub rsa: bool,
 }
 
+/// Why no key was found for a `kid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMiss {
+    /// The IdP's current set has no such key.
+    Unknown,
+    /// The set could not be fetched (the last attempt failed).
+    Unreachable,
+}
+
 pub struct JwksStore {
     url: String,
     refresh: Duration,
-    cooldown: Duration,
+    min_refresh: Duration,
     client: reqwest::Client,
     keys: ArcSwap<HashMap<String, Arc<JwkKey>>>,
     /// Bumped whenever `keys` is replaced: tokens verified against an older set are
@@ -40,10 +52,13 @@ pub struct JwksStore {
     fetching: tokio::sync::Mutex<()>,
     last_fetch: Mutex<Option<Instant>>,
     next_refresh: Mutex<Instant>,
+    /// Whether the last fetch succeeded, and whether any ever did (readiness).
+    last_fetch_ok: AtomicBool,
+    loaded: AtomicBool,
 }
 
 impl JwksStore {
-    pub fn new(url: &str, refresh: Duration, cooldown: Duration) -> Result<Self, String> {
+    pub fn new(url: &str, refresh: Duration, min_refresh: Duration) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .no_proxy()
@@ -52,14 +67,21 @@ impl JwksStore {
         Ok(JwksStore {
             url: url.to_string(),
             refresh,
-            cooldown,
+            min_refresh,
             client,
             keys: ArcSwap::from_pointee(HashMap::new()),
             generation: AtomicU64::new(0),
             fetching: tokio::sync::Mutex::new(()),
             last_fetch: Mutex::new(None),
             next_refresh: Mutex::new(Instant::now()),
+            last_fetch_ok: AtomicBool::new(false),
+            loaded: AtomicBool::new(false),
         })
+    }
+
+    /// Whether a key set has been fetched at least once.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
     }
 
     pub fn url(&self) -> &str {
@@ -71,25 +93,28 @@ impl JwksStore {
     }
 
     /// The key named `kid`, refetching the set once (rate-limited) if it is unknown.
-    pub async fn key(&self, kid: &str) -> Option<Arc<JwkKey>> {
+    pub async fn key(&self, kid: &str) -> Result<Arc<JwkKey>, KeyMiss> {
         if let Some(k) = self.keys.load().get(kid) {
-            return Some(k.clone());
+            return Ok(k.clone());
         }
         let _one_fetch = self.fetching.lock().await;
         // Someone else's fetch may have brought it while we waited.
         if let Some(k) = self.keys.load().get(kid) {
-            return Some(k.clone());
+            return Ok(k.clone());
         }
-        if self.cooling_down() {
-            return None;
+        if !self.cooling_down() {
+            if let Err(e) = self.fetch().await {
+                log::warn!(
+                    "JWKS {}: refetch for unknown kid failed, keeping the last set: {e}",
+                    self.url
+                );
+            }
         }
-        if let Err(e) = self.fetch().await {
-            log::warn!(
-                "JWKS {}: refetch for unknown kid failed, keeping the last set: {e}",
-                self.url
-            );
+        match self.keys.load().get(kid) {
+            Some(k) => Ok(k.clone()),
+            None if self.last_fetch_ok.load(Ordering::Acquire) => Err(KeyMiss::Unknown),
+            None => Err(KeyMiss::Unreachable),
         }
-        self.keys.load().get(kid).cloned()
     }
 
     /// Whether the periodic refresh is due; claims it when it is.
@@ -103,24 +128,40 @@ impl JwksStore {
         }
     }
 
-    /// Periodic refresh; failures keep the last good set.
+    /// Periodic refresh; failures keep the last good set and bring the next try forward
+    /// to `min_refresh` from now.
     pub async fn refresh(&self) {
         let _one_fetch = self.fetching.lock().await;
         match self.fetch().await {
             Ok(n) => log::debug!("JWKS {}: {n} keys", self.url),
-            Err(e) => log::warn!("JWKS {}: refresh failed, keeping the last set: {e}", self.url),
+            Err(e) => {
+                log::warn!(
+                    "JWKS {}: fetch failed, keeping the last set, next try in {:?}: {e}",
+                    self.url,
+                    self.min_refresh
+                );
+                if let Ok(mut next) = self.next_refresh.lock() {
+                    *next = (*next).min(Instant::now() + self.min_refresh);
+                }
+            }
         }
     }
 
     fn cooling_down(&self) -> bool {
         let last = self.last_fetch.lock().ok().and_then(|l| *l);
-        last.is_some_and(|t| t.elapsed() < self.cooldown)
+        last.is_some_and(|t| t.elapsed() < self.min_refresh)
     }
 
     async fn fetch(&self) -> Result<usize, String> {
         if let Ok(mut last) = self.last_fetch.lock() {
             *last = Some(Instant::now());
         }
+        let fetched = self.fetch_set().await;
+        self.last_fetch_ok.store(fetched.is_ok(), Ordering::Release);
+        fetched
+    }
+
+    async fn fetch_set(&self) -> Result<usize, String> {
         let resp = self.client.get(&self.url).send().await.map_err(|e| e.to_string())?;
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
@@ -132,6 +173,7 @@ impl JwksStore {
         // Every fetched set counts as new (a kid may be reused for another key): tokens
         // remembered as verified are checked again, at worst once per refresh.
         self.generation.fetch_add(1, Ordering::AcqRel);
+        self.loaded.store(true, Ordering::Release);
         Ok(n)
     }
 }

@@ -7,7 +7,7 @@
 //! any signature is checked.
 
 use super::introspect::Introspector;
-use super::jwks::JwksStore;
+use super::jwks::{JwksStore, KeyMiss};
 use super::{AuthFailure, Identity};
 use crate::config::model::{JwtConfig, JwtKeySource};
 use jsonwebtoken::errors::ErrorKind;
@@ -147,10 +147,10 @@ impl JwtCheck {
             Keys::Static(key) => key,
             Keys::Jwks(store) => {
                 let kid = header.kid.as_deref().ok_or(AuthFailure::invalid("token has no kid"))?;
-                jwk = store
-                    .key(kid)
-                    .await
-                    .ok_or(AuthFailure::invalid("token kid is unknown"))?;
+                jwk = store.key(kid).await.map_err(|miss| match miss {
+                    KeyMiss::Unknown => AuthFailure::invalid("token kid is unknown"),
+                    KeyMiss::Unreachable => AuthFailure::unavailable("the identity provider's keys could not be fetched"),
+                })?;
                 let family_ok = if jwk.rsa { is_rsa(header.alg) } else { is_ec(header.alg) };
                 if !family_ok || jwk.alg.is_some_and(|a| a != header.alg) {
                     return Err(AuthFailure::invalid("token algorithm does not match its key"));

@@ -50,6 +50,8 @@ pub struct ServerSettings {
     pub drain_period: Duration,
     pub grace_period: Duration,
     pub shutdown_timeout: Duration,
+    /// The longest `/ready` waits for the node's dependencies at start.
+    pub ready_timeout: Duration,
     /// Built-in health endpoint on the main listener, answered before routing.
     pub health_path: Option<String>,
     pub access_log: bool,
@@ -354,7 +356,9 @@ pub enum JwtKeySource {
     Jwks {
         url: String,
         refresh: Duration,
-        cooldown: Duration,
+        /// Least time between two fetches beyond the periodic ones (an unknown `kid`, a
+        /// retry after a failure).
+        min_refresh: Duration,
     },
 }
 
@@ -413,6 +417,9 @@ pub const DEFAULT_UPGRADE_SOCK: &str = "/tmp/gatehouse_upgrade.sock";
 pub const DEFAULT_DRAIN_PERIOD: Duration = Duration::from_secs(1);
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(7);
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Long enough for a first health check round, a Redis connection and a JWKS fetch on a
+/// slow network; short enough that an IdP down at start does not keep a fleet unready.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a container runtime waits between SIGTERM and SIGKILL (`docker stop`'s default):
 /// `check` warns when the stop budget above exceeds it.
 pub const CONTAINER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -457,7 +464,7 @@ pub const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
 pub const DEFAULT_ROLES_CLAIM: &str = "roles";
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
-pub const DEFAULT_JWKS_COOLDOWN: Duration = Duration::from_secs(10);
+pub const DEFAULT_JWKS_MIN_REFRESH: Duration = Duration::from_secs(1);
 pub const DEFAULT_INTROSPECTION_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_INTROSPECTION_CACHE_TTL: Duration = Duration::from_secs(300);
 pub const DEFAULT_INTROSPECTION_CACHE_SIZE: usize = 10_000;

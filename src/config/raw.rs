@@ -32,6 +32,9 @@ pub struct RawConfig {
     pub grace_period: Option<String>,
     /// Then how long the runtime gets to stop.
     pub shutdown_timeout: Option<String>,
+    /// The longest `/ready` waits at start for first health checks, the Redis connection
+    /// and the first JWKS fetch; after it the node reports ready, naming what is missing.
+    pub ready_timeout: Option<String>,
     /// Path of the built-in health endpoint on the main listener; `""` disables it.
     pub health_path: Option<String>,
     /// Whether every request writes a JSON access-log line.
@@ -303,8 +306,10 @@ pub struct RawJwt {
     pub jwks_url: Option<String>,
     /// How often the JWKS is fetched again (default 5m).
     pub jwks_refresh: Option<String>,
-    /// Least time between two refetches triggered by unknown `kid`s (default 10s).
-    pub jwks_cooldown: Option<String>,
+    /// Least time between two fetches triggered by unknown `kid`s or a failed fetch
+    /// (default 1s; `jwks_cooldown` is its former name).
+    #[serde(alias = "jwks_cooldown")]
+    pub jwks_min_refresh: Option<String>,
     pub algorithms: Option<Vec<String>>,
     pub issuer: Option<String>,
     pub audience: Option<String>,

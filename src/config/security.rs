@@ -104,7 +104,12 @@ fn jwt(raw: &RawJwt, p: &mut Problems, warnings: &mut Vec<String>) -> JwtConfig 
             JwtKeySource::Jwks {
                 url: url.clone(),
                 refresh: positive(&raw.jwks_refresh, "auth.jwt.jwks_refresh", DEFAULT_JWKS_REFRESH, p),
-                cooldown: duration_or(&raw.jwks_cooldown, "auth.jwt.jwks_cooldown", DEFAULT_JWKS_COOLDOWN, p),
+                min_refresh: duration_or(
+                    &raw.jwks_min_refresh,
+                    "auth.jwt.jwks_min_refresh",
+                    DEFAULT_JWKS_MIN_REFRESH,
+                    p,
+                ),
             }
         }
         _ => {

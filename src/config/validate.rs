@@ -106,6 +106,7 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         drain_period: duration(&raw.drain_period, "drain_period", DEFAULT_DRAIN_PERIOD, p),
         grace_period: duration(&raw.grace_period, "grace_period", DEFAULT_GRACE_PERIOD, p),
         shutdown_timeout: duration(&raw.shutdown_timeout, "shutdown_timeout", DEFAULT_SHUTDOWN_TIMEOUT, p),
+        ready_timeout: duration(&raw.ready_timeout, "ready_timeout", DEFAULT_READY_TIMEOUT, p),
         health_path,
         access_log: raw.access_log.unwrap_or(true),
         access_log_query: raw.access_log_query.unwrap_or(false),

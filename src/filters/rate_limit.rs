@@ -3,6 +3,9 @@
 //! 429 with Retry-After; every response of a limited route carries RateLimit-Limit,
 //! -Remaining and -Reset of the tightest limit.
 //!
+//! A decision taken by `on_redis_error` (Redis could not answer) sets no RateLimit-*
+//! header (nothing was counted) and is marked in the access log (`rate_limit_policy`).
+//!
 //! A request without a value for the key (no token on a `key: sub` limit) is counted by
 //! its client address instead.
 
@@ -26,6 +29,15 @@ impl RateLimitStep {
         for limit in &self.limits {
             let key = key_value(limit.key_kind(), req, ctx);
             let decision = limit.check(&key).await;
+            if decision.by_policy {
+                ctx.rate_limit_policy = Some(if decision.allowed { "allow" } else { "deny" });
+                if !decision.allowed {
+                    return Err(GatewayError::RateLimited {
+                        retry_after: decision.retry_after_secs,
+                    });
+                }
+                continue;
+            }
             ctx.rate_limit = Some(match ctx.rate_limit {
                 Some(seen) if seen.remaining <= decision.remaining && decision.allowed => seen,
                 _ => decision,

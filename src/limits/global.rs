@@ -3,9 +3,13 @@
 //! clocks may disagree). Keys are `{prefix}:rl:{limit}:{key}`, so nodes with the same
 //! prefix and route names share limits.
 //!
-//! The connection is made (and remade) off the request path; a decision that Redis cannot
-//! answer within `timeout`, or while it is unreachable, follows the limit's
-//! `on_redis_error` policy and is logged (at most once per second) and counted.
+//! The connection is made (and remade) off the request path, by the supervisor as soon as
+//! a snapshot with a new store is live (at start and at reload). Until that first attempt
+//! has settled, a decision waits for it (bounded by the connect timeout) instead of
+//! falling to the policy: a fresh node enforces its limits from its first request. A
+//! decision that Redis cannot answer within `timeout`, or while it is unreachable, follows
+//! the limit's `on_redis_error` policy; each is counted (and marked in the access log),
+//! and logged at most once per second.
 
 use super::gcra::{Quota, Verdict};
 use crate::config::model::RedisConfig;
@@ -15,6 +19,7 @@ use redis::Script;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 const GCRA_SCRIPT: &str = r#"
 local t = redis.call('TIME')
@@ -34,6 +39,10 @@ return {1, math.floor((period - (new_tat - now)) / emission), new_tat - now, 0}
 /// How long to wait between two connection attempts to an unreachable Redis.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
+/// How long one connection attempt may take; also the longest a decision waits for the
+/// first attempt of a new store.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The Redis every global limit of a snapshot uses (carried over reloads when unchanged).
 pub struct RedisStore {
     pub config: RedisConfig,
@@ -44,8 +53,13 @@ pub struct RedisStore {
     last_attempt_ms: AtomicU64,
     last_error_log_ms: AtomicU64,
     script: Script,
-    /// Decisions made by policy because Redis could not answer.
-    pub errors: AtomicU64,
+    /// Set once the first connection attempt has succeeded or failed; `settled` wakes
+    /// the decisions that waited for it.
+    first_attempt_done: AtomicBool,
+    settled: Notify,
+    /// Decisions made by policy because Redis could not answer: allowed, denied.
+    pub policy_allowed: AtomicU64,
+    pub policy_denied: AtomicU64,
 }
 
 impl RedisStore {
@@ -60,8 +74,32 @@ impl RedisStore {
             last_attempt_ms: AtomicU64::new(0),
             last_error_log_ms: AtomicU64::new(0),
             script: Script::new(GCRA_SCRIPT),
-            errors: AtomicU64::new(0),
+            first_attempt_done: AtomicBool::new(false),
+            settled: Notify::new(),
+            policy_allowed: AtomicU64::new(0),
+            policy_denied: AtomicU64::new(0),
         })
+    }
+
+    /// Whether a connection is up (readiness, doctor).
+    pub fn is_connected(&self) -> bool {
+        self.conn.load().is_some()
+    }
+
+    /// Whether the first connection attempt has ended, either way.
+    pub fn first_attempt_done(&self) -> bool {
+        self.first_attempt_done.load(Ordering::Acquire)
+    }
+
+    /// Decisions taken by `on_redis_error` so far.
+    pub fn policy_decisions(&self) -> u64 {
+        self.policy_allowed.load(Ordering::Relaxed) + self.policy_denied.load(Ordering::Relaxed)
+    }
+
+    /// Counts one decision taken by policy.
+    pub fn record_policy(&self, allowed: bool) {
+        let counter = if allowed { &self.policy_allowed } else { &self.policy_denied };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn now_ms(&self) -> u64 {
@@ -84,8 +122,8 @@ impl RedisStore {
         let store = self.clone();
         tokio::spawn(async move {
             let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Duration::from_secs(1))
-                .set_response_timeout(Duration::from_secs(1))
+                .set_connection_timeout(CONNECT_TIMEOUT)
+                .set_response_timeout(CONNECT_TIMEOUT)
                 .set_number_of_retries(1);
             match ConnectionManager::new_with_config(store.client.clone(), config).await {
                 Ok(conn) => {
@@ -95,15 +133,16 @@ impl RedisStore {
                 Err(e) => store.log_error(&format!("cannot connect: {e}")),
             }
             store.connecting.store(false, Ordering::Release);
+            store.first_attempt_done.store(true, Ordering::Release);
+            store.settled.notify_waiters();
         });
     }
 
     /// One global decision: `Some(verdict)`, or `None` when Redis could not answer in time.
     pub async fn check(self: &Arc<Self>, key: &str, quota: &Quota) -> Option<Verdict> {
-        let Some(conn) = self.conn.load_full() else {
-            self.ensure_connected();
-            self.errors.fetch_add(1, Ordering::Relaxed);
-            return None;
+        let conn = match self.conn.load_full() {
+            Some(conn) => conn,
+            None => self.first_connection().await?,
         };
         let mut conn = (*conn).clone();
         let mut invocation = self.script.key(key);
@@ -128,8 +167,25 @@ impl RedisStore {
         }
     }
 
+    /// The connection of a store that has none: the first attempt's, waited for when it
+    /// is still under way; `None` once an attempt has failed (the policy decides).
+    async fn first_connection(self: &Arc<Self>) -> Option<Arc<ConnectionManager>> {
+        self.ensure_connected();
+        if !self.first_attempt_done() {
+            let settled = self.settled.notified();
+            // Registered before looking again: a wake-up between the two is not lost.
+            if !self.first_attempt_done() {
+                let _ = tokio::time::timeout(CONNECT_TIMEOUT, settled).await;
+            }
+        }
+        let conn = self.conn.load_full();
+        if conn.is_none() {
+            self.log_error("not connected");
+        }
+        conn
+    }
+
     fn failed(&self, what: &str) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
         self.log_error(what);
     }
 
@@ -146,7 +202,7 @@ impl RedisStore {
             log::warn!(
                 "redis {}: {what}; rate-limit decisions follow on_redis_error ({} so far)",
                 self.config.url,
-                self.errors.load(Ordering::Relaxed)
+                self.policy_decisions()
             );
         }
     }

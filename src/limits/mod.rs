@@ -35,6 +35,9 @@ pub struct Decision {
     pub reset_secs: u64,
     /// Seconds to wait before retrying, when refused.
     pub retry_after_secs: u64,
+    /// Taken by `on_redis_error` (Redis could not answer): nothing was counted, so no
+    /// RateLimit-* header may claim a bucket state.
+    pub by_policy: bool,
 }
 
 impl RateLimit {
@@ -78,7 +81,11 @@ impl RateLimit {
                 let full_key = format!("{prefix}{key}");
                 match store.check(&full_key, &self.quota).await {
                     Some(v) => v,
-                    None => return self.redis_unavailable(),
+                    None => {
+                        let decision = self.redis_unavailable();
+                        store.record_policy(decision.allowed);
+                        return decision;
+                    }
                 }
             }
         };
@@ -92,6 +99,7 @@ impl RateLimit {
             remaining: v.remaining,
             reset_secs: v.reset_us.div_ceil(1_000_000),
             retry_after_secs: v.retry_after_us.div_ceil(1_000_000).max(u64::from(!v.allowed)),
+            by_policy: false,
         }
     }
 
@@ -101,9 +109,10 @@ impl RateLimit {
         Decision {
             allowed,
             limit: self.config.requests,
-            remaining: if allowed { self.config.requests } else { 0 },
+            remaining: 0,
             reset_secs: 0,
             retry_after_secs: u64::from(!allowed),
+            by_policy: true,
         }
     }
 }

@@ -32,6 +32,9 @@ struct AccessLine<'a> {
     /// Class of a refusal (auth, forbidden, ip, cors, body_limit), for counting.
     #[serde(skip_serializing_if = "Option::is_none")]
     rejected: Option<&'static str>,
+    /// `allow`/`deny`: a global rate limit decided by `on_redis_error` (Redis unreachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_policy: Option<&'static str>,
 }
 
 fn as_display<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -80,6 +83,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
             (None, None) => None,
         },
         rejected: ctx.error.as_ref().and_then(GatewayError::rejection),
+        rate_limit_policy: ctx.rate_limit_policy,
     };
     match serde_json::to_string(&line) {
         Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),
@@ -120,6 +124,7 @@ pub fn refused(r: &Refused) {
         attempts: 0,
         error: Some(r.error.to_string()),
         rejected: Some("malformed"),
+        rate_limit_policy: None,
     };
     match serde_json::to_string(&line) {
         Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),

@@ -27,7 +27,7 @@ pub struct Metrics {
     reloads: IntCounterVec,
     upstream_healthy: IntGaugeVec,
     circuit_state: IntGaugeVec,
-    rate_limit_redis_errors: IntGauge,
+    rate_limit_redis_errors: IntGaugeVec,
     config_info: IntGaugeVec,
     cache: IntCounterVec,
     cache_bytes: IntGauge,
@@ -124,9 +124,12 @@ impl Metrics {
             ),
             &["upstream"],
         )?;
-        let rate_limit_redis_errors = IntGauge::new(
-            "gateway_rate_limit_redis_errors_total",
-            "Global rate-limit decisions taken by on_redis_error because Redis could not answer",
+        let rate_limit_redis_errors = IntGaugeVec::new(
+            Opts::new(
+                "gateway_rate_limit_redis_errors_total",
+                "Global rate-limit decisions taken by on_redis_error because Redis could not answer",
+            ),
+            &["decision"],
         )?;
         let config_info = IntGaugeVec::new(
             Opts::new(
@@ -211,7 +214,6 @@ impl Metrics {
         self.cache_entries.set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
         self.upstream_healthy.reset();
         self.circuit_state.reset();
-        let mut redis_errors = 0;
         for (name, pool) in &snapshot.upstreams {
             for t in pool.targets() {
                 let up = t.healthy && !t.ejected;
@@ -228,10 +230,17 @@ impl Metrics {
                 self.circuit_state.with_label_values(&[name.as_str()]).set(value);
             }
         }
-        if let Some(redis) = &snapshot.redis {
-            redis_errors = redis.errors.load(std::sync::atomic::Ordering::Relaxed);
+        let (allowed, denied) = snapshot.redis.as_ref().map_or((0, 0), |r| {
+            (
+                r.policy_allowed.load(std::sync::atomic::Ordering::Relaxed),
+                r.policy_denied.load(std::sync::atomic::Ordering::Relaxed),
+            )
+        });
+        for (decision, n) in [("allow", allowed), ("deny", denied)] {
+            self.rate_limit_redis_errors
+                .with_label_values(&[decision])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
-        self.rate_limit_redis_errors.set(redis_errors as i64);
         self.config_info.reset();
         self.config_info
             .with_label_values(&[config_hash, &snapshot.generation.to_string(), &snapshot.source])

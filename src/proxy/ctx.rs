@@ -47,6 +47,8 @@ pub struct RequestCtx {
     pub body_received: u64,
     /// The tightest rate-limit decision, for the RateLimit-* headers.
     pub rate_limit: Option<Decision>,
+    /// `allow` or `deny` when a global limit was decided by `on_redis_error`.
+    pub rate_limit_policy: Option<&'static str>,
     /// When the request left for the upstream (first attempt).
     pub upstream_started: Option<Instant>,
     /// Upstream time to the response header, for Server-Timing.
@@ -89,6 +91,7 @@ impl RequestCtx {
             body_limit: None,
             body_received: 0,
             rate_limit: None,
+            rate_limit_policy: None,
             upstream_started: None,
             upstream_ttfb: None,
             trace: None,

@@ -31,7 +31,8 @@ pub enum GatewayError {
     CorsRefused,
     /// The request body is larger than the route's `max_body`.
     PayloadTooLarge,
-    /// A dependency of the gateway itself (the token introspection server) is down.
+    /// The identity provider (JWKS or token introspection) could not be reached: 503
+    /// `idp_unavailable`, since the credential could not be checked either way.
     Unavailable(&'static str),
     /// Over a rate limit: 429 with Retry-After (seconds).
     RateLimited { retry_after: u64 },
@@ -68,6 +69,14 @@ impl GatewayError {
             GatewayError::GatewayTimeout => 504,
             GatewayError::Internal => 500,
             GatewayError::ClientGone => 0,
+        }
+    }
+
+    /// The `code` of the JSON body, for errors a client may want to tell apart.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            GatewayError::Unavailable(_) => Some("idp_unavailable"),
+            _ => None,
         }
     }
 

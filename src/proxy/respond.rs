@@ -13,6 +13,9 @@ use serde::Serialize;
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
+    /// A stable name for errors a client may branch on (`idp_unavailable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
     status: u16,
     request_id: &'a str,
 }
@@ -29,6 +32,7 @@ fn error_response(ctx: &RequestCtx, err: &GatewayError) -> pingora::Result<(Resp
     let message = err.message();
     let body = serde_json::to_vec(&ErrorBody {
         error: &message,
+        code: err.code(),
         status,
         request_id: crate::filters::request_id::as_str(&ctx.request_id),
     })
