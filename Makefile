@@ -1,5 +1,7 @@
 # gatehouse: the two commands a new user needs are `make run` and `make test`.
-# Both install what a fresh Debian/Ubuntu machine lacks (cmake, for Pingora's zlib-ng).
+# Both install what a fresh Debian/Ubuntu machine lacks: `make run` cmake (Pingora's
+# zlib-ng), `make test` everything the suite runs for real (Redis, Chromium, Prometheus,
+# nginx, wrk...). A test whose tool is missing fails; none is skipped.
 
 CARGO  ?= cargo
 CONFIG ?= conf/gatehouse.yaml
@@ -7,7 +9,7 @@ BIN    := target/release/gatehouse
 # Demo upstreams the bundled config routes to.
 DEMO_PORTS := 9001 9002
 
-.PHONY: all deps build run test fuzz soak check lint fmt bench bench-cache bench-tls upgrade certs clean
+.PHONY: all deps test-deps build run test fuzz soak check lint fmt bench bench-cache bench-tls upgrade certs clean
 
 all: build
 
@@ -18,6 +20,24 @@ deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update && $$SUDO apt-get install -y cmake; \
 	}
+
+# command:package pairs the test suite runs (tests/common require_tool, loadtest/).
+TEST_DEPS := cmake:cmake chromium:chromium redis-server:redis-server prometheus:prometheus \
+	promtool:prometheus nginx:nginx-light wrk:wrk curl:curl openssl:openssl \
+	unshare:util-linux taskset:util-linux python3:python3
+
+## test-deps: install every tool the test suite needs, via apt when missing
+test-deps:
+	@missing=""; PATH="$$PATH:/usr/sbin:/sbin"; \
+	for pair in $(TEST_DEPS); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \
+	  echo "the test suite needs:$$missing- installing with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
 
 ## build: release binary at target/release/gatehouse
 build: deps
@@ -36,8 +56,9 @@ run: build
 	trap 'kill $$pids 2>/dev/null' EXIT INT TERM; \
 	$(BIN) run -c $(CONFIG)
 
-## test: the whole suite (unit + integration tests against the real binary)
-test: deps
+## test: the whole suite (unit + integration tests against the real binary), after
+##       installing what it needs (test-deps)
+test: test-deps
 	$(CARGO) test --locked
 
 ## fuzz: every fuzz target (fuzz/) for FUZZ_SECONDS (60) each, with libFuzzer (cargo-fuzz)

@@ -137,6 +137,14 @@ fn run(source: ConfigSource, options: ProcessOptions) -> Result<(), String> {
         s.routes.len(),
         s.upstreams.len()
     );
+    let urls: Vec<String> = ports::listeners(&s.server)
+        .iter()
+        .map(|l| {
+            let scheme = if l.role == "tls.listen" { "https" } else { "http" };
+            format!("{} {scheme}://{}", l.role, l.addr)
+        })
+        .collect();
+    log::info!("listening on {}", urls.join(", "));
     drop(s);
     server.run(RunArgs {
         shutdown_signal: Box::new(running.signals),
@@ -180,8 +188,14 @@ fn token(
     kid: Option<String>,
 ) -> Result<(), String> {
     // With --key the config is optional: a missing or broken one only loses iss/aud.
+    // Without -c, when there is no config to read, JWT_SECRET alone is enough (as
+    // environment mode would verify with it).
     let config = match source.load() {
         Ok(c) => c.security.jwt,
+        Err(e) if source.is_default() && std::env::var_os("JWT_SECRET").is_some() => {
+            log::debug!("no config ({e}): signing with JWT_SECRET");
+            gatehouse::config::jwt_from_environment().map_err(|e| e.to_string())?
+        }
         Err(e) if key.is_some() => {
             log::debug!("no config for the token's claims: {e}");
             None

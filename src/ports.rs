@@ -42,7 +42,10 @@ impl fmt::Display for PortProblem {
 /// Every address `server` listens on: the proxy's plain and TLS listeners and the admin's.
 pub fn listeners(server: &ServerSettings) -> Vec<Listener> {
     let plain = server.listen.iter().map(|&addr| Listener { addr, role: "listen" });
-    let tls = server.tls_listen.iter().map(|&addr| Listener { addr, role: "tls.listen" });
+    let tls = server.tls_listen.iter().map(|&addr| Listener {
+        addr,
+        role: "tls.listen",
+    });
     let admin = server.admin.iter().map(|a| Listener {
         addr: a.listen,
         role: "admin.listen",
@@ -76,10 +79,9 @@ fn probe(listener: Listener, reuse_port: bool) -> Result<(), PortProblem> {
             "the address is already in use".into(),
             owner_of(listener.addr.port()),
         )),
-        Err(e) if e.kind() == ErrorKind::AddrNotAvailable => Err(problem(
-            "no interface of this host has that address".into(),
-            None,
-        )),
+        Err(e) if e.kind() == ErrorKind::AddrNotAvailable => {
+            Err(problem("no interface of this host has that address".into(), None))
+        }
         Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(problem(
             "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".into(),
             None,
@@ -134,7 +136,8 @@ mod tests {
 
     #[test]
     fn finds_the_listening_socket_of_a_port_in_the_table() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+        let table =
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0\n\
    1: 0100007F:1F90 0100007F:D000 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0\n";
         assert_eq!(listening_inode(table, 8080), Some(4242));

@@ -75,12 +75,12 @@ impl Reloader {
         let addr = resolve(spec).map_err(|e| ConfigError::single("admin", "addr", e))?;
         let target = TargetConfig {
             spec: spec.to_string(),
-            addr,
+            addr: Some(addr),
             weight,
         };
         self.change_targets(upstream, |c| {
             c.removed.retain(|a| *a != addr);
-            c.added.retain(|t| t.addr != addr);
+            c.added.retain(|t| t.addr != Some(addr));
             c.added.push(target);
         })
     }
@@ -89,7 +89,7 @@ impl Reloader {
     pub fn deregister_target(&self, upstream: &str, spec: &str) -> Result<Arc<Snapshot>, ConfigError> {
         let addr = resolve(spec).map_err(|e| ConfigError::single("admin", "addr", e))?;
         self.change_targets(upstream, |c| {
-            c.added.retain(|t| t.addr != addr);
+            c.added.retain(|t| t.addr != Some(addr));
             if !c.removed.contains(&addr) {
                 c.removed.push(addr);
             }
@@ -127,9 +127,9 @@ impl Reloader {
             let Some(upstream) = config.upstreams.get_mut(name) else {
                 continue;
             };
-            upstream
-                .targets
-                .retain(|t| !c.removed.contains(&t.addr) && !c.added.iter().any(|a| a.addr == t.addr));
+            upstream.targets.retain(|t| {
+                !t.addr.is_some_and(|addr| c.removed.contains(&addr)) && !c.added.iter().any(|a| a.addr == t.addr)
+            });
             upstream.targets.extend(c.added.iter().cloned());
             if upstream.targets.is_empty() {
                 return Err(ConfigError::single(
@@ -147,6 +147,35 @@ impl Reloader {
     }
 
     /// [`Self::reload`] with its outcome logged.
+    /// Resolves again the target names that did not resolve; when one now does, rebuilds
+    /// the last loaded config with its address (the file is not read again: an edit not
+    /// yet reloaded stays unapplied). Blocking (DNS): call it off the request runtime.
+    pub fn resolve_pending(&self) {
+        let mut state = self.lock();
+        let mut config = state.config.clone();
+        let mut resolved = Vec::new();
+        for (name, upstream) in &mut config.upstreams {
+            for target in upstream.targets.iter_mut().filter(|t| t.addr.is_none()) {
+                if let Ok(addr) = resolve(&target.spec) {
+                    target.addr = Some(addr);
+                    resolved.push(format!("upstreams.{name}: \"{}\" resolved to {addr}", target.spec));
+                }
+            }
+        }
+        if resolved.is_empty() {
+            return;
+        }
+        match self.install(&config, &state.changes) {
+            Ok(s) => {
+                state.config = config;
+                for r in resolved {
+                    log::info!("{r}: in service (generation {})", s.generation);
+                }
+            }
+            Err(e) => log::error!("cannot serve newly resolved targets: {e}"),
+        }
+    }
+
     pub fn reload_and_log(&self) {
         match self.reload() {
             Ok(s) => {
@@ -212,7 +241,11 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
     }
 }
 
-/// Background service: SIGHUP → reload.
+/// How often names that did not resolve are tried again.
+const RESOLVE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Background service: SIGHUP → reload; and target names that did not resolve are tried
+/// again every few seconds.
 pub struct ReloadOnSighup {
     reloader: Arc<Reloader>,
 }
@@ -233,9 +266,18 @@ impl BackgroundService for ReloadOnSighup {
                 return;
             }
         };
+        let mut resolve = tokio::time::interval(RESOLVE_EVERY);
+        resolve.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
+                _ = resolve.tick() => {
+                    let pending = self.reloader.snapshot.load().upstreams.values().any(|u| u.has_unresolved());
+                    if pending {
+                        let reloader = self.reloader.clone();
+                        let _ = tokio::task::spawn_blocking(move || reloader.resolve_pending()).await;
+                    }
+                }
                 _ = hangups.recv() => {
                     log::info!("SIGHUP: reloading {}", self.reloader.source().describe());
                     let reloader = self.reloader.clone();

@@ -5,11 +5,11 @@
 use crate::admin::AdminApi;
 use crate::cache::ResponseCache;
 use crate::config::{ConfigError, ConfigSource, Problem};
-use crate::ports;
 use crate::drain::{Drain, DrainingSignals, ExitWhenIdle, OpenConnections};
 use crate::intake::Intake;
 use crate::observe::metrics::Metrics;
 use crate::observe::otel::SpanExport;
+use crate::ports;
 use crate::proxy::Gateway;
 use crate::reload::{ReloadOnSighup, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};

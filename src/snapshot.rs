@@ -308,7 +308,11 @@ impl EdgeSecurity {
             message,
         };
         let jwks = match config.jwt.as_ref().map(|j| &j.key) {
-            Some(JwtKeySource::Jwks { url, refresh, min_refresh }) => Some(
+            Some(JwtKeySource::Jwks {
+                url,
+                refresh,
+                min_refresh,
+            }) => Some(
                 previous
                     .filter(|p| p.config.jwt.as_ref().map(|j| &j.key) == config.jwt.as_ref().map(|j| &j.key))
                     .and_then(|p| p.jwks.clone())

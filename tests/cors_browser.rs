@@ -3,8 +3,7 @@
 //! origin the call succeeds; from a refused one the browser blocks it and the upstream
 //! never sees the PUT.
 //!
-//! Needs Debian's `chromium` (`.ci/run` installs it). Under CI=true a missing browser fails
-//! the test; elsewhere the test is skipped with a loud message.
+//! Needs Debian's `chromium` (`make deps` installs it); without it the test fails.
 
 mod common;
 
@@ -12,23 +11,6 @@ use common::*;
 use std::process::Command;
 
 const CHROMIUM: &str = "chromium";
-
-fn chromium_available() -> bool {
-    let found = Command::new(CHROMIUM)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but `{CHROMIUM}` is not installed: .ci/run must install it"
-        );
-        eprintln!(
-            "\n!!! SKIPPING the browser CORS test: `{CHROMIUM}` is not installed (apt-get install chromium) !!!\n"
-        );
-    }
-    found
-}
 
 fn page(gateway: &str) -> String {
     format!(
@@ -66,9 +48,7 @@ fn load_in_browser(url: &str) -> String {
 
 #[tokio::test]
 async fn a_browser_calls_the_gateway_from_an_allowed_origin_and_is_blocked_from_another() {
-    if !chromium_available() {
-        return;
-    }
+    require_tool(CHROMIUM, "chromium");
     let gw_port = free_port();
     let gateway = format!("http://127.0.0.1:{gw_port}");
     let allowed = FnServer::start({

@@ -123,6 +123,82 @@ async fn routes_json_that_asks_for_auth_without_jwt_secret_is_refused_rather_tha
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("routes[0].requireAuth: needs JWT_SECRET"), "{stderr}");
+    // One message, in environment-mode words: nothing about a YAML `auth.jwt` block.
+    assert!(stderr.contains("1 problem") && !stderr.contains("auth.jwt"), "{stderr}");
+}
+
+/// `gatehouse` in an empty directory with only `vars` set.
+fn bare(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args).current_dir(dir.path());
+    for var in [
+        "PORT",
+        "BACKEND_URL",
+        "BACKEND_URLS",
+        "ROUTES_CONFIG_PATH",
+        "JWT_SECRET",
+        "JWT_ISSUER",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn token_signs_with_jwt_secret_when_there_is_no_config_file() {
+    let secret = "env-secret-0123456789abcdef0123456789";
+    let out = bare(
+        &["token", "--sub", "alice"],
+        &[("JWT_SECRET", secret), ("JWT_ISSUER", "seed-issuer")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_issuer(&["seed-issuer"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    )
+    .expect("signed with JWT_SECRET, issued by JWT_ISSUER");
+    assert_eq!(data.claims["sub"], "alice");
+
+    // Neither a config nor JWT_SECRET: the answer says what to set.
+    let out = bare(&["token"], &[]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn run_with_no_config_and_no_environment_says_what_to_set() {
+    let out = bare(&["run"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for hint in ["-c FILE", "BACKEND_URL=http://host:port", "ROUTES_CONFIG_PATH"] {
+        assert!(stderr.contains(hint), "no `{hint}` in: {stderr}");
+    }
+}
+
+#[test]
+fn a_bad_backend_url_is_named_by_the_variable_it_came_from() {
+    let out = bare(&["check"], &[("BACKEND_URL", "ftp://files:21")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("BACKEND_URL: \"ftp://files:21\" must start with http:// or https://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("BACKEND_URLS"), "{stderr}");
+    let out = bare(&["check"], &[("BACKEND_URLS", "http://a:1,ftp://b:2")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("BACKEND_URLS[1]: \"ftp://b:2\""), "{stderr}");
+    let out = bare(&["check"], &[("BACKEND_URLS", "http://a:1,https://b")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("BACKEND_URLS: mixes http:// and https://"), "{stderr}");
 }
 
 #[tokio::test]

@@ -66,21 +66,6 @@ async fn traceparent_is_continued_with_a_new_span_or_started() {
     .await;
 }
 
-fn chromium() -> Option<&'static str> {
-    let found = Command::new("chromium")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but chromium is not installed: .ci/run must install it"
-        );
-        eprintln!("\n!!! SKIPPING the status page browser test: chromium is not installed !!!\n");
-    }
-    found.then_some("chromium")
-}
-
 fn browse(args: &[&str], url: &str, profile: &std::path::Path) -> String {
     let out = Command::new("chromium")
         .args([
@@ -104,7 +89,7 @@ fn browse(args: &[&str], url: &str, profile: &std::path::Path) -> String {
 
 #[tokio::test]
 async fn the_status_page_shows_routes_and_targets_in_a_browser() {
-    let Some(_) = chromium() else { return };
+    require_tool("chromium", "chromium");
     let up = MockUpstream::start("api").await;
     let dead = free_port();
     let gw = Gateway::start(&format!(

@@ -45,7 +45,11 @@ fn run_until_exit(path: &std::path::Path, within: Duration) -> (Option<i32>, Str
     }
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
-    (None, String::from_utf8_lossy(&out.stderr).into_owned(), started.elapsed())
+    (
+        None,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        started.elapsed(),
+    )
 }
 
 #[tokio::test]
@@ -63,7 +67,11 @@ async fn a_busy_listen_or_admin_port_makes_run_exit_at_once_naming_address_and_h
         };
         let path = config_on(dir.path(), listen, admin, up.addr());
         let (code, text, took) = run_until_exit(&path, Duration::from_secs(10));
-        assert_eq!(code, Some(1), "{busy_role} busy: run must exit 1 at once, got {code:?} after {took:?}:\n{text}");
+        assert_eq!(
+            code,
+            Some(1),
+            "{busy_role} busy: run must exit 1 at once, got {code:?} after {took:?}:\n{text}"
+        );
         assert!(took < Duration::from_secs(3), "took {took:?}");
         let expected = format!("{busy_role}: 127.0.0.1:{busy}: the address is already in use, held by {me}");
         assert!(text.contains(&expected), "wanted `{expected}` in:\n{text}");
@@ -93,7 +101,10 @@ async fn sigterm_on_an_idle_gateway_exits_right_after_the_drain_not_the_grace_pe
     let took = sent.elapsed();
     assert!(status.is_some_and(|s| s.success()), "{status:?}:\n{}", gw.logs());
     assert!(took < Duration::from_secs(3), "an idle gateway took {took:?} to stop");
-    assert!(took >= Duration::from_millis(500), "left before the drain period: {took:?}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "left before the drain period: {took:?}"
+    );
     assert!(gw.logs().contains("no client connection left"), "{}", gw.logs());
 }
 
@@ -159,7 +170,12 @@ async fn an_idp_down_at_start_keeps_ready_at_503_and_tokens_at_503_until_its_key
         &common::claims(serde_json::json!({})),
     );
     let call = || async {
-        let r = common::client().get(gw.url("/api/x")).bearer_auth(&token).send().await.unwrap();
+        let r = common::client()
+            .get(gw.url("/api/x"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.text().await.unwrap())
     };
@@ -168,16 +184,29 @@ async fn an_idp_down_at_start_keeps_ready_at_503_and_tokens_at_503_until_its_key
     assert_eq!(status, 503, "{body}");
     assert!(body["waiting_for"].to_string().contains("JWKS"), "{body}");
     let (status, body) = call().await;
-    assert_eq!(status, 503, "the keys could not be fetched: not the token's fault: {body}");
+    assert_eq!(
+        status, 503,
+        "the keys could not be fetched: not the token's fault: {body}"
+    );
     assert!(body.contains("\"code\":\"idp_unavailable\""), "{body}");
     assert_eq!(up.hits(), 0);
 
     // The IdP comes up: within about min_refresh (1 s) the keys are there.
     idp_up.store(true, Ordering::SeqCst);
     let since = Instant::now();
-    common::eventually(Duration::from_secs(5), "the token passes", || async { call().await.0 == 200 }).await;
-    assert!(since.elapsed() < Duration::from_millis(2500), "took {:?}", since.elapsed());
-    common::eventually(Duration::from_secs(3), "the node is ready", || async { ready(&gw).await.0 == 200 }).await;
+    common::eventually(Duration::from_secs(5), "the token passes", || async {
+        call().await.0 == 200
+    })
+    .await;
+    assert!(
+        since.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        since.elapsed()
+    );
+    common::eventually(Duration::from_secs(3), "the node is ready", || async {
+        ready(&gw).await.0 == 200
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -200,9 +229,7 @@ async fn ready_waits_at_most_ready_timeout_then_names_what_is_missing() {
 
 #[tokio::test]
 async fn a_fresh_node_counts_its_first_requests_in_redis_and_waits_for_it_to_be_ready() {
-    let Some(mut redis) = common::RedisServer::start().await else {
-        return;
-    };
+    let mut redis = common::RedisServer::start().await;
     let up = MockUpstream::start("api").await;
     let config = format!(
         "redis: {{ url: \"{}\", timeout: 250ms, key_prefix: \"fresh{}\" }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\n\
@@ -233,4 +260,113 @@ async fn a_fresh_node_counts_its_first_requests_in_redis_and_waits_for_it_to_be_
         ready(&gw).await.0 == 200
     })
     .await;
+}
+
+#[tokio::test]
+async fn metrics_off_means_no_metrics_and_the_log_names_every_address() {
+    let up = MockUpstream::start("api").await;
+    let gw = Gateway::start_with_env(&common::simple_config(&[up.addr()]), &[("ENABLE_METRICS", "false")]).await;
+    let r = common::client().get(gw.admin_url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("ENABLE_METRICS=false"));
+    let logs = gw.logs();
+    for url in [
+        format!("listen http://127.0.0.1:{}", gw.port),
+        format!("admin.listen http://127.0.0.1:{}", gw.admin_port()),
+    ] {
+        assert!(logs.contains(&url), "no `{url}` in the startup log:\n{logs}");
+    }
+}
+
+#[tokio::test]
+async fn healthz_answers_like_health_and_passive_ejections_show_in_it() {
+    let dead = common::free_port();
+    let gw = Gateway::start(&format!(
+        "upstreams: {{ api: {{ targets: [\"127.0.0.1:{dead}\"], retries: 0, passive_health: {{ failures: 1, eject_for: 1m }} }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n"
+    ))
+    .await;
+    let healthz: serde_json::Value = gw.get("/healthz").await.json().await.unwrap();
+    assert_eq!(healthz["services"]["api"]["healthy_instances"], 1, "{healthz}");
+    assert_eq!(gw.get("/x").await.status(), 502);
+    let health = gw.health().await;
+    let api = &health["services"]["api"];
+    assert_eq!(api["healthy_instances"], 0, "{health}");
+    assert_eq!(
+        api["targets"][0]["healthy"], false,
+        "an ejected target is not healthy: {health}"
+    );
+    assert_eq!(api["targets"][0]["state"], "ejected", "{health}");
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(gw.get("/x").await.status(), 503, "no target left to try");
+}
+
+/// Kills the wrapped process when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_target_name_that_does_not_resolve_yet_waits_out_of_service_and_joins_when_it_does() {
+    let up = MockUpstream::start("api").await;
+    let dir = tempfile::tempdir().unwrap();
+    // The gateway runs in a mount namespace of its own where /etc/hosts is this file, so
+    // the test decides when `later.test` resolves (as a compose service coming up would).
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let config = dir.path().join("gatehouse.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: [\"127.0.0.1:{port}\"]\nadmin: {{ listen: \"127.0.0.1:{admin}\" }}\nthreads: 1\n\
+             pid_file: {d}/g.pid\nupgrade_sock: {d}/g.sock\n\
+             upstreams: {{ api: {{ targets: [\"later.test:{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+            up.addr().port(),
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let child = Command::new("unshare")
+        .args([
+            "-rm",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/hosts && exec \"$1\" run -c \"$2\"",
+        ])
+        .arg(&hosts)
+        .arg(BIN)
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("unshare (util-linux) runs the gateway in its own mount namespace");
+    let _running = Running(child);
+    let url = format!("http://127.0.0.1:{port}/x");
+    let logs = || std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+    common::eventually(Duration::from_secs(10), "the gateway serves", || async {
+        common::client().get(&url).send().await.is_ok()
+    })
+    .await;
+    let r = common::client().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 503, "an unresolved target is out of service:\n{}", logs());
+    assert!(
+        logs().contains("\"later.test:") && logs().contains("does not resolve now"),
+        "{}",
+        logs()
+    );
+
+    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 later.test\n").unwrap();
+    common::eventually(Duration::from_secs(10), "the target joins once it resolves", || async {
+        common::client().get(&url).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(logs().contains("resolved to 127.0.0.1"), "{}", logs());
+    assert_eq!(up.hits(), 1);
 }

@@ -243,12 +243,15 @@ impl Drop for TlsUpstream {
 
 async fn tls_upstream(pki: &TestPki) -> TlsUpstream {
     let (cert, key) = pki.leaf("upstream", "upstream.test", 0, 10);
-    let port = free_port();
+    s_server(free_port(), &cert, &key).await
+}
+
+async fn s_server(port: u16, cert: &std::path::Path, key: &std::path::Path) -> TlsUpstream {
     let child = Command::new("openssl")
         .args(["s_server", "-www", "-accept", &port.to_string(), "-cert"])
-        .arg(&cert)
+        .arg(cert)
         .arg("-key")
-        .arg(&key)
+        .arg(key)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -286,6 +289,21 @@ async fn upstreams_are_reached_over_verified_tls() {
     let other = TestPki::new();
     let wrong_ca = Gateway::start(&config(&other.ca_path(), "upstream.test")).await;
     assert_eq!(wrong_ca.get("/").await.status(), 502);
+}
+
+#[tokio::test]
+async fn environment_mode_reaches_an_https_backend_over_verified_tls() {
+    let pki = TestPki::new();
+    let (cert, key) = pki.leaf("localhost", "localhost", 0, 10);
+    let port = free_port();
+    let _server = s_server(port, &cert, &key).await;
+    // The system trust store is replaced by the test CA the usual OpenSSL way.
+    let ca = pki.ca_path().display().to_string();
+    let url = format!("https://localhost:{port}");
+    let gw = Gateway::start_env_mode(&[("BACKEND_URL", url.as_str()), ("SSL_CERT_FILE", ca.as_str())]).await;
+    let r = gw.get("/").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("s_server"), "the answer came over TLS");
 }
 
 #[tokio::test]

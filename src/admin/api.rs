@@ -30,7 +30,10 @@ pub fn ready(snapshot: &Snapshot, uptime: std::time::Duration) -> Reply {
     }
     let generation = snapshot.generation;
     if missing.is_empty() {
-        Reply::Json(StatusCode::OK, json!({ "status": "ready", "config_generation": generation }))
+        Reply::Json(
+            StatusCode::OK,
+            json!({ "status": "ready", "config_generation": generation }),
+        )
     } else if uptime >= snapshot.server.ready_timeout {
         Reply::Json(
             StatusCode::OK,

@@ -113,6 +113,10 @@ impl AdminApi {
             ("GET", [""]) => Reply::Text("text/html; charset=utf-8", STATUS_PAGE.as_bytes().to_vec()),
             ("GET", ["health"]) => Reply::Json(StatusCode::OK, json!({ "status": "ok" })),
             ("GET", ["ready"]) => api::ready(&snapshot, self.started.elapsed()),
+            ("GET", ["metrics"]) if !snapshot.server.metrics => error(
+                StatusCode::NOT_FOUND,
+                "metrics are disabled (metrics: false, or ENABLE_METRICS=false)",
+            ),
             ("GET", ["metrics"]) => Reply::Text(
                 "text/plain; version=0.0.4",
                 self.metrics

@@ -149,7 +149,9 @@ impl JwtCheck {
                 let kid = header.kid.as_deref().ok_or(AuthFailure::invalid("token has no kid"))?;
                 jwk = store.key(kid).await.map_err(|miss| match miss {
                     KeyMiss::Unknown => AuthFailure::invalid("token kid is unknown"),
-                    KeyMiss::Unreachable => AuthFailure::unavailable("the identity provider's keys could not be fetched"),
+                    KeyMiss::Unreachable => {
+                        AuthFailure::unavailable("the identity provider's keys could not be fetched")
+                    }
                 })?;
                 let family_ok = if jwk.rsa { is_rsa(header.alg) } else { is_ec(header.alg) };
                 if !family_ok || jwk.alg.is_some_and(|a| a != header.alg) {

@@ -52,9 +52,23 @@ impl ConfigSource {
     pub fn load(&self) -> Result<Config, ConfigError> {
         let lookup = |k: &str| std::env::var(k).ok();
         match self {
+            ConfigSource::File(path) if path == Path::new(DEFAULT_CONFIG_PATH) && !path.exists() => {
+                Err(ConfigError::single(
+                    DEFAULT_CONFIG_PATH,
+                    "",
+                    "no config: pass -c FILE, or set BACKEND_URL=http://host:port (BACKEND_URLS for several, \
+                     ROUTES_CONFIG_PATH for a routes.json) to run on environment variables alone; \
+                     run from the repository's root to use the bundled conf/gatehouse.yaml",
+                ))
+            }
             ConfigSource::File(path) => load_file(path, &lookup),
             ConfigSource::Environment => seed::load(&lookup),
         }
+    }
+
+    /// Whether this is the bundled default file (chosen because nothing else was given).
+    pub fn is_default(&self) -> bool {
+        matches!(self, ConfigSource::File(path) if path == Path::new(DEFAULT_CONFIG_PATH))
     }
 
     pub fn describe(&self) -> String {
@@ -106,6 +120,23 @@ pub fn parse_yaml(text: &str, source: &str, lookup: &dyn Fn(&str) -> Option<Stri
         problems.push(path, "unknown key");
     }
     finish(validate::validate(raw, source, port), problems, source)
+}
+
+/// `auth.jwt` from JWT_SECRET (and JWT_ISSUER) alone, as environment mode builds it:
+/// what `gatehouse token` signs with when there is no config to read. `Ok(None)` when
+/// JWT_SECRET is not set.
+pub fn jwt_from_environment() -> Result<Option<model::JwtConfig>, ConfigError> {
+    let lookup = |k: &str| std::env::var(k).ok();
+    let raw = RawConfig {
+        auth: seed::jwt_from_env(&lookup),
+        ..Default::default()
+    };
+    if raw.auth.is_none() {
+        return Ok(None);
+    }
+    let (mut problems, mut warnings) = (Problems::default(), Vec::new());
+    let security = security::security(&raw, &mut problems, &mut warnings);
+    problems.into_result("environment", security.jwt)
 }
 
 /// Merges problems found before validation with validation's own.

@@ -263,8 +263,9 @@ impl RouteUpstream {
 pub struct TargetConfig {
     /// As written (`users.internal:8080`), for health output and logs.
     pub spec: String,
-    /// Resolved once at load.
-    pub addr: SocketAddr,
+    /// Resolved at load; `None` while the name does not resolve (a compose stack starting
+    /// in any order): the target is out of service and resolved again in the background.
+    pub addr: Option<SocketAddr>,
     pub weight: u16,
 }
 

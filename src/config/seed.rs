@@ -88,14 +88,32 @@ fn build(lookup: Lookup, routes: Option<(String, String)>) -> Result<Config, Con
             add_seed_route(&mut raw, route, i, &mut problems);
         }
     }
-    let backends = backend_urls(lookup);
+    let (variable, backends) = backend_urls(lookup);
     if !backends.is_empty() {
         let mut upstream = RawUpstream::default();
+        let mut schemes = Vec::new();
         for (i, url) in backends.iter().enumerate() {
+            // Named as the operator wrote it: BACKEND_URL, or BACKEND_URLS[i] of a list.
+            let field = if variable == "BACKEND_URLS" {
+                format!("BACKEND_URLS[{i}]")
+            } else {
+                variable.to_string()
+            };
             match target_of(url) {
-                Ok(t) => upstream.targets.push(serde_yaml::Value::String(t)),
-                Err(e) => problems.push(format!("BACKEND_URLS[{i}]"), e),
+                Ok(t) => {
+                    schemes.push(t.tls);
+                    upstream.targets.push(serde_yaml::Value::String(t.addr));
+                }
+                Err(e) => problems.push(field, e),
             }
+        }
+        match (schemes.iter().all(|&tls| tls), schemes.iter().any(|&tls| tls)) {
+            (true, true) => upstream.tls = Some(true),
+            (false, true) => problems.push(
+                variable,
+                "mixes http:// and https:// backends: one pool speaks one protocol (use routes.json or a YAML config for both)",
+            ),
+            _ => {}
         }
         if let Some(path) = lookup("HEALTH_CHECK_PATH").filter(|v| !v.is_empty()) {
             upstream.health_check = Some(RawHealthCheck {
@@ -141,7 +159,7 @@ fn parse_routes_file(text: &str, path: &str) -> Result<RoutesFile, ConfigError> 
 }
 
 /// JWT_SECRET (+ JWT_ISSUER) → `auth.jwt`, for routes with `requireAuth`.
-fn jwt_from_env(lookup: Lookup) -> Option<RawAuth> {
+pub fn jwt_from_env(lookup: Lookup) -> Option<RawAuth> {
     let secret = lookup("JWT_SECRET").filter(|v| !v.is_empty())?;
     Some(RawAuth {
         jwt: Some(RawJwt {
@@ -153,42 +171,54 @@ fn jwt_from_env(lookup: Lookup) -> Option<RawAuth> {
     })
 }
 
-/// BACKEND_URLS (comma-separated) wins over BACKEND_URL, as in the seeds.
-fn backend_urls(lookup: Lookup) -> Vec<String> {
-    let list = lookup("BACKEND_URLS")
-        .filter(|v| !v.trim().is_empty())
-        .or_else(|| lookup("BACKEND_URL"));
-    list.map(|v| {
-        v.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
-    })
-    .unwrap_or_default()
+/// BACKEND_URLS (comma-separated) wins over BACKEND_URL, as in the seeds; with the name of
+/// the variable the URLs came from.
+fn backend_urls(lookup: Lookup) -> (&'static str, Vec<String>) {
+    let (variable, list) = match lookup("BACKEND_URLS").filter(|v| !v.trim().is_empty()) {
+        Some(list) => ("BACKEND_URLS", Some(list)),
+        None => ("BACKEND_URL", lookup("BACKEND_URL")),
+    };
+    let urls = list
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    (variable, urls)
 }
 
 fn add_seed_route(raw: &mut RawConfig, route: SeedRoute, i: usize, p: &mut Problems) {
     let path = format!("routes[{i}]");
     let upstream = match target_of(&route.target_url) {
-        // One upstream per distinct target, shared by the routes that name it.
+        // One upstream per distinct target (and scheme), shared by the routes that name it.
         Ok(target) => {
-            raw.upstreams.entry(target.clone()).or_insert_with(|| RawUpstream {
-                targets: vec![serde_yaml::Value::String(target.clone())],
+            let name = if target.tls {
+                format!("https://{}", target.addr)
+            } else {
+                target.addr.clone()
+            };
+            raw.upstreams.entry(name.clone()).or_insert_with(|| RawUpstream {
+                targets: vec![serde_yaml::Value::String(target.addr.clone())],
+                tls: target.tls.then_some(true),
                 ..Default::default()
             });
-            target
+            name
         }
         Err(e) => {
             p.push(format!("{path}.targetURL"), e);
             return;
         }
     };
-    if route.require_auth && raw.auth.as_ref().and_then(|a| a.jwt.as_ref()).is_none() {
-        // Refusing is safer than serving a route its author meant to protect.
+    let jwt_configured = raw.auth.as_ref().and_then(|a| a.jwt.as_ref()).is_some();
+    if route.require_auth && !jwt_configured {
+        // Refusing is safer than serving a route its author meant to protect. The route
+        // then asks for no auth, so that this is the only message, in env-mode words.
         p.push(
             format!("{path}.requireAuth"),
-            "needs JWT_SECRET (the key tokens are signed with); refusing to serve this route unprotected",
+            "needs JWT_SECRET (the secret tokens are signed with): set JWT_SECRET, or set requireAuth: false; refusing to serve this route unprotected",
         );
     }
     let timeout = match route.timeout {
@@ -206,28 +236,42 @@ fn add_seed_route(raw: &mut RawConfig, route: SeedRoute, i: usize, p: &mut Probl
         upstream: Some(upstream),
         strip_prefix: route.strip_prefix,
         timeout,
-        auth: route.require_auth.then(|| "jwt".to_string()),
+        auth: (route.require_auth && jwt_configured).then(|| "jwt".to_string()),
         // Cached for CACHE_TTL when the backend says nothing (ENABLE_CACHING=false: off).
         cache: route.cacheable.then_some(serde_yaml::Value::Bool(true)),
         ..Default::default()
     });
 }
 
-/// `http://host:port` → `host:port`. Paths and https are refused with the reason.
-fn target_of(url: &str) -> Result<String, String> {
+/// A backend URL as an upstream target.
+#[derive(Debug)]
+struct Target {
+    /// `host:port`.
+    addr: String,
+    /// `https://`: TLS to the upstream, SNI and verification by the host name.
+    tls: bool,
+}
+
+/// `http://host:port` → `host:port`, `https://host` → `host:443` with TLS. A path is
+/// refused with the reason.
+fn target_of(url: &str) -> Result<Target, String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("\"{url}\" is not a URL"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(format!("\"{url}\": https upstreams are not available in this version")),
-        _ => return Err(format!("\"{url}\" must start with http://")),
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("\"{url}\" must start with http:// or https://")),
+    };
     if !matches!(uri.path(), "" | "/") {
         return Err(format!(
             "\"{url}\": a path in the target URL is not supported (use stripPrefix)"
         ));
     }
     let host = uri.host().ok_or_else(|| format!("\"{url}\" has no host"))?;
-    Ok(format!("{host}:{}", uri.port_u16().unwrap_or(80)))
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    Ok(Target {
+        addr: format!("{host}:{port}"),
+        tls,
+    })
 }
 
 #[cfg(test)]
@@ -236,9 +280,11 @@ mod tests {
 
     #[test]
     fn target_urls() {
-        assert_eq!(target_of("http://localhost:8081").unwrap(), "localhost:8081");
-        assert_eq!(target_of("http://10.0.0.1").unwrap(), "10.0.0.1:80");
-        assert!(target_of("https://x:1").unwrap_err().contains("https"));
+        assert_eq!(target_of("http://localhost:8081").unwrap().addr, "localhost:8081");
+        assert_eq!(target_of("http://10.0.0.1").unwrap().addr, "10.0.0.1:80");
+        let https = target_of("https://api.example").unwrap();
+        assert_eq!((https.addr.as_str(), https.tls), ("api.example:443", true));
+        assert!(target_of("ftp://x:1").unwrap_err().contains("https://"));
         assert!(target_of("http://x:1/base").unwrap_err().contains("path"));
         assert!(target_of("localhost:8081").is_err());
     }
@@ -250,6 +296,9 @@ mod tests {
             "BACKEND_URL" => Some("http://c:3".to_string()),
             _ => None,
         };
-        assert_eq!(backend_urls(&env), vec!["http://a:1", "http://b:2"]);
+        assert_eq!(
+            backend_urls(&env),
+            ("BACKEND_URLS", vec!["http://a:1".into(), "http://b:2".into()])
+        );
     }
 }

@@ -32,7 +32,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
     if raw.routes.is_empty() {
         p.push("routes", "at least one route is required");
     }
-    let mut warnings = warnings(&raw, &routes);
+    let mut warnings = warnings(&raw, &routes, &upstreams);
     warnings.extend(stop_budget_warning(&server));
     warnings.extend(security_warnings);
     p.into_result(
@@ -264,12 +264,28 @@ fn target(value: &serde_yaml::Value, path: &str, p: &mut Problems) -> Option<Tar
         }
     };
     match resolve(&spec) {
-        Ok(addr) => Some(TargetConfig { spec, addr, weight }),
+        Ok(addr) => Some(TargetConfig {
+            spec,
+            addr: Some(addr),
+            weight,
+        }),
+        // A well-formed name that does not resolve yet: served once it does.
+        Err(_) if is_host_port(&spec) => Some(TargetConfig {
+            spec,
+            addr: None,
+            weight,
+        }),
         Err(e) => {
             p.push(path, e);
             None
         }
     }
+}
+
+/// `name:port` with a non-empty name and a valid port.
+fn is_host_port(spec: &str) -> bool {
+    spec.rsplit_once(':')
+        .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// `ip:port` as is; `name:port` through the system resolver, once, at load time
@@ -278,10 +294,7 @@ pub fn resolve(spec: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = spec.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    let has_port = spec
-        .rsplit_once(':')
-        .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
-    if !has_port {
+    if !is_host_port(spec) {
         return Err(format!("\"{spec}\" is not host:port"));
     }
     let addrs: Vec<SocketAddr> = spec
@@ -522,12 +535,21 @@ fn stop_budget_warning(server: &ServerSettings) -> Option<String> {
 }
 
 /// Unreachable routes are found when the router is built (`Snapshot::build`).
-fn warnings(raw: &RawConfig, routes: &[RouteConfig]) -> Vec<String> {
-    raw.upstreams
+fn warnings(raw: &RawConfig, routes: &[RouteConfig], upstreams: &BTreeMap<String, UpstreamConfig>) -> Vec<String> {
+    let unused = raw
+        .upstreams
         .keys()
         .filter(|name| !routes.iter().any(|r| r.upstream.names().contains(&name.as_str())))
-        .map(|name| format!("upstreams.{name} is not used by any route"))
-        .collect()
+        .map(|name| format!("upstreams.{name} is not used by any route"));
+    let unresolved = upstreams.iter().flat_map(|(name, u)| {
+        u.targets.iter().filter(|t| t.addr.is_none()).map(move |t| {
+            format!(
+                "upstreams.{name}: \"{}\" does not resolve now: the target is out of service and resolved again every few seconds",
+                t.spec
+            )
+        })
+    });
+    unused.chain(unresolved).collect()
 }
 
 #[cfg(test)]

@@ -98,7 +98,11 @@ impl RedisStore {
 
     /// Counts one decision taken by policy.
     pub fn record_policy(&self, allowed: bool) {
-        let counter = if allowed { &self.policy_allowed } else { &self.policy_denied };
+        let counter = if allowed {
+            &self.policy_allowed
+        } else {
+            &self.policy_denied
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -12,19 +12,28 @@ pub fn report(snapshot: &Snapshot) -> Vec<u8> {
         let targets: Vec<Value> = pool
             .targets()
             .map(|t| {
+                // `healthy` is whether the target takes traffic: active checks passing, not
+                // ejected by passive health, and its name resolved. `state` says which.
+                let state = if t.target.config.addr.is_none() {
+                    "unresolved"
+                } else if !t.healthy {
+                    "unhealthy"
+                } else if t.ejected {
+                    "ejected"
+                } else {
+                    "healthy"
+                };
                 json!({
                     "addr": t.target.config.spec,
                     "weight": t.target.config.weight,
-                    "healthy": t.healthy,
+                    "healthy": state == "healthy",
+                    "state": state,
                     "ejected": t.ejected,
                     "in_flight": t.target.in_flight(),
                 })
             })
             .collect();
-        let healthy = targets
-            .iter()
-            .filter(|t| t["healthy"] == true && t["ejected"] == false)
-            .count();
+        let healthy = targets.iter().filter(|t| t["healthy"] == true).count();
         let circuit = pool.circuit_state();
         all_serving &= healthy > 0 && circuit != Some("open");
         let mut service = json!({

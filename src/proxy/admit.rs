@@ -63,11 +63,21 @@ pub fn identify(session: &Session, ctx: &mut RequestCtx) {
     ctx.client_ip = client_ip::resolve(ctx.peer_ip, req, &ctx.snapshot.edge.config.trusted_proxies);
 }
 
+/// The health endpoint, and `/healthz` (the seeds' and Kubernetes' spelling) beside the
+/// default `/health`.
+fn is_health_path(configured: Option<&str>, path: &str) -> bool {
+    match configured {
+        Some(health) => path == health || (health == "/health" && path == "/healthz"),
+        None => false,
+    }
+}
+
 /// Sets `ctx.route` (and the CORS context), or answers early.
 fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Option<Decision> {
     let path = req.uri.path();
     let server = &ctx.snapshot.server;
-    if server.health_path.as_deref() == Some(path) && (req.method == Method::GET || req.method == Method::HEAD) {
+    if is_health_path(server.health_path.as_deref(), path) && (req.method == Method::GET || req.method == Method::HEAD)
+    {
         return Some(Decision::Health);
     }
     if server.redirect_http && ctx.scheme == "http" {

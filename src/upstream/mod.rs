@@ -30,6 +30,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The placeholder address of a target whose name does not resolve (never dialled).
+const UNRESOLVED: std::net::SocketAddr =
+    std::net::SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0));
+
 /// Bound on how many candidates one selection looks at before giving up.
 const MAX_SELECT_STEPS: usize = 256;
 
@@ -77,15 +81,19 @@ pub struct TargetStatus<'a> {
 
 impl UpstreamPool {
     pub fn build(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
-        let first = config.targets.first().ok_or("at least one target is required")?;
+        if config.targets.is_empty() {
+            return Err("at least one target is required".into());
+        }
         let epoch = Instant::now();
         let targets: Arc<Vec<Arc<TargetState>>> = Arc::new(
             config
                 .targets
                 .iter()
                 .map(|t| {
+                    // An unresolved target gets an address no selection can reach: it is
+                    // left out of the balancer (and its health checks) until it resolves.
                     let backend = Backend {
-                        addr: SocketAddr::Inet(t.addr),
+                        addr: SocketAddr::Inet(t.addr.unwrap_or(UNRESOLVED)),
                         weight: t.weight as usize,
                         ext: Default::default(),
                     };
@@ -98,7 +106,8 @@ impl UpstreamPool {
             Balance::ConsistentHash(_) => Balancer::Ketama(load_balancer(name, config, &targets, None)?),
             Balance::LeastConn => Balancer::LeastConn(load_balancer(name, config, &targets, Some(targets.clone()))?),
         };
-        let mut peer_template = peer_template(first.addr, config)?;
+        // The template's address is replaced by the picked target's on every attempt.
+        let mut peer_template = peer_template(UNRESOLVED, config)?;
         peer_template.options.connection_timeout = Some(config.connect_timeout);
         peer_template.options.read_timeout = Some(config.timeout);
         peer_template.options.write_timeout = Some(config.timeout);
@@ -159,6 +168,7 @@ impl UpstreamPool {
         let view = self.balancer.backends();
         self.targets
             .iter()
+            .filter(|t| t.config.addr.is_some())
             .filter(|t| !failed.contains(&t.backend.addr) && usable(&t.backend, view.ready(&t.backend)))
             .min_by_key(|t| t.in_flight())
             .cloned()
@@ -196,9 +206,14 @@ impl UpstreamPool {
         let view = self.balancer.backends();
         self.targets.iter().map(move |t| TargetStatus {
             target: t,
-            healthy: view.ready(&t.backend),
+            healthy: t.config.addr.is_some() && view.ready(&t.backend),
             ejected: t.is_ejected(),
         })
+    }
+
+    /// Whether a target's name did not resolve (it waits out of service).
+    pub fn has_unresolved(&self) -> bool {
+        self.config.targets.iter().any(|t| t.addr.is_none())
     }
 
     /// `closed`, `open` or `half_open`; `None` without a circuit breaker.
@@ -273,7 +288,11 @@ where
     S: BackendSelection + 'static,
     S::Iter: BackendIter,
 {
-    let set: BTreeSet<Backend> = targets.iter().map(|t| t.backend.clone()).collect();
+    let set: BTreeSet<Backend> = targets
+        .iter()
+        .filter(|t| t.config.addr.is_some())
+        .map(|t| t.backend.clone())
+        .collect();
     let mut view = Backends::new(Static::new(set));
     if let Some(hc) = &config.health_check {
         view.set_health_check(health::http_check(name, hc, config.tls.as_ref())?);

@@ -28,6 +28,20 @@ use tokio::task::JoinHandle;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
+/// Fails the calling test when `command` is not installed. A test that cannot run must
+/// never count as passed: `make deps` (run by `make test`) installs every tool the suite
+/// needs; `package` is the Debian package that has it.
+pub fn require_tool(command: &str, package: &str) {
+    let found = Command::new(command)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "`{command}` is not installed, so this test cannot run: `make deps` installs it (Debian package {package})"
+    );
+}
+
 /// A port nobody listens on right now (bound to :0, read, released).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -736,8 +750,8 @@ pub fn claims(extra: serde_json::Value) -> serde_json::Value {
 
 // === Redis ===
 
-/// A real `redis-server` on a free loopback port, killed when dropped. `None` (with a loud
-/// message) when redis-server is missing on a developer machine; under CI=true that panics.
+/// A real `redis-server` on a free loopback port, killed when dropped (the test fails when
+/// redis-server is not installed).
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
@@ -745,28 +759,15 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    pub async fn start() -> Option<RedisServer> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI=true but redis-server is not installed: .ci/run must install it"
-            );
-            eprintln!(
-                "\n!!! SKIPPING a Redis test: redis-server is not installed (apt-get install redis-server) !!!\n"
-            );
-            return None;
-        }
+    pub async fn start() -> RedisServer {
+        require_tool("redis-server", "redis-server");
         let mut server = RedisServer {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
         };
         server.restart().await;
-        Some(server)
+        server
     }
 
     pub fn url(&self) -> String {
