@@ -200,10 +200,10 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
     let mut problems = Vec::new();
     let mut fixed = |field: &str, changed: bool| {
         if changed {
-            problems.push(Problem {
-                path: field.to_string(),
-                message: "cannot change on reload; restart (or graceful upgrade) to apply it".to_string(),
-            });
+            problems.push(Problem::new(
+                field,
+                "cannot change on reload; restart (or graceful upgrade) to apply it",
+            ));
         }
     };
     fixed("listen", running.listen != new.listen);

@@ -61,9 +61,11 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
                 source: config.source.clone(),
                 problems: busy
                     .iter()
-                    .map(|b| Problem {
-                        path: b.listener.role.into(),
-                        message: format!("{b} (stop the other process or choose another address; `gatehouse run -u` takes the addresses over from a running gatehouse)"),
+                    .map(|b| {
+                        Problem::new(
+                            b.listener.role,
+                            format!("{b} (stop the other process or choose another address; `gatehouse run -u` takes the addresses over from a running gatehouse)"),
+                        )
                     })
                     .collect(),
             });

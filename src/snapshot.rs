@@ -101,10 +101,7 @@ impl Snapshot {
                 Ok(pool) => {
                     upstreams.insert(name.clone(), pool);
                 }
-                Err(message) => problems.push(Problem {
-                    path: format!("upstreams.{name}"),
-                    message,
-                }),
+                Err(message) => problems.push(Problem::new(format!("upstreams.{name}"), message)),
             }
         }
         let edge = EdgeSecurity::build(config.security.clone(), previous.map(|p| &p.edge)).unwrap_or_else(|p| {
@@ -114,10 +111,7 @@ impl Snapshot {
         let global_cors = match config.security.cors.as_ref().map(CorsPolicy::new).transpose() {
             Ok(policy) => policy.map(Arc::new),
             Err(message) => {
-                problems.push(Problem {
-                    path: "cors".into(),
-                    message,
-                });
+                problems.push(Problem::new("cors", message));
                 None
             }
         };
@@ -127,24 +121,14 @@ impl Snapshot {
                 .filter(|r| r.config == *cfg)
                 .map(Ok)
                 .unwrap_or_else(|| RedisStore::new(cfg).map(Arc::new))
-                .map_err(|message| {
-                    problems.push(Problem {
-                        path: "redis".into(),
-                        message,
-                    })
-                })
+                .map_err(|message| problems.push(Problem::new("redis", message)))
                 .ok(),
             None => None,
         };
         let previous_global = previous.and_then(|p| p.rate_limit.as_ref());
         let rate_limit = config.traffic.rate_limit.as_ref().and_then(|rl| {
             limit("*", rl, previous_global, redis.as_ref())
-                .map_err(|message| {
-                    problems.push(Problem {
-                        path: "rate_limit".into(),
-                        message,
-                    })
-                })
+                .map_err(|message| problems.push(Problem::new("rate_limit", message)))
                 .ok()
         });
         let mut routes = Vec::new();
@@ -161,17 +145,15 @@ impl Snapshot {
             };
             match build_route(r, &upstreams, &parts) {
                 Ok(route) => routes.push(route),
-                Err(message) => problems.push(Problem {
-                    path: format!("routes[{i}]"),
-                    message,
-                }),
+                Err(message) => problems.push(Problem::new(format!("routes[{i}]"), message)),
             }
         }
         if !problems.is_empty() {
-            return Err(ConfigError {
+            let error = ConfigError {
                 source: config.source,
                 problems,
-            });
+            };
+            return Err(error.locate(&config.locations));
         }
         let config_hash = hex::encode(Sha256::digest(config.document.to_string().as_bytes()));
         let document = redact(config.document);
@@ -303,10 +285,7 @@ fn limit(
 
 impl EdgeSecurity {
     fn build(config: SecurityConfig, previous: Option<&EdgeSecurity>) -> Result<Self, Problem> {
-        let problem = |path: &str, message: String| Problem {
-            path: path.to_string(),
-            message,
-        };
+        let problem = |path: &str, message: String| Problem::new(path, message);
         let jwks = match config.jwt.as_ref().map(|j| &j.key) {
             Some(JwtKeySource::Jwks {
                 url,

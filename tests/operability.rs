@@ -370,3 +370,58 @@ async fn a_target_name_that_does_not_resolve_yet_waits_out_of_service_and_joins_
     assert!(logs().contains("resolved to 127.0.0.1"), "{}", logs());
     assert_eq!(up.hits(), 1);
 }
+
+#[test]
+fn config_problems_name_file_line_column_field_and_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.yaml");
+    std::fs::write(
+        &path,
+        "upstreams:\n  api: { targets: [\"127.0.0.1:9\"] }\nroutes:\n  - prefix: /a\n    upstream: api\n  - prefix: /b\n    upstream: apj\n    methds: [GET]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["check", "-c"]).arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let file = path.display().to_string();
+    // A semantic problem found by validation, located in the file.
+    assert!(stderr.contains(&format!("{file}:7:5: routes[1].upstream:")), "{stderr}");
+    // A misspelled key, with the key meant.
+    assert!(
+        stderr.contains(&format!(
+            "{file}:8:5: routes[1].methds: unknown key (did you mean `methods`?)"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn routes_json_reports_every_problem_at_once_with_lines_and_suggestions() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.json");
+    std::fs::write(
+        &routes,
+        "{\n  \"routes\": [\n    { \"path\": \"/a\", \"targetURL\": \"http://127.0.0.1:9\", \"methds\": [\"GET\"] },\n    { \"path\": \"/b\", \"targetURL\": \"ftp://127.0.0.1:9\" }\n  ]\n}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .env_remove("BACKEND_URL")
+        .env_remove("BACKEND_URLS")
+        .env("ROUTES_CONFIG_PATH", &routes)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let file = routes.display().to_string();
+    assert!(
+        stderr.contains(&format!(
+            "{file}:3:56: routes[0].methds: unknown key (did you mean `methods`?)"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}:4:21: routes[1].targetURL:")),
+        "the other problem too: {stderr}"
+    );
+}

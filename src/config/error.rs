@@ -1,15 +1,28 @@
 //! Config errors: every problem found in one file, each with the field path it concerns.
 
+use super::locate::{Location, Locations};
 use std::fmt;
 
 /// One thing wrong with a config, located by its field path
-/// (`routes[2].upstream`) or, for syntax errors, by the parser's own location.
+/// (`routes[2].upstream`) and, in a file, by line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// Dotted path to the offending field; empty for whole-file problems.
     pub path: String,
     /// What is wrong, in words an operator can act on.
     pub message: String,
+    /// Where the field (or the nearest enclosing one written) is in the file.
+    pub location: Option<Location>,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+            location: None,
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -34,11 +47,20 @@ impl ConfigError {
     pub fn single(source: impl Into<String>, path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             source: source.into(),
-            problems: vec![Problem {
-                path: path.into(),
-                message: message.into(),
-            }],
+            problems: vec![Problem::new(path, message)],
         }
+    }
+
+    /// Gives each problem without a location the one of its field in `locations`.
+    pub fn locate(mut self, locations: &Locations) -> Self {
+        for p in self
+            .problems
+            .iter_mut()
+            .filter(|p| p.location.is_none() && !p.path.is_empty())
+        {
+            p.location = locations.find(&p.path);
+        }
+        self
     }
 }
 
@@ -47,7 +69,10 @@ impl fmt::Display for ConfigError {
         let n = self.problems.len();
         write!(f, "{}: {} problem{}", self.source, n, if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
-            write!(f, "\n  {}: {}", self.source, p)?;
+            match p.location {
+                Some(l) => write!(f, "\n  {}:{}:{}: {}", self.source, l.line, l.column, p)?,
+                None => write!(f, "\n  {}: {}", self.source, p)?,
+            }
         }
         Ok(())
     }
@@ -61,10 +86,7 @@ pub struct Problems(Vec<Problem>);
 
 impl Problems {
     pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.0.push(Problem::new(path, message));
     }
 
     pub fn is_empty(&self) -> bool {

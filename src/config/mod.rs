@@ -9,11 +9,13 @@ mod cache;
 mod client;
 mod env;
 mod error;
+pub mod locate;
 pub mod model;
 pub mod ocsp;
 mod raw;
 mod security;
 mod seed;
+mod suggest;
 mod tls;
 mod traffic;
 mod validate;
@@ -117,9 +119,26 @@ pub fn parse_yaml(text: &str, source: &str, lookup: &dyn Fn(&str) -> Option<Stri
     switch_overrides(&mut raw, lookup, &mut problems);
     let port = port_override(lookup, &mut problems);
     for path in unknown {
-        problems.push(path, "unknown key");
+        let message = suggest::unknown_key(&path);
+        problems.push(path, message);
     }
-    finish(validate::validate(raw, source, port), problems, source)
+    located(
+        finish(validate::validate(raw, source, port), problems, source),
+        &expanded,
+    )
+}
+
+/// Every problem of `result` with its line and column in `text`; a config that loads
+/// keeps the locations for problems found when its snapshot is built.
+pub(crate) fn located(result: Result<Config, ConfigError>, text: &str) -> Result<Config, ConfigError> {
+    let locations = locate::Locations::of(text);
+    match result {
+        Ok(mut config) => {
+            config.locations = std::sync::Arc::new(locations);
+            Ok(config)
+        }
+        Err(e) => Err(e.locate(&locations)),
+    }
 }
 
 /// `auth.jwt` from JWT_SECRET (and JWT_ISSUER) alone, as environment mode builds it:
@@ -140,7 +159,11 @@ pub fn jwt_from_environment() -> Result<Option<model::JwtConfig>, ConfigError> {
 }
 
 /// Merges problems found before validation with validation's own.
-fn finish(validated: Result<Config, ConfigError>, early: Problems, source: &str) -> Result<Config, ConfigError> {
+pub(crate) fn finish(
+    validated: Result<Config, ConfigError>,
+    early: Problems,
+    source: &str,
+) -> Result<Config, ConfigError> {
     match validated {
         Ok(config) if early.is_empty() => Ok(config),
         Ok(_) => Err(early.into_error(source)),

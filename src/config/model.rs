@@ -29,6 +29,9 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The config as loaded (after `${VAR}` expansion), for /admin/config and its hash.
     pub document: serde_json::Value,
+    /// Where each field is in the file, for problems found after validation (empty for
+    /// the environment).
+    pub locations: std::sync::Arc<super::locate::Locations>,
 }
 
 /// Process-level settings. Listeners and threads cannot change on reload.

@@ -83,7 +83,8 @@ fn build(lookup: Lookup, routes: Option<(String, String)>) -> Result<Config, Con
     });
 
     if let Some((path, text)) = &routes {
-        let file = parse_routes_file(text, path)?;
+        // Unknown keys are reported with every other problem, not instead of them.
+        let file = parse_routes_file(text, path, &mut problems)?;
         for (i, route) in file.routes.into_iter().enumerate() {
             add_seed_route(&mut raw, route, i, &mut problems);
         }
@@ -138,24 +139,41 @@ fn build(lookup: Lookup, routes: Option<(String, String)>) -> Result<Config, Con
     let port = port_override(lookup, &mut problems);
     super::switch_overrides(&mut raw, lookup, &mut problems);
     let validated = validate::validate(raw, &source, port);
-    super::finish(validated, problems, &source)
+    let result = super::finish(validated, problems, &source);
+    match &routes {
+        Some((_, text)) => super::located(result, text),
+        None => result,
+    }
 }
 
-fn parse_routes_file(text: &str, path: &str) -> Result<RoutesFile, ConfigError> {
+/// The keys a routes.json route may have, for "did you mean".
+const SEED_ROUTE_KEYS: [&str; 8] = [
+    "name",
+    "path",
+    "targetURL",
+    "methods",
+    "requireAuth",
+    "stripPrefix",
+    "cacheable",
+    "timeout",
+];
+
+fn parse_routes_file(text: &str, path: &str, problems: &mut Problems) -> Result<RoutesFile, ConfigError> {
     let mut unknown = Vec::new();
     let file: RoutesFile = serde_ignored::deserialize(&mut serde_json::Deserializer::from_str(text), |p| {
         unknown.push(super::field_path(&p))
     })
     .map_err(|e| ConfigError::single(path, "", format!("invalid routes.json: {e}")))?;
-    if unknown.is_empty() {
-        Ok(file)
-    } else {
-        let mut problems = Problems::default();
-        for key in unknown {
-            problems.push(key, "unknown key");
-        }
-        Err(problems.into_error(path))
+    let known: Vec<String> = SEED_ROUTE_KEYS.iter().map(|k| k.to_string()).collect();
+    for field in unknown {
+        let key = field.rsplit('.').next().unwrap_or(&field);
+        let message = match super::suggest::nearest(key, &known) {
+            Some(k) => format!("unknown key (did you mean `{k}`?)"),
+            None => format!("unknown key (a route has: {})", SEED_ROUTE_KEYS.join(", ")),
+        };
+        problems.push(field, message);
     }
+    Ok(file)
 }
 
 /// JWT_SECRET (+ JWT_ISSUER) → `auth.jwt`, for routes with `requireAuth`.

@@ -87,9 +87,19 @@ routes: [{ path: /, upstream: u, upstrem: u }]
     )
     .unwrap_err();
     let all = messages(err);
-    assert!(all.contains(&"listn: unknown key".to_string()), "{all:?}");
-    assert!(all.contains(&"upstreams.u.helth: unknown key".to_string()), "{all:?}");
-    assert!(all.contains(&"routes[0].upstrem: unknown key".to_string()), "{all:?}");
+    assert!(
+        all.contains(&"listn: unknown key (did you mean `listen`?)".to_string()),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|m| m.starts_with("upstreams.u.helth: unknown key (known here: ")),
+        "{all:?}"
+    );
+    assert!(
+        all.contains(&"routes[0].upstrem: unknown key (did you mean `upstream`?)".to_string()),
+        "{all:?}"
+    );
 }
 
 #[test]

@@ -47,6 +47,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
             routes,
             warnings,
             document,
+            locations: Default::default(),
         },
     )
 }
