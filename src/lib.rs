@@ -14,6 +14,7 @@ pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod drain;
+pub mod explain;
 pub mod filters;
 pub mod intake;
 pub mod limits;

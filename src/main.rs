@@ -70,6 +70,24 @@ enum Command {
         #[arg(long)]
         kid: Option<String>,
     },
+    /// What the gateway would do with a request, without sending it: the route that wins
+    /// and why the others did not, the steps that would run, the upstream request.
+    Explain {
+        method: String,
+        /// `http://host/path?query` (or `/path` with a Host header).
+        url: String,
+        /// Request headers, as curl's: `-H 'Authorization: Bearer x'`; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// The client address (IP lists, `key: ip` limits).
+        #[arg(long)]
+        client_ip: Option<std::net::IpAddr>,
+        /// The explanation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the SHA-256 of an API key, as `auth.api_keys.keys[].sha256` wants it.
     HashKey { key: String },
     /// A small HTTP service to route to (quick start, tests, load tests).
@@ -108,6 +126,14 @@ fn main() -> ExitCode {
             alg,
             kid,
         } => token(source(config), sub, scopes, roles, ttl, key, alg, kid),
+        Command::Explain {
+            method,
+            url,
+            headers,
+            config,
+            client_ip,
+            json,
+        } => explain(source(config), method, url, headers, client_ip, json),
         Command::HashKey { key } => {
             println!("{}", hash_key(&key));
             Ok(())
@@ -173,6 +199,44 @@ fn check(source: ConfigSource) -> Result<(), String> {
         s.routes.len(),
         s.upstreams.len()
     );
+    Ok(())
+}
+
+fn explain(
+    source: ConfigSource,
+    method: String,
+    url: String,
+    headers: Vec<String>,
+    client_ip: Option<std::net::IpAddr>,
+    as_json: bool,
+) -> Result<(), String> {
+    let snapshot = source
+        .load()
+        .and_then(|c| Snapshot::build(c, None))
+        .map_err(|e| e.to_string())?;
+    let headers = headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| format!("-H \"{h}\": expected 'Name: value'"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let question = gatehouse::explain::Question {
+        method,
+        url,
+        headers,
+        client_ip,
+    };
+    let answer = gatehouse::explain::explain(std::sync::Arc::new(snapshot), &question)?;
+    let text = if as_json {
+        serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())? + "\n"
+    } else {
+        gatehouse::explain::render(&answer)
+            + "\n(from the config alone: a running gateway's POST /admin/explain adds live target health)\n"
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     Ok(())
 }
 

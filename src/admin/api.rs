@@ -216,3 +216,35 @@ pub fn purge_request(body: &[u8]) -> Result<(String, bool), String> {
     let path = if path.is_empty() && !prefix { "/" } else { path };
     Ok((format!("{}{path}", host.to_ascii_lowercase()), prefix))
 }
+
+/// `{"method": "GET", "url": "http://host/path", "headers": {"Name": "value"}, "client_ip": "..."}`.
+pub fn explain_request(body: &[u8]) -> Result<crate::explain::Question, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("expected a JSON object: {e}"))?;
+    let text = |key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+    let url = text("url").ok_or("\"url\" is required (http://host/path?query)")?;
+    let headers = match v.get("headers") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|v| (k.clone(), v.to_string()))
+                    .ok_or(format!("header {k}: not a string"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("\"headers\" must be an object of strings".into()),
+    };
+    let client_ip = match text("client_ip") {
+        Some(ip) => Some(
+            ip.parse()
+                .map_err(|_| format!("client_ip \"{ip}\" is not an IP address"))?,
+        ),
+        None => None,
+    };
+    Ok(crate::explain::Question {
+        method: text("method").unwrap_or_else(|| "GET".into()),
+        url,
+        headers,
+        client_ip,
+    })
+}

@@ -136,6 +136,13 @@ impl AdminApi {
                 }
                 Err(e) => error(StatusCode::BAD_REQUEST, e),
             },
+            ("POST", ["admin", "explain"]) => match api::explain_request(body) {
+                Ok(question) => match crate::explain::explain(snapshot.clone(), &question) {
+                    Ok(answer) => Reply::Json(StatusCode::OK, answer),
+                    Err(e) => error(StatusCode::BAD_REQUEST, e),
+                },
+                Err(e) => error(StatusCode::BAD_REQUEST, e),
+            },
             ("POST", ["admin", "reload"]) => self.blocking(caller, "reload", String::new(), |r| r.reload()).await,
             ("POST", ["admin", "upstreams", name, "targets"]) => match api::target_request(body) {
                 Ok((addr, weight)) => {

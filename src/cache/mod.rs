@@ -112,7 +112,7 @@ impl ResponseCache {
         let method = &session.req_header().method;
         let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
         if unsafe_method && (200..400).contains(&status) && ctx.route().is_some_and(|r| r.cache.is_some()) {
-            if let Some(url) = request_url(session) {
+            if let Some(url) = request_url(session.req_header()) {
                 self.store.purge_urls(&url, false);
             }
         }
@@ -120,8 +120,7 @@ impl ResponseCache {
 }
 
 /// `host/path?query` of the request; `None` when the host is not usable in a key.
-fn request_url(session: &Session) -> Option<String> {
-    let req = session.req_header();
+pub fn request_url(req: &pingora::http::RequestHeader) -> Option<String> {
     let host = req
         .headers
         .get(http::header::HOST)
@@ -144,7 +143,7 @@ fn request_url(session: &Session) -> Option<String> {
 /// route's name: the store indexes entries by the part before the space for purges.
 pub fn key(session: &Session, ctx: &RequestCtx) -> Result<CacheKey> {
     let route = ctx.route().map_or("", |r| r.name.as_str());
-    match request_url(session) {
+    match request_url(session.req_header()) {
         Some(url) => Ok(CacheKey::new(format!("{url} {route}"), "")),
         None => Error::e_explain(ErrorType::InternalError, "host unusable in a cache key"),
     }

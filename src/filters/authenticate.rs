@@ -15,6 +15,27 @@ pub enum Authenticate {
 }
 
 impl Authenticate {
+    /// What credential the step wants and whether `req` carries one (explain; nothing is
+    /// verified).
+    pub fn describe(&self, req: &RequestHeader) -> String {
+        match self {
+            Authenticate::Bearer(_) => match bearer_token(req) {
+                Some(_) => {
+                    "bearer token (JWT or introspected): present, verified when the request is sent; invalid → 401"
+                        .into()
+                }
+                None => "bearer token (JWT or introspected): missing → 401".into(),
+            },
+            Authenticate::ApiKey(store) => match store.authenticate(req) {
+                Ok(identity) => format!(
+                    "API key: valid, consumer {}",
+                    identity.consumer.as_deref().unwrap_or("?")
+                ),
+                Err(f) => format!("API key: {} → 401", f.description),
+            },
+        }
+    }
+
     pub async fn run(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
         let identity = match self {
             Authenticate::Bearer(verifier) => match bearer_token(req) {

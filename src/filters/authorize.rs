@@ -18,6 +18,18 @@ impl Authorize {
         })
     }
 
+    /// What the route asks of the identity (explain).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.scopes.is_empty() {
+            parts.push(format!("scopes {} (all)", self.scopes.join(", ")));
+        }
+        if !self.roles.is_empty() {
+            parts.push(format!("roles {} (any)", self.roles.join(", ")));
+        }
+        parts.join(" and ")
+    }
+
     pub fn check(&self, ctx: &RequestCtx) -> Result<(), GatewayError> {
         let Some(id) = &ctx.identity else {
             return Err(GatewayError::Internal);

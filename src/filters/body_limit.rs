@@ -17,6 +17,10 @@ impl BodyLimit {
         BodyLimit { max }
     }
 
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
     pub fn check_declared(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
         let declared = req
             .headers

@@ -13,6 +13,10 @@ impl CookieToken {
         CookieToken { name: name.to_string() }
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn apply(&self, req: &mut RequestHeader) {
         if req.headers.contains_key(AUTHORIZATION) {
             return;

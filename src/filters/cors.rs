@@ -31,6 +31,23 @@ pub fn preflight_method(req: &RequestHeader) -> Option<Method> {
 }
 
 impl CorsPolicy {
+    /// The policy in words, and what it says of `req`'s origin (explain).
+    pub fn describe(&self, req: &RequestHeader) -> String {
+        let origins = self.origins.as_ref().map_or("any origin".to_string(), |o| o.join(", "));
+        let methods: Vec<&str> = self.methods.iter().map(Method::as_str).collect();
+        let verdict = match req.headers.get(header::ORIGIN) {
+            None => "no Origin: not a cross-origin request".to_string(),
+            Some(o) if self.allowed_origin(req).is_some() => {
+                format!("origin {} is allowed", String::from_utf8_lossy(o.as_bytes()))
+            }
+            Some(o) => format!(
+                "origin {} is not allowed (no CORS headers; a preflight gets 403)",
+                String::from_utf8_lossy(o.as_bytes())
+            ),
+        };
+        format!("origins {origins}; methods {}; {verdict}", methods.join(", "))
+    }
+
     pub fn new(c: &CorsConfig) -> Result<Self, String> {
         let join = |items: Vec<&str>, sep: &str| HeaderValue::from_str(&items.join(sep)).map_err(|e| e.to_string());
         let methods_list: Vec<&str> = c.methods.iter().map(Method::as_str).collect();

@@ -20,6 +20,24 @@ impl IpFilter {
         (!rules.is_empty()).then_some(IpFilter { rules })
     }
 
+    /// The lists in words, and what they say of `client` (explain).
+    pub fn describe(&self, client: Option<IpAddr>) -> String {
+        let lists: Vec<String> = self
+            .rules
+            .iter()
+            .map(|r| {
+                let nets = |n: &[ipnet::IpNet]| n.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" ");
+                format!("allow [{}] deny [{}]", nets(&r.allow), nets(&r.deny))
+            })
+            .collect();
+        let verdict = match (client, self.check(client)) {
+            (None, _) => "no client address given".to_string(),
+            (Some(ip), Ok(())) => format!("{ip} is admitted"),
+            (Some(ip), Err(_)) => format!("{ip} is refused: 403"),
+        };
+        format!("{}; {verdict}", lists.join(", then "))
+    }
+
     pub fn check(&self, client: Option<IpAddr>) -> Result<(), GatewayError> {
         let Some(ip) = client else {
             return Err(GatewayError::IpDenied);

@@ -59,6 +59,33 @@ pub enum RequestStep {
 }
 
 impl RequestStep {
+    /// The step's name and what it would do with `req` (explain: nothing is verified,
+    /// counted or sent).
+    pub fn describe(&self, req: &RequestHeader, ctx: &RequestCtx) -> (&'static str, String) {
+        match self {
+            RequestStep::IpFilter(f) => ("ip_filter", f.describe(ctx.client_ip)),
+            RequestStep::CorsPreflight(policy) => {
+                let what = if ctx.preflight.is_some() {
+                    "this preflight is answered by the gateway: "
+                } else {
+                    ""
+                };
+                ("cors", format!("{what}{}", policy.describe(req)))
+            }
+            RequestStep::BodyLimit(limit) => ("max_body", format!("bodies over {} bytes get 413", limit.max())),
+            RequestStep::CookieToken(step) => (
+                "cookie_token",
+                format!(
+                    "without Authorization, the cookie {} becomes a bearer token",
+                    step.name()
+                ),
+            ),
+            RequestStep::Authenticate(step) => ("authenticate", step.describe(req)),
+            RequestStep::Authorize(step) => ("authorize", format!("{} (else 403)", step.describe())),
+            RequestStep::RateLimit(step) => ("rate_limit", step.describe(req, ctx).join("; ")),
+        }
+    }
+
     pub async fn run(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<Flow, GatewayError> {
         match self {
             RequestStep::IpFilter(f) => f.check(ctx.client_ip)?,

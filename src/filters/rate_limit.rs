@@ -25,6 +25,27 @@ impl RateLimitStep {
         (!limits.is_empty()).then_some(RateLimitStep { limits })
     }
 
+    /// Each limit, with the key this request would be counted under (explain).
+    pub fn describe(&self, req: &RequestHeader, ctx: &RequestCtx) -> Vec<String> {
+        self.limits
+            .iter()
+            .map(|limit| {
+                let c = &limit.config;
+                let scope = match c.scope {
+                    crate::config::model::RateScope::Local => "local",
+                    crate::config::model::RateScope::Global => "global (Redis)",
+                };
+                format!(
+                    "{} requests per {:?}, {scope}, limit {:?}, this request counted under key {:?}",
+                    c.requests,
+                    c.per,
+                    limit.name,
+                    key_value(limit.key_kind(), req, ctx)
+                )
+            })
+            .collect()
+    }
+
     pub async fn run(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
         for limit in &self.limits {
             let key = key_value(limit.key_kind(), req, ctx);

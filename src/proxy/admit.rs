@@ -73,7 +73,7 @@ fn is_health_path(configured: Option<&str>, path: &str) -> bool {
 }
 
 /// Sets `ctx.route` (and the CORS context), or answers early.
-fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Option<Decision> {
+pub fn route(req: &RequestHeader, ctx: &mut RequestCtx) -> Option<Decision> {
     let path = req.uri.path();
     let server = &ctx.snapshot.server;
     if is_health_path(server.health_path.as_deref(), path) && (req.method == Method::GET || req.method == Method::HEAD)

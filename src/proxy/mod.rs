@@ -1,7 +1,7 @@
 //! `Gateway`: the `ProxyHttp` implementation. It only dispatches: each phase hands the
 //! request to the module that owns that step (routing, filters, upstream, observe).
 
-mod admit;
+pub mod admit;
 mod ctx;
 pub mod error;
 mod respond;

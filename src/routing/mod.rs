@@ -70,6 +70,73 @@ impl RouteMatcher {
             && self.query.iter().all(|(name, want)| query_matches(query, name, want))
     }
 
+    /// The first rule of this route that `req` fails, in words (for `explain`); `None`
+    /// when the route takes it.
+    pub fn mismatch(&self, req: &RequestHeader, method: &Method) -> Option<String> {
+        let host = request_host(req);
+        if let Some(pattern) = &self.host {
+            match host {
+                Some(h) if pattern.matches(h) => {}
+                Some(h) => return Some(format!("host {h} is not {}", pattern.source())),
+                None => {
+                    return Some(format!(
+                        "the request has no host (the route wants {})",
+                        pattern.source()
+                    ))
+                }
+            }
+        }
+        let path = req.uri.path();
+        if !self.path.matches(path) {
+            return Some(format!(
+                "path {path} does not match {} {}",
+                self.path.kind(),
+                self.path.source()
+            ));
+        }
+        for (name, want) in &self.headers {
+            if !header_matches(&req.headers, name, want) {
+                return Some(match req.headers.get(name) {
+                    None => format!("header {name} is missing"),
+                    Some(v) => format!(
+                        "header {name} is {:?}, not {want:?}",
+                        String::from_utf8_lossy(v.as_bytes())
+                    ),
+                });
+            }
+        }
+        for (name, want) in &self.query {
+            if !query_matches(req.uri.query(), name, want) {
+                return Some(format!("query parameter {name} is not {want:?}"));
+            }
+        }
+        if !self.allows(method) {
+            let allowed: Vec<&str> = self.methods.iter().flatten().map(Method::as_str).collect();
+            return Some(format!("method {method} is not among {}", allowed.join(", ")));
+        }
+        None
+    }
+
+    /// The route's rules in words: `host api.example.com, prefix /api, methods GET`.
+    pub fn describe(&self) -> String {
+        let mut rules = Vec::new();
+        if let Some(h) = &self.host {
+            rules.push(format!("host {}", h.source()));
+        }
+        rules.push(format!("{} {}", self.path.kind(), self.path.source()));
+        if let Some(methods) = &self.methods {
+            let list: Vec<&str> = methods.iter().map(Method::as_str).collect();
+            rules.push(format!("methods {}", list.join(", ")));
+        }
+        for (name, want) in &self.headers {
+            rules.push(format!("header {name}: {want}"));
+        }
+        for (name, want) in &self.query {
+            rules.push(format!("query {name}={want}"));
+        }
+        rules.join(", ")
+    }
+
     pub fn allows(&self, method: &Method) -> bool {
         match &self.methods {
             None => true,

@@ -80,6 +80,15 @@ impl PathPattern {
         }
     }
 
+    /// The config key that wrote this pattern: `path`, `prefix` or `regex`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PathPattern::Exact(_) | PathPattern::Segments { .. } => "path",
+            PathPattern::Prefix(_) => "prefix",
+            PathPattern::Regex(_) => "regex",
+        }
+    }
+
     /// The literal text every matching path starts with (empty for regexes).
     pub fn literal_prefix(&self) -> &str {
         match self {
@@ -218,6 +227,14 @@ impl HostPattern {
         } else {
             HostPattern::Exact(name.to_string())
         })
+    }
+
+    /// The pattern as written (`api.example.com`, `*.example.com`).
+    pub fn source(&self) -> String {
+        match self {
+            HostPattern::Exact(h) => h.clone(),
+            HostPattern::Suffix(s) => format!("*{s}"),
+        }
     }
 
     /// `host` is the request's host without port.

@@ -44,6 +44,18 @@ impl RouteUpstreams {
         &self.pools[index.min(self.pools.len() - 1)]
     }
 
+    /// Each pool with its share of requests (its turns in the sequence; 1 for a single pool).
+    pub fn shares(&self) -> Vec<(&Arc<UpstreamPool>, usize)> {
+        self.pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let turns = self.sequence.iter().filter(|&&t| usize::from(t) == i).count();
+                (p, turns.max(usize::from(self.sequence.is_empty())))
+            })
+            .collect()
+    }
+
     pub fn pools(&self) -> &[Arc<UpstreamPool>] {
         &self.pools
     }
