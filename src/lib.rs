@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod drain;
 pub mod explain;
 pub mod filters;

@@ -70,6 +70,16 @@ enum Command {
         #[arg(long)]
         kid: Option<String>,
     },
+    /// Preflight: every check before serving (config, ports, upstreams and their health
+    /// paths, IdP, Redis, certificates, stop timing, descriptors, clock), one line each.
+    /// Exit code: 0 ok, 1 warnings, 2 failures.
+    Doctor {
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// What the gateway would do with a request, without sending it: the route that wins
     /// and why the others did not, the steps that would run, the upstream request.
     Explain {
@@ -126,6 +136,7 @@ fn main() -> ExitCode {
             alg,
             kid,
         } => token(source(config), sub, scopes, roles, ttl, key, alg, kid),
+        Command::Doctor { config, json } => return doctor(source(config), json),
         Command::Explain {
             method,
             url,
@@ -200,6 +211,26 @@ fn check(source: ConfigSource) -> Result<(), String> {
         s.upstreams.len()
     );
     Ok(())
+}
+
+fn doctor(source: ConfigSource, as_json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the checks: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let findings = runtime.block_on(gatehouse::doctor::run(&source));
+    let worst = gatehouse::doctor::worst(&findings);
+    let text = if as_json {
+        let report = serde_json::json!({ "checks": findings, "worst": worst });
+        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+    } else {
+        gatehouse::doctor::render(&findings)
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    ExitCode::from(worst.exit_code())
 }
 
 fn explain(

@@ -228,40 +228,9 @@ async fn h2c_with_prior_knowledge_on_the_plain_listener() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
 }
 
-/// `openssl s_server -www` as a TLS upstream with a certificate for `upstream.test`.
-struct TlsUpstream {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Drop for TlsUpstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn tls_upstream(pki: &TestPki) -> TlsUpstream {
     let (cert, key) = pki.leaf("upstream", "upstream.test", 0, 10);
     s_server(free_port(), &cert, &key).await
-}
-
-async fn s_server(port: u16, cert: &std::path::Path, key: &std::path::Path) -> TlsUpstream {
-    let child = Command::new("openssl")
-        .args(["s_server", "-www", "-accept", &port.to_string(), "-cert"])
-        .arg(cert)
-        .arg("-key")
-        .arg(key)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl s_server");
-    eventually(Duration::from_secs(5), "s_server listening", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-    })
-    .await;
-    TlsUpstream { port, child }
 }
 
 #[tokio::test]

@@ -211,3 +211,37 @@ impl RedisStore {
         }
     }
 }
+
+/// What a one-off check of a Redis finds (`gatehouse doctor`).
+pub struct Probe {
+    /// Redis' clock minus this host's, in milliseconds (decisions use Redis' clock; a big
+    /// skew only matters to people reading both).
+    pub skew_ms: i64,
+}
+
+/// Connects to `config.url`, loads the limit script and reads Redis' clock: what the first
+/// global decision will need, checked before serving.
+pub async fn probe(config: &RedisConfig) -> Result<Probe, String> {
+    let client = redis::Client::open(config.url.as_str()).map_err(|e| format!("redis.url: {e}"))?;
+    let connect = client.get_multiplexed_async_connection();
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let script = Script::new(GCRA_SCRIPT);
+    let _: String = script
+        .prepare_invoke()
+        .load_async(&mut conn)
+        .await
+        .map_err(|e| format!("the rate-limit script does not load: {e}"))?;
+    let (secs, micros): (i64, i64) = redis::cmd("TIME")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| format!("TIME failed: {e}"))?;
+    let ours = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Ok(Probe {
+        skew_ms: secs * 1000 + micros / 1000 - ours,
+    })
+}

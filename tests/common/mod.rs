@@ -1059,3 +1059,36 @@ impl LoadReport {
         }
     }
 }
+
+// === TLS upstream ===
+
+/// `openssl s_server -www` on `port` with `cert`/`key`, killed when dropped.
+pub struct TlsUpstream {
+    pub port: u16,
+    child: Child,
+}
+
+impl Drop for TlsUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn s_server(port: u16, cert: &Path, key: &Path) -> TlsUpstream {
+    let child = Command::new("openssl")
+        .args(["s_server", "-www", "-accept", &port.to_string(), "-cert"])
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    eventually(Duration::from_secs(5), "s_server listening", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await;
+    TlsUpstream { port, child }
+}
