@@ -11,10 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn jwks(name: &str) -> String {
-    std::fs::read_to_string(fixture(&format!("keys/{name}.jwks.json"))).unwrap()
-}
-
 async fn call(gw: &Gateway, token: &str) -> (u16, String) {
     let r = client().get(gw.url("/api/x")).bearer_auth(token).send().await.unwrap();
     let status = r.status().as_u16();
@@ -27,17 +23,17 @@ async fn jwks_keys_rotate_without_a_restart_and_survive_an_idp_outage() {
     let phase = Arc::new(AtomicUsize::new(0));
     let p = phase.clone();
     let idp = FnServer::start(move |_, _, _| match p.load(Ordering::SeqCst) {
-        0 => (200, jwks("rsa_a"), "application/json"),
-        1 => (200, jwks("rsa_b"), "application/json"),
+        0 => (200, jwks_document("rsa_a"), "application/json"),
+        1 => (200, jwks_document("rsa_b"), "application/json"),
         _ => (500, "down".into(), "text/plain"),
     })
     .await;
     let up = MockUpstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        "auth: {{ jwt: {{ jwks_url: \"{}\", jwks_refresh: 1h, jwks_min_refresh: 100ms }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, auth: jwt, upstream: api }}]\n",
-        idp.url("/.well-known/jwks.json"),
-        up.addr()
-    ))
+    let gw = jwks_gateway(
+        &idp.url("/.well-known/jwks.json"),
+        ", jwks_refresh: 1h, jwks_min_refresh: 100ms",
+        &up,
+    )
     .await;
     let token_a = sign(Algorithm::RS256, &rsa_key("rsa_a"), Some("key-a"), &claims(json!({})));
     let token_b = sign(Algorithm::RS256, &rsa_key("rsa_b"), Some("key-b"), &claims(json!({})));
@@ -89,14 +85,9 @@ async fn jwks_keys_rotate_without_a_restart_and_survive_an_idp_outage() {
 
 #[tokio::test]
 async fn jwks_tokens_need_a_kid_and_an_algorithm_matching_the_key() {
-    let idp = FnServer::start(|_, _, _| (200, jwks("rsa_a"), "application/json")).await;
+    let idp = FnServer::start(|_, _, _| (200, jwks_document("rsa_a"), "application/json")).await;
     let up = MockUpstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        "auth: {{ jwt: {{ jwks_url: \"{}\" }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, auth: jwt, upstream: api }}]\n",
-        idp.url("/jwks"),
-        up.addr()
-    ))
-    .await;
+    let gw = jwks_gateway(&idp.url("/jwks"), "", &up).await;
     let no_kid = sign(Algorithm::RS256, &rsa_key("rsa_a"), None, &claims(json!({})));
     let (status, body) = call(&gw, &no_kid).await;
     assert_eq!(status, 401);
@@ -118,13 +109,13 @@ async fn jwks_tokens_need_a_kid_and_an_algorithm_matching_the_key() {
 /// With an issuer and audience configured, JWKS-verified tokens must carry both claims.
 #[tokio::test]
 async fn jwks_tokens_must_carry_a_configured_issuer_and_audience() {
-    let idp = FnServer::start(|_, _, _| (200, jwks("rsa_a"), "application/json")).await;
+    let idp = FnServer::start(|_, _, _| (200, jwks_document("rsa_a"), "application/json")).await;
     let up = MockUpstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        "auth: {{ jwt: {{ jwks_url: \"{}\", issuer: https://idp.example, audience: my-api }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, auth: jwt, upstream: api }}]\n",
-        idp.url("/jwks"),
-        up.addr()
-    ))
+    let gw = jwks_gateway(
+        &idp.url("/jwks"),
+        ", issuer: https://idp.example, audience: my-api",
+        &up,
+    )
     .await;
     let token = |extra: serde_json::Value| sign(Algorithm::RS256, &rsa_key("rsa_a"), Some("key-a"), &claims(extra));
     // Neither claim: which one is named first is up to jsonwebtoken.

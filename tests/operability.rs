@@ -138,10 +138,6 @@ async fn ready(gw: &Gateway) -> (u16, serde_json::Value) {
     (r.status().as_u16(), r.json().await.unwrap_or_default())
 }
 
-fn jwks_fixture() -> String {
-    std::fs::read_to_string(common::fixture("keys/rsa_a.jwks.json")).unwrap()
-}
-
 #[tokio::test]
 async fn an_idp_down_at_start_keeps_ready_at_503_and_tokens_at_503_until_its_keys_load() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,19 +146,14 @@ async fn an_idp_down_at_start_keeps_ready_at_503_and_tokens_at_503_until_its_key
     let flag = idp_up.clone();
     let idp = common::FnServer::start(move |_, _, _| {
         if flag.load(Ordering::SeqCst) {
-            (200, jwks_fixture(), "application/json")
+            (200, common::jwks_document("rsa_a"), "application/json")
         } else {
             (503, "starting".into(), "text/plain")
         }
     })
     .await;
     let up = MockUpstream::start("api").await;
-    let gw = Gateway::start(&format!(
-        "auth: {{ jwt: {{ jwks_url: \"{}\" }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, auth: jwt, upstream: api }}]\n",
-        idp.url("/jwks"),
-        up.addr()
-    ))
-    .await;
+    let gw = common::jwks_gateway(&idp.url("/jwks"), "", &up).await;
     let token = common::sign(
         jsonwebtoken::Algorithm::RS256,
         &common::rsa_key("rsa_a"),

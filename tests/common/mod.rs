@@ -737,6 +737,21 @@ pub fn rsa_key(name: &str) -> jsonwebtoken::EncodingKey {
     jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(fixture(&format!("keys/{name}.key"))).unwrap()).unwrap()
 }
 
+/// The JWKS document of test key `name` (`rsa_a` has kid `key-a`, `rsa_b` `key-b`).
+pub fn jwks_document(name: &str) -> String {
+    std::fs::read_to_string(fixture(&format!("keys/{name}.jwks.json"))).expect("jwks fixture")
+}
+
+/// A gateway whose `/api` route needs a JWT checked against the JWKS at `jwks_url`;
+/// `jwt_extra` adds keys to `auth.jwt` (`, issuer: x`).
+pub async fn jwks_gateway(jwks_url: &str, jwt_extra: &str, up: &MockUpstream) -> Gateway {
+    Gateway::start(&format!(
+        "auth: {{ jwt: {{ jwks_url: \"{jwks_url}\"{jwt_extra} }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, auth: jwt, upstream: api }}]\n",
+        up.addr()
+    ))
+    .await
+}
+
 /// Claims valid for an hour from now, plus `extra`.
 pub fn claims(extra: serde_json::Value) -> serde_json::Value {
     let mut c = serde_json::json!({ "sub": "user-1", "iat": now(), "exp": now() + 3600 });
