@@ -229,3 +229,34 @@ async fn tls_upstreams_are_handshaken_and_certificates_close_to_expiry_warned() 
         "{failed:#?}"
     );
 }
+
+#[tokio::test]
+async fn the_introspection_endpoint_must_accept_gatehouse_s_credentials() {
+    for (answer, status, expected) in [
+        (200, "ok", "answers (a probe token is inactive)"),
+        (
+            401,
+            "fail",
+            "HTTP 401 for gatehouse's credentials → check auth.introspection.client_id",
+        ),
+    ] {
+        let idp = FnServer::start(move |_, _, body| {
+            assert!(String::from_utf8_lossy(body).contains("token=gatehouse-doctor-probe"));
+            (answer, "{\"active\": false}".into(), "application/json")
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = config(
+            dir.path(),
+            free_port(),
+            &format!(
+                "auth: {{ introspection: {{ url: \"{}\", client_id: gw, client_secret: s }} }}\nupstreams: {{ api: {{ targets: [\"127.0.0.1:1\"] }} }}\nroutes: [{{ prefix: /, auth: jwt, upstream: api }}]\n",
+                idp.url("/introspect")
+            ),
+        );
+        let (_, checks) = doctor(&path, "").await;
+        let found = lines(&checks, "idp", status);
+        assert!(found.iter().any(|l| l.contains(expected)), "{status}: {found:#?}");
+        assert_eq!(idp.calls(), 1);
+    }
+}
