@@ -13,31 +13,23 @@ DEMO_PORTS := 9001 9002
 
 all: build
 
-## deps: install system packages Pingora needs to build (cmake), via apt when missing
-deps:
-	@command -v cmake >/dev/null 2>&1 || { \
-	  echo "cmake is missing: installing it with apt-get"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update && $$SUDO apt-get install -y cmake; \
-	}
+# what:package pairs (a command, or a file) the build needs: cmake for Pingora's zlib-ng,
+# protoc and the protobuf well-known types for the etcd client (fleet mode).
+BUILD_DEPS := cmake:cmake protoc:protobuf-compiler \
+	/usr/include/google/protobuf/descriptor.proto:libprotobuf-dev
 
-# command:package pairs the test suite runs (tests/common require_tool, loadtest/).
-TEST_DEPS := cmake:cmake chromium:chromium redis-server:redis-server prometheus:prometheus \
+# ... and the test suite runs for real (tests/common require_tool, loadtest/).
+TEST_DEPS := $(BUILD_DEPS) chromium:chromium redis-server:redis-server prometheus:prometheus \
 	promtool:prometheus nginx:nginx-light wrk:wrk curl:curl openssl:openssl \
-	unshare:util-linux taskset:util-linux python3:python3
+	unshare:util-linux taskset:util-linux python3:python3 etcd:etcd-server etcdctl:etcd-client
 
-## test-deps: install every tool the test suite needs, via apt when missing
+## deps: install what the build needs (scripts/deps.sh: apt-get, only what is missing)
+deps:
+	@bash scripts/deps.sh $(BUILD_DEPS)
+
+## test-deps: install every tool the test suite needs, likewise
 test-deps:
-	@missing=""; PATH="$$PATH:/usr/sbin:/sbin"; \
-	for pair in $(TEST_DEPS); do \
-	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  missing=$$(printf '%s\n' $$missing | sort -u | tr '\n' ' '); \
-	  echo "the test suite needs:$$missing- installing with apt-get"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
-	fi
+	@bash scripts/deps.sh $(TEST_DEPS)
 
 ## build: release binary at target/release/gatehouse
 build: deps

@@ -25,6 +25,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Fleet mode: the config lives in etcd at these endpoints (comma-separated); `-c`
+    /// then names the node's bootstrap file (node-local keys). Also GATEHOUSE_ETCD.
+    #[arg(long, global = true, value_name = "URLS")]
+    etcd: Option<String>,
+    /// The fleet's key prefix (default /gatehouse/). Also GATEHOUSE_ETCD_PREFIX.
+    #[arg(long, global = true, value_name = "PREFIX")]
+    etcd_prefix: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -112,20 +119,45 @@ enum Command {
     },
 }
 
-fn source(config: Option<PathBuf>) -> ConfigSource {
-    config.map_or_else(ConfigSource::from_environment_or_default, ConfigSource::File)
+/// Where the config comes from: etcd (`--etcd` or GATEHOUSE_ETCD; `-c` is then the
+/// bootstrap file), a file (fleet mode too when it holds `config_source`), or the
+/// environment / the bundled file.
+fn config_source(
+    config: Option<PathBuf>,
+    etcd: Option<String>,
+    prefix: Option<String>,
+) -> Result<ConfigSource, String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(urls) = etcd.or_else(|| env("GATEHOUSE_ETCD")) {
+        let endpoints = urls
+            .split(',')
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        let prefix = prefix.or_else(|| env("GATEHOUSE_ETCD_PREFIX"));
+        return Ok(ConfigSource::Etcd {
+            settings: gatehouse::etcd::EtcdSettings::new(endpoints, prefix.as_deref()),
+            bootstrap: config,
+        });
+    }
+    match config {
+        Some(path) => ConfigSource::for_file(path).map_err(|e| e.to_string()),
+        None => Ok(ConfigSource::from_environment_or_default()),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     gatehouse::observe::logging::init();
+    let (etcd, prefix) = (cli.etcd, cli.etcd_prefix);
+    let source = move |config: Option<PathBuf>| config_source(config, etcd.clone(), prefix.clone());
     let outcome = match cli.command {
         Command::Run {
             config,
             daemon,
             upgrade,
-        } => run(source(config), ProcessOptions { daemon, upgrade }),
-        Command::Check { config } => check(source(config)),
+        } => source(config).and_then(|s| run(s, ProcessOptions { daemon, upgrade })),
+        Command::Check { config } => source(config).and_then(check),
         Command::Token {
             config,
             sub,
@@ -135,8 +167,11 @@ fn main() -> ExitCode {
             key,
             alg,
             kid,
-        } => token(source(config), sub, scopes, roles, ttl, key, alg, kid),
-        Command::Doctor { config, json } => return doctor(source(config), json),
+        } => source(config).and_then(|s| token(s, sub, scopes, roles, ttl, key, alg, kid)),
+        Command::Doctor { config, json } => match source(config) {
+            Ok(s) => return doctor(s, json),
+            Err(e) => Err(e),
+        },
         Command::Explain {
             method,
             url,
@@ -144,7 +179,7 @@ fn main() -> ExitCode {
             config,
             client_ip,
             json,
-        } => explain(source(config), method, url, headers, client_ip, json),
+        } => source(config).and_then(|s| explain(s, method, url, headers, client_ip, json)),
         Command::HashKey { key } => {
             println!("{}", hash_key(&key));
             Ok(())

@@ -33,6 +33,17 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     /// One change at a time (SIGHUP, admin reload, target registration).
     state: Mutex<State>,
+    /// The last config refused, for `/admin/config` (fleet mode: a bad change in etcd).
+    refused: Mutex<Option<Refusal>>,
+}
+
+/// A config that was read and refused.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Where it came from (with the etcd revision in fleet mode).
+    pub source: String,
+    pub problems: Vec<String>,
+    pub at: jiff::Timestamp,
 }
 
 impl Reloader {
@@ -46,7 +57,18 @@ impl Reloader {
                 config,
                 changes: BTreeMap::new(),
             }),
+            refused: Mutex::new(None),
         }
+    }
+
+    /// The generation of the snapshot serving now (the etcd revision in fleet mode).
+    pub fn generation(&self) -> u64 {
+        self.snapshot.load().generation
+    }
+
+    /// The last refused config since the last one that was applied.
+    pub fn last_refused(&self) -> Option<Refusal> {
+        self.refused.lock().ok().and_then(|r| r.clone())
     }
 
     pub fn source(&self) -> &ConfigSource {
@@ -66,7 +88,23 @@ impl Reloader {
             state.config = config;
             Ok(next)
         });
-        self.metrics.reloaded(outcome.is_ok());
+        let result = match &outcome {
+            Ok(_) => "ok",
+            Err(e) if e.unavailable => "unavailable",
+            Err(_) => "invalid",
+        };
+        self.metrics.reloaded(result);
+        if let Ok(mut refused) = self.refused.lock() {
+            *refused = match &outcome {
+                Ok(_) => None,
+                Err(e) if e.unavailable => refused.take(),
+                Err(e) => Some(Refusal {
+                    source: e.source.clone(),
+                    problems: e.problems.iter().map(|p| p.to_string()).collect(),
+                    at: jiff::Timestamp::now(),
+                }),
+            };
+        }
         outcome
     }
 
@@ -141,8 +179,15 @@ impl Reloader {
         }
         let current = self.snapshot.load_full();
         check_restart_fields(&current.server, &config.server, &config.source)?;
+        let fleet = matches!(self.source, ConfigSource::Etcd { .. }).then(|| config.server.state_dir.clone());
+        let kept = fleet.as_ref().map(|_| config.clone());
         let next = Arc::new(Snapshot::build(config, Some(&current))?);
         self.snapshot.store(next.clone());
+        if let (Some(dir), Some(config)) = (fleet, kept) {
+            if let Err(e) = crate::config::fleet::save_state(&dir, &config) {
+                log::warn!("fleet state not saved (a restart while etcd is down would not find it): {e}");
+            }
+        }
         Ok(next)
     }
 
@@ -228,6 +273,7 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
     fixed("tls.h2", running.tls_h2 != new.tls_h2);
     fixed("h2c", running.h2c != new.h2c);
     fixed("reuse_port", running.reuse_port != new.reuse_port);
+    fixed("state_dir", running.state_dir != new.state_dir);
     fixed("read_buffer", running.read_buffer != new.read_buffer);
     fixed("tls.read_buffer", running.tls_read_buffer != new.tls_read_buffer);
     fixed("cache.max_size", running.cache.max_size != new.cache.max_size);
@@ -237,6 +283,7 @@ fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: 
         Err(ConfigError {
             source: source.to_string(),
             problems,
+            unavailable: false,
         })
     }
 }

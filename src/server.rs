@@ -4,7 +4,7 @@
 
 use crate::admin::AdminApi;
 use crate::cache::ResponseCache;
-use crate::config::{ConfigError, ConfigSource, Problem};
+use crate::config::{fleet, Config, ConfigError, ConfigSource, Problem};
 use crate::drain::{Drain, DrainingSignals, ExitWhenIdle, OpenConnections};
 use crate::intake::Intake;
 use crate::observe::metrics::Metrics;
@@ -15,6 +15,7 @@ use crate::reload::{ReloadOnSighup, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::supervisor::Supervisor;
 use crate::tls::CertResolver;
+use crate::watch::WatchEtcd;
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
@@ -52,7 +53,7 @@ pub struct Running {
 
 /// Loads `source` and builds a ready-to-run server.
 pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, Running), ConfigError> {
-    let config = source.load()?;
+    let config = initial_config(&source)?;
     // During an upgrade the old process holds every address until it hands them over.
     if !options.upgrade {
         let busy = ports::unavailable(&ports::listeners(&config.server), config.server.reuse_port);
@@ -68,6 +69,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
                         )
                     })
                     .collect(),
+                unavailable: false,
             });
         }
     }
@@ -162,6 +164,10 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         "reload on SIGHUP",
         ReloadOnSighup::new(reloader.clone()),
     ));
+    if let ConfigSource::Etcd { settings, .. } = reloader.source() {
+        let watch = WatchEtcd::new(reloader.clone(), settings.clone());
+        server.add_service(background_service("watch etcd", watch));
+    }
     if let Some(admin) = admin {
         let mut service = Service::new(
             "gatehouse admin".into(),
@@ -178,6 +184,46 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
             signals,
         },
     ))
+}
+
+/// The config to start with. A fleet node whose etcd does not answer starts on its last
+/// good config (the state file), rather than on nothing; one that reads etcd keeps what it
+/// read as the new last good config.
+fn initial_config(source: &ConfigSource) -> Result<Config, ConfigError> {
+    let ConfigSource::Etcd { .. } = source else {
+        return source.load();
+    };
+    let dir = source.state_dir();
+    match source.load() {
+        Ok(config) => {
+            if let Err(e) = fleet::save_state(&config.server.state_dir, &config) {
+                log::warn!("fleet state not saved: {e}");
+            }
+            Ok(config)
+        }
+        Err(e) if e.unavailable => {
+            let lookup = |k: &str| std::env::var(k).ok();
+            match fleet::load_state(&dir, &lookup) {
+                Ok(config) => {
+                    log::warn!(
+                        "{e}; serving the last good config from {} (revision {}) until etcd answers",
+                        fleet::state_file(&dir).display(),
+                        config.revision.unwrap_or(0)
+                    );
+                    Ok(config)
+                }
+                Err(state) => {
+                    let mut e = e;
+                    e.problems.extend(state.problems.into_iter().map(|mut p| {
+                        p.message = format!("and no last good config to start from: {}", p.message);
+                        p
+                    }));
+                    Err(e)
+                }
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn server_conf(snapshot: &Snapshot) -> ServerConf {

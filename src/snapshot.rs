@@ -152,6 +152,7 @@ impl Snapshot {
             let error = ConfigError {
                 source: config.source,
                 problems,
+                unavailable: false,
             };
             return Err(error.locate(&config.locations));
         }
@@ -162,7 +163,10 @@ impl Snapshot {
         let mut warnings = config.warnings;
         warnings.extend(shadowed_routes(&router, &names));
         Ok(Snapshot {
-            generation: previous.map_or(1, |p| p.generation + 1),
+            // Fleet mode: the etcd revision, the same on every node.
+            generation: config
+                .revision
+                .unwrap_or_else(|| previous.map_or(1, |p| p.generation + 1)),
             source: config.source,
             server: config.server,
             edge,

@@ -47,7 +47,10 @@ pub fn ready(snapshot: &Snapshot, uptime: std::time::Duration) -> Reply {
     }
 }
 
-pub fn config(snapshot: &Snapshot) -> Reply {
+/// The config serving now and, when the last one read was refused, what was wrong with it
+/// (fleet mode: the refused etcd revision is in its `source`).
+pub fn config(snapshot: &Snapshot, refused: Option<crate::reload::Refusal>) -> Reply {
+    let refused = refused.map(|r| json!({ "source": r.source, "problems": r.problems, "at": r.at.to_string() }));
     Reply::Json(
         StatusCode::OK,
         json!({
@@ -55,6 +58,7 @@ pub fn config(snapshot: &Snapshot) -> Reply {
             "generation": snapshot.generation,
             "hash": snapshot.config_hash,
             "config": snapshot.document,
+            "refused": refused,
         }),
     )
 }

@@ -122,7 +122,7 @@ impl AdminApi {
                 self.metrics
                     .render(&snapshot, &snapshot.config_hash, self.cache.stats()),
             ),
-            ("GET", ["admin", "config"]) => api::config(&snapshot),
+            ("GET", ["admin", "config"]) => api::config(&snapshot, self.reloader.last_refused()),
             ("GET", ["admin", "routes"]) => api::routes(&snapshot),
             ("GET", ["admin", "upstreams"]) => api::upstreams(&snapshot),
             ("GET", ["admin", "stats"]) => api::stats(&self.metrics),

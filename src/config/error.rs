@@ -41,6 +41,9 @@ pub struct ConfigError {
     /// File name, or a description of the source (`environment`).
     pub source: String,
     pub problems: Vec<Problem>,
+    /// The source could not be read at all (etcd unreachable), as opposed to a config
+    /// that was read and is wrong.
+    pub unavailable: bool,
 }
 
 impl ConfigError {
@@ -48,6 +51,15 @@ impl ConfigError {
         ConfigError {
             source: source.into(),
             problems: vec![Problem::new(path, message)],
+            unavailable: false,
+        }
+    }
+
+    /// The source could not be read (`what` says why): the running config stays.
+    pub fn unavailable(source: impl Into<String>, what: impl Into<String>) -> Self {
+        ConfigError {
+            unavailable: true,
+            ..ConfigError::single(source, "", what)
         }
     }
 
@@ -97,6 +109,7 @@ impl Problems {
         ConfigError {
             source: source.to_string(),
             problems: self.0,
+            unavailable: false,
         }
     }
 
@@ -108,6 +121,7 @@ impl Problems {
             Err(ConfigError {
                 source: source.to_string(),
                 problems: self.0,
+                unavailable: false,
             })
         }
     }

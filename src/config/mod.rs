@@ -9,6 +9,7 @@ mod cache;
 mod client;
 mod env;
 mod error;
+pub mod fleet;
 pub mod locate;
 pub mod model;
 pub mod ocsp;
@@ -35,6 +36,12 @@ pub enum ConfigSource {
     File(PathBuf),
     /// No file: the seeds' variables (PORT, BACKEND_URL(S), ROUTES_CONFIG_PATH, ...).
     Environment,
+    /// Fleet mode: the config under an etcd prefix; node-local keys from `bootstrap` (the
+    /// file holding `config_source`, when there is one).
+    Etcd {
+        settings: crate::etcd::EtcdSettings,
+        bootstrap: Option<PathBuf>,
+    },
 }
 
 /// The file `gatehouse run` uses when given neither `-c` nor backend variables.
@@ -65,7 +72,87 @@ impl ConfigSource {
             }
             ConfigSource::File(path) => load_file(path, &lookup),
             ConfigSource::Environment => seed::load(&lookup),
+            ConfigSource::Etcd { settings, bootstrap } => {
+                let local = self.node_local()?;
+                let listing = crate::etcd::list_blocking(settings)
+                    .map_err(|e| ConfigError::unavailable(settings.describe(), e))?;
+                let _ = bootstrap;
+                // The revision in the source names a refused change in logs and /admin/config.
+                let source = format!("{} (revision {})", settings.describe(), listing.revision);
+                fleet::load(&listing, &local, &source, &lookup)
+            }
         }
+    }
+
+    /// `-c FILE`: the file, or fleet mode when the file holds `config_source`.
+    pub fn for_file(path: PathBuf) -> Result<Self, ConfigError> {
+        let source = path.display().to_string();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(ConfigSource::File(path));
+        };
+        let lookup = |k: &str| std::env::var(k).ok();
+        let mut problems = Problems::default();
+        let expanded = env::expand(&text, lookup, &mut problems);
+        let raw: Option<RawConfig> = serde_yaml::from_str::<serde_yaml::Value>(&expanded)
+            .ok()
+            .and_then(|v| serde_yaml::from_value(v).ok());
+        let Some(etcd) = raw.and_then(|r| r.config_source).and_then(|c| c.etcd) else {
+            return Ok(ConfigSource::File(path));
+        };
+        let settings = fleet::etcd_settings(&etcd, &source)?;
+        Ok(ConfigSource::Etcd {
+            settings,
+            bootstrap: Some(path),
+        })
+    }
+
+    /// The bootstrap file's document (node-local keys), or nothing.
+    fn node_local(&self) -> Result<serde_yaml::Mapping, ConfigError> {
+        let ConfigSource::Etcd {
+            bootstrap: Some(path), ..
+        } = self
+        else {
+            return Ok(serde_yaml::Mapping::new());
+        };
+        let source = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::single(&source, "", format!("cannot read: {e}")))?;
+        let mut problems = Problems::default();
+        let expanded = env::expand(&text, |k: &str| std::env::var(k).ok(), &mut problems);
+        if !problems.is_empty() {
+            return Err(problems.into_error(&source));
+        }
+        match serde_yaml::from_str::<serde_yaml::Value>(&expanded) {
+            Ok(serde_yaml::Value::Mapping(m)) => {
+                let stray: Vec<String> = m
+                    .keys()
+                    .filter_map(|k| k.as_str())
+                    .filter(|k| !fleet::NODE_LOCAL.contains(k) && *k != "tls")
+                    .map(String::from)
+                    .collect();
+                if stray.is_empty() {
+                    Ok(m)
+                } else {
+                    let mut p = Problems::default();
+                    for key in stray {
+                        p.push(
+                            key,
+                            "the fleet's config comes from etcd: only node-local keys belong in the bootstrap file (listen, admin, threads, pid_file, upgrade_sock, log_file, state_dir, reuse_port, drain_period, grace_period, shutdown_timeout, tls.listen, ...)",
+                        );
+                    }
+                    Err(p.into_error(&source))
+                }
+            }
+            Ok(_) => Err(ConfigError::single(&source, "", "expected a map of settings")),
+            Err(e) => Err(ConfigError::single(&source, "", format!("invalid YAML: {e}"))),
+        }
+    }
+
+    /// Where a fleet node keeps its last good config (known before the config is).
+    pub fn state_dir(&self) -> PathBuf {
+        let local = self.node_local().unwrap_or_default();
+        let raw: RawConfig = serde_yaml::from_value(serde_yaml::Value::Mapping(local)).unwrap_or_default();
+        validate::state_dir(&raw)
     }
 
     /// Whether this is the bundled default file (chosen because nothing else was given).
@@ -77,6 +164,7 @@ impl ConfigSource {
         match self {
             ConfigSource::File(path) => path.display().to_string(),
             ConfigSource::Environment => "environment".to_string(),
+            ConfigSource::Etcd { settings, .. } => settings.describe(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct Config {
     /// Where each field is in the file, for problems found after validation (empty for
     /// the environment).
     pub locations: std::sync::Arc<super::locate::Locations>,
+    /// Fleet mode: the etcd revision the config was read at (the snapshot's generation).
+    pub revision: Option<u64>,
 }
 
 /// Process-level settings. Listeners and threads cannot change on reload.
@@ -48,6 +50,8 @@ pub struct ServerSettings {
     pub upstream_keepalive_pool: usize,
     pub pid_file: String,
     pub upgrade_sock: String,
+    /// Fleet mode's last good config is kept here.
+    pub state_dir: std::path::PathBuf,
     /// Daemon mode's log file (stderr is redirected there).
     pub log_file: Option<String>,
     pub drain_period: Duration,

@@ -25,6 +25,11 @@ pub struct RawConfig {
     pub upgrade_sock: Option<String>,
     /// In daemon mode (`-d`), the file that receives the log (stderr); appended to.
     pub log_file: Option<String>,
+    /// Fleet mode: where the config lives (`{ etcd: { endpoints, prefix, ... } }`); the
+    /// file holding it is the node's bootstrap file (node-local keys only).
+    pub config_source: Option<RawConfigSource>,
+    /// Where a fleet node keeps its last good config (default: the pid file's directory).
+    pub state_dir: Option<String>,
     /// After SIGTERM, how long the process keeps accepting while it closes its keep-alive
     /// connections politely (`Connection: close`), before it stops accepting.
     pub drain_period: Option<String>,
@@ -374,4 +379,21 @@ pub struct RawSecurityHeaders {
     pub content_security_policy: Option<String>,
     /// Upstream response headers to remove (`[Server, X-Powered-By]`).
     pub remove: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct RawConfigSource {
+    pub etcd: Option<RawEtcd>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct RawEtcd {
+    /// `http://host:2379`, one per member.
+    pub endpoints: Option<Vec<String>>,
+    /// Default `/gatehouse/`.
+    pub prefix: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Connect and request timeout (default 3s).
+    pub timeout: Option<String>,
 }

@@ -48,6 +48,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
             warnings,
             document,
             locations: Default::default(),
+            revision: None,
         },
     )
 }
@@ -102,6 +103,7 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         work_stealing: raw.work_stealing.unwrap_or(true),
         upstream_keepalive_pool,
         pid_file: raw.pid_file.clone().unwrap_or_else(|| DEFAULT_PID_FILE.into()),
+        state_dir: state_dir(raw),
         upgrade_sock: raw.upgrade_sock.clone().unwrap_or_else(|| DEFAULT_UPGRADE_SOCK.into()),
         log_file: raw.log_file.clone(),
         drain_period: duration(&raw.drain_period, "drain_period", DEFAULT_DRAIN_PERIOD, p),
@@ -521,6 +523,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("\"{s}\" is not a duration (use 250ms, 5s, 1m)");
     let signed: jiff::SignedDuration = s.trim().parse().map_err(|_| bad())?;
     Duration::try_from(signed).map_err(|_| bad())
+}
+
+/// `state_dir`, else the pid file's directory.
+pub fn state_dir(raw: &RawConfig) -> std::path::PathBuf {
+    match &raw.state_dir {
+        Some(dir) => dir.into(),
+        None => std::path::Path::new(raw.pid_file.as_deref().unwrap_or(DEFAULT_PID_FILE))
+            .parent()
+            .map_or_else(|| ".".into(), |d| d.to_path_buf()),
+    }
 }
 
 /// How long stopping may take, against what a container runtime waits before SIGKILL.

@@ -107,7 +107,7 @@ impl Metrics {
             &["kind"],
         )?;
         let reloads = IntCounterVec::new(
-            Opts::new("gateway_config_reloads_total", "Config reloads, by result (ok, error)"),
+            Opts::new("gateway_config_reloads_total", "Config reloads, by result (ok; invalid: refused, the running config stays; unavailable: the source could not be read)"),
             &["result"],
         )?;
         let upstream_healthy = IntGaugeVec::new(
@@ -204,8 +204,10 @@ impl Metrics {
         self.downstream_errors.with_label_values(&[kind]).inc();
     }
 
-    pub fn reloaded(&self, ok: bool) {
-        self.reloads.with_label_values(&[if ok { "ok" } else { "error" }]).inc();
+    /// `ok`, `invalid` (refused: the running config stays) or `unavailable` (the source
+    /// could not be read).
+    pub fn reloaded(&self, result: &str) {
+        self.reloads.with_label_values(&[result]).inc();
     }
 
     /// The text exposition, with the snapshot's upstream state read now.

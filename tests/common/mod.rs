@@ -8,6 +8,7 @@
 //! ```
 #![allow(dead_code)]
 
+pub mod etcd;
 pub mod raw;
 
 use bytes::Bytes;
@@ -32,8 +33,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 /// never count as passed: `make deps` (run by `make test`) installs every tool the suite
 /// needs; `package` is the Debian package that has it.
 pub fn require_tool(command: &str, package: &str) {
-    let found = Command::new(command)
-        .arg("--version")
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {command}"))
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(
@@ -345,6 +347,39 @@ impl Gateway {
         std::fs::write(&config_path, Self::config_text(port, dir.path(), body)).expect("write config");
         let args = vec!["run".to_string(), "-c".to_string(), config_path.display().to_string()];
         Self::spawn(dir, port, config_path, &args, env).await
+    }
+
+    /// A fleet node: `gatehouse run --etcd URL --etcd-prefix PREFIX -c bootstrap.yaml`, the
+    /// bootstrap file holding this node's addresses and files (its state file in `dir`).
+    pub async fn start_fleet(etcd: &str, prefix: &str, dir: tempfile::TempDir) -> Gateway {
+        let port = std::fs::read_to_string(dir.path().join("port"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| {
+                let p = free_port();
+                let _ = std::fs::write(dir.path().join("port"), p.to_string());
+                p
+            });
+        let config_path = dir.path().join("bootstrap.yaml");
+        std::fs::write(&config_path, Self::config_text(port, dir.path(), "")).expect("write bootstrap");
+        let args: Vec<String> = vec![
+            "run".into(),
+            "--etcd".into(),
+            etcd.into(),
+            "--etcd-prefix".into(),
+            prefix.into(),
+            "-c".into(),
+            config_path.display().to_string(),
+        ];
+        Self::spawn(dir, port, config_path, &args, &[]).await
+    }
+
+    /// Stops the process (SIGKILL) and hands back its directory (state file included).
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, dir)
     }
 
     /// `gatehouse run` without `-c`, configured by the environment only (port from `PORT`).

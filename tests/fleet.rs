@@ -1,0 +1,181 @@
+//! Fleet mode against a real etcd: every node serves the config under the prefix, follows
+//! each change, refuses a bad one while serving the last good one, and survives etcd
+//! going away (a node restarted meanwhile serves its state file).
+
+mod common;
+
+use common::etcd::EtcdServer;
+use common::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const PREFIX: &str = "/fleet-test/";
+
+async fn admin_config(gw: &Gateway) -> Value {
+    client()
+        .get(gw.admin_url("/admin/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn status(gw: &Gateway, path: &str) -> u16 {
+    client()
+        .get(gw.url(path))
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
+/// A fleet config: upstream `api` → `up`, route `base` on /base.
+fn seed(etcd: &EtcdServer, up: &MockUpstream) -> i64 {
+    etcd.put(&format!("{PREFIX}settings"), "max_body: 1MiB\n");
+    etcd.put(
+        &format!("{PREFIX}upstreams/api"),
+        &format!(r#"{{"targets": ["{}"]}}"#, up.addr()),
+    );
+    etcd.put(&format!("{PREFIX}routes/base"), "{ prefix: /base, upstream: api }")
+}
+
+#[tokio::test]
+async fn every_node_serves_the_config_in_etcd_and_follows_each_change() {
+    let etcd = EtcdServer::start().await;
+    let up = MockUpstream::start("api").await;
+    let revision = seed(&etcd, &up);
+    let a = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+    let b = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+    for node in [&a, &b] {
+        assert_eq!(status(node, "/base/x").await, 200);
+        let config = admin_config(node).await;
+        assert_eq!(
+            config["generation"], revision,
+            "the etcd revision is the generation: {config}"
+        );
+    }
+
+    // Changes made with etcdctl reach every node; how long each took is reported.
+    let mut delays = Vec::new();
+    for i in 0..10 {
+        let sent = Instant::now();
+        etcd.put(
+            &format!("{PREFIX}routes/r{i}"),
+            &format!("{{ path: /r{i}, upstream: api }}"),
+        );
+        for node in [&a, &b] {
+            eventually(Duration::from_secs(5), "the new route serves", || async {
+                status(node, &format!("/r{i}")).await == 200
+            })
+            .await;
+        }
+        delays.push(sent.elapsed());
+    }
+    delays.sort();
+    eprintln!(
+        "change → serving on both nodes: p50 {:?}, max {:?}",
+        delays[5], delays[9]
+    );
+    assert!(delays[9] < Duration::from_secs(2), "{delays:?}");
+
+    // A deleted route stops serving everywhere.
+    etcd.delete(&format!("{PREFIX}routes/r0"));
+    for node in [&a, &b] {
+        eventually(Duration::from_secs(5), "the route is gone", || async {
+            status(node, "/r0").await == 404
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_change_is_refused_on_every_node_which_keeps_serving_and_says_why() {
+    let etcd = EtcdServer::start().await;
+    let up = MockUpstream::start("api").await;
+    let good = seed(&etcd, &up);
+    let a = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+    let b = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+    let bad = etcd.put(
+        &format!("{PREFIX}routes/broken"),
+        "{ prefix: /broken, upstream: nowhere }",
+    );
+    for node in [&a, &b] {
+        eventually(Duration::from_secs(5), "the refusal is reported", || async {
+            admin_config(node).await["refused"].is_object()
+        })
+        .await;
+        let config = admin_config(node).await;
+        assert_eq!(config["generation"], good, "still the last good revision");
+        let refused = &config["refused"];
+        assert!(
+            refused["source"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("(revision {bad})")),
+            "{refused}"
+        );
+        assert!(
+            refused["problems"]
+                .to_string()
+                .contains("routes/broken: upstream: unknown upstream"),
+            "{refused}"
+        );
+        assert_eq!(status(node, "/base/x").await, 200, "the last good config serves");
+        assert!(node
+            .metrics_text()
+            .await
+            .contains("gateway_config_reloads_total{result=\"invalid\"} 1"));
+        assert!(node
+            .logs()
+            .contains("routes/broken: upstream: unknown upstream \\\"nowhere\\\""));
+    }
+    // Fixed in etcd: applied, and the refusal is cleared.
+    let fixed = etcd.put(&format!("{PREFIX}routes/broken"), "{ prefix: /broken, upstream: api }");
+    for node in [&a, &b] {
+        eventually(Duration::from_secs(5), "the fix applies", || async {
+            admin_config(node).await["generation"] == fixed
+        })
+        .await;
+        assert!(admin_config(node).await["refused"].is_null());
+        assert_eq!(status(node, "/broken").await, 200);
+    }
+}
+
+#[tokio::test]
+async fn without_etcd_nodes_keep_serving_a_restarted_one_serves_its_state_and_all_catch_up() {
+    let mut etcd = EtcdServer::start().await;
+    let up = MockUpstream::start("api").await;
+    seed(&etcd, &up);
+    let a = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+    let b = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+    let before = etcd.put(&format!("{PREFIX}routes/late"), "{ path: /late, upstream: api }");
+    for node in [&a, &b] {
+        eventually(Duration::from_secs(5), "caught up", || async {
+            admin_config(node).await["generation"] == before
+        })
+        .await;
+    }
+
+    etcd.stop();
+    for node in [&a, &b] {
+        assert_eq!(status(node, "/base/x").await, 200, "serving while etcd is down");
+    }
+    // Node b restarts while etcd is down: it serves its last good config.
+    let b_dir = b.kill();
+    let b = Gateway::start_fleet(&etcd.url(), PREFIX, b_dir).await;
+    assert_eq!(status(&b, "/late").await, 200);
+    assert_eq!(admin_config(&b).await["generation"], before);
+    assert!(b.logs().contains("serving the last good config from"), "{}", b.logs());
+
+    // etcd comes back; a change made then reaches both.
+    etcd.restart().await;
+    let after = etcd.put(&format!("{PREFIX}routes/after"), "{ path: /after, upstream: api }");
+    for node in [&a, &b] {
+        eventually(Duration::from_secs(15), "converged after the outage", || async {
+            status(node, "/after").await == 200
+        })
+        .await;
+        assert_eq!(admin_config(node).await["generation"], after);
+    }
+}
