@@ -108,3 +108,28 @@ pub fn list_blocking(s: &EtcdSettings) -> Result<Listing, String> {
             .unwrap_or_else(|_| Err("the etcd client thread failed".into()))
     })
 }
+
+/// Writes `puts` and deletes `deletes` (keys without the prefix) in one transaction: every
+/// node sees all of it at one revision, or none of it. The new revision.
+pub async fn write(
+    client: &mut Client,
+    s: &EtcdSettings,
+    puts: &[(String, Vec<u8>)],
+    deletes: &[String],
+) -> Result<i64, String> {
+    use etcd_client::{Txn, TxnOp};
+    let mut ops: Vec<TxnOp> = puts
+        .iter()
+        .map(|(k, v)| TxnOp::put(format!("{}{k}", s.prefix), v.clone(), None))
+        .collect();
+    ops.extend(deletes.iter().map(|k| TxnOp::delete(format!("{}{k}", s.prefix), None)));
+    let response = tokio::time::timeout(s.timeout, client.txn(Txn::new().and_then(ops)))
+        .await
+        .map_err(|_| format!("no answer from {} within {:?}", s.describe(), s.timeout))?
+        .map_err(|e| {
+            format!(
+                "the transaction failed ({e}); etcd refuses more than --max-txn-ops (128 by default) changes at once"
+            )
+        })?;
+    Ok(response.header().map_or(0, |h| h.revision()))
+}

@@ -18,6 +18,7 @@ pub mod drain;
 pub mod etcd;
 pub mod explain;
 pub mod filters;
+pub mod gitops;
 pub mod intake;
 pub mod limits;
 pub mod observe;

@@ -35,6 +35,16 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate FILE as `check` does, then write the difference in one etcd transaction.
+    Push { file: PathBuf },
+    /// Print the fleet's config as one YAML document.
+    Pull,
+    /// What `push FILE` would change (+ new, ~ changed, - removed); exit 1 when anything.
+    Diff { file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the gateway. Without -c: environment mode when BACKEND_URL(S) or
     /// ROUTES_CONFIG_PATH is set, else conf/gatehouse.yaml.
@@ -105,6 +115,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The fleet's config in etcd (--etcd or GATEHOUSE_ETCD): push a file, pull it back,
+    /// or see what a push would change.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Print the SHA-256 of an API key, as `auth.api_keys.keys[].sha256` wants it.
     HashKey { key: String },
     /// A small HTTP service to route to (quick start, tests, load tests).
@@ -150,6 +166,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     gatehouse::observe::logging::init();
     let (etcd, prefix) = (cli.etcd, cli.etcd_prefix);
+    let (cli_etcd, cli_prefix) = (etcd.clone(), prefix.clone());
     let source = move |config: Option<PathBuf>| config_source(config, etcd.clone(), prefix.clone());
     let outcome = match cli.command {
         Command::Run {
@@ -180,6 +197,7 @@ fn main() -> ExitCode {
             client_ip,
             json,
         } => source(config).and_then(|s| explain(s, method, url, headers, client_ip, json)),
+        Command::Config { action } => return fleet_config(action, etcd_settings(cli_etcd.clone(), cli_prefix.clone())),
         Command::HashKey { key } => {
             println!("{}", hash_key(&key));
             Ok(())
@@ -246,6 +264,66 @@ fn check(source: ConfigSource) -> Result<(), String> {
         s.upstreams.len()
     );
     Ok(())
+}
+
+/// `--etcd`/`--etcd-prefix`, else GATEHOUSE_ETCD/GATEHOUSE_ETCD_PREFIX.
+fn etcd_settings(etcd: Option<String>, prefix: Option<String>) -> Result<gatehouse::etcd::EtcdSettings, String> {
+    match config_source(None, etcd, prefix)? {
+        ConfigSource::Etcd { settings, .. } => Ok(settings),
+        _ => Err("no etcd: pass --etcd http://host:2379 (or set GATEHOUSE_ETCD)".into()),
+    }
+}
+
+fn fleet_config(action: ConfigAction, settings: Result<gatehouse::etcd::EtcdSettings, String>) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    };
+    let settings = match settings {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let show = |plan: &gatehouse::gitops::Plan| {
+        for line in &plan.lines {
+            println!("{line}");
+        }
+        if !plan.left_out.is_empty() {
+            eprintln!(
+                "node-local keys, not pushed (each node's bootstrap file has them): {}",
+                plan.left_out.join(", ")
+            );
+        }
+    };
+    match action {
+        ConfigAction::Push { file } => match gatehouse::gitops::push(&file, &settings) {
+            Ok((Some(revision), plan)) => {
+                show(&plan);
+                println!("{}: written at revision {revision}", settings.describe());
+                ExitCode::SUCCESS
+            }
+            Ok((None, plan)) => {
+                show(&plan);
+                println!("{}: already up to date", settings.describe());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        ConfigAction::Diff { file } => match gatehouse::gitops::diff(&file, &settings) {
+            Ok(plan) => {
+                show(&plan);
+                ExitCode::from(u8::from(!plan.lines.is_empty()))
+            }
+            Err(e) => fail(e),
+        },
+        ConfigAction::Pull => match gatehouse::gitops::pull(&settings) {
+            Ok((revision, yaml)) => {
+                let text = format!("# {} at revision {revision}\n{yaml}", settings.describe());
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+    }
 }
 
 fn doctor(source: ConfigSource, as_json: bool) -> ExitCode {

@@ -179,3 +179,118 @@ async fn without_etcd_nodes_keep_serving_a_restarted_one_serves_its_state_and_al
         assert_eq!(admin_config(node).await["generation"], after);
     }
 }
+
+fn gatehouse(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(BIN).args(args).output().unwrap()
+}
+
+#[tokio::test]
+async fn config_push_writes_a_checked_file_as_one_transaction_and_pull_diff_read_it_back() {
+    let etcd = EtcdServer::start().await;
+    let up = MockUpstream::start("api").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fleet.yaml");
+    let url = etcd.url();
+    let write = |routes: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "listen: [\"0.0.0.0:8080\"]\nmax_body: 1MiB\nauth: {{ jwt: {{ secret: \"${{FLEET_SECRET:-0123456789abcdef0123456789abcdef}}\" }} }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes:\n{routes}",
+                up.addr()
+            ),
+        )
+        .unwrap()
+    };
+    let push = |file: &std::path::Path| {
+        gatehouse(&[
+            "config",
+            "push",
+            file.to_str().unwrap(),
+            "--etcd",
+            &url,
+            "--etcd-prefix",
+            PREFIX,
+        ])
+    };
+
+    // A file `check` refuses never reaches etcd.
+    write("  - { name: a, prefix: /a, upstream: nowhere }\n");
+    let out = push(&file);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was written"));
+    let out = gatehouse(&["config", "pull", "--etcd", &url, "--etcd-prefix", PREFIX]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("routes"),
+        "etcd stayed empty"
+    );
+
+    write("  - { name: a, prefix: /a, upstream: api }\n  - { name: b, prefix: /b, upstream: api }\n");
+    let out = push(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "+ routes/a",
+        "+ routes/b",
+        "+ upstreams/api",
+        "+ settings",
+        "written at revision",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in {stdout}");
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not pushed"),
+        "listen stays node-local"
+    );
+    let node = Gateway::start_fleet(&url, PREFIX, tempfile::tempdir().unwrap()).await;
+    let first = admin_config(&node).await["generation"].as_i64().unwrap();
+    assert_eq!(status(&node, "/b/x").await, 200);
+
+    // Nothing changed: nothing to write.
+    let out = gatehouse(&[
+        "config",
+        "diff",
+        file.to_str().unwrap(),
+        "--etcd",
+        &url,
+        "--etcd-prefix",
+        PREFIX,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // One route removed, one added: both land at one revision.
+    write("  - { name: a, prefix: /a, upstream: api }\n  - { name: c, prefix: /c, upstream: api }\n");
+    let out = gatehouse(&[
+        "config",
+        "diff",
+        file.to_str().unwrap(),
+        "--etcd",
+        &url,
+        "--etcd-prefix",
+        PREFIX,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("- routes/b") && stdout.contains("+ routes/c"),
+        "{stdout}"
+    );
+    assert!(push(&file).status.success());
+    eventually(Duration::from_secs(5), "the push applies", || async {
+        status(&node, "/c/x").await == 200
+    })
+    .await;
+    assert_eq!(status(&node, "/b/x").await, 404);
+    assert_eq!(
+        admin_config(&node).await["generation"].as_i64().unwrap(),
+        first + 1,
+        "one transaction"
+    );
+
+    // Pull gives the document back, the secret's variable unexpanded.
+    let out = gatehouse(&["config", "pull", "--etcd", &url, "--etcd-prefix", PREFIX]);
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        yaml.contains("${FLEET_SECRET:-") && yaml.contains("name: c") && !yaml.contains("0.0.0.0:8080"),
+        "{yaml}"
+    );
+}

@@ -42,6 +42,13 @@ pub const NODE_LOCAL: [&str; 15] = [
     "config_source",
 ];
 
+/// Environment variables by name, for `${VAR}` expansion.
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A config file as the fleet's resources: (key without prefix, value) pairs, and the
+/// node-local keys left out.
+pub type Resources = (Vec<(String, Value)>, Vec<String>);
+
 /// Which etcd key each assembled list entry came from, for messages.
 #[derive(Default)]
 struct Origins {
@@ -59,7 +66,7 @@ pub fn load(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let mut problems = Problems::default();
-    let (document, origins) = assemble(listing, local, lookup, &mut problems);
+    let (document, origins) = assemble(listing, local, Some(lookup), &mut problems);
     if listing.entries.is_empty() {
         problems.push(
             "",
@@ -153,12 +160,96 @@ pub fn load_state(dir: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result
     Ok(config)
 }
 
-fn assemble(
-    listing: &Listing,
-    local: &Mapping,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Problems,
-) -> (Value, Origins) {
+/// A config file split into the fleet's resources (key without prefix, value), the
+/// reverse of assembling: what `gatehouse config push` writes. The file's text is taken
+/// before `${VAR}` expansion, so that each node expands variables (secrets) from its own
+/// environment. Node-local keys are left out (each node's bootstrap file has them); they
+/// are returned by name.
+pub fn resources(text: &str, source: &str) -> Result<Resources, ConfigError> {
+    let mut p = Problems::default();
+    let mut top = match serde_yaml::from_str::<Value>(text) {
+        Ok(Value::Mapping(m)) => m,
+        Ok(_) => return Err(ConfigError::single(source, "", "expected a map of settings")),
+        Err(e) => return Err(ConfigError::single(source, "", format!("invalid YAML: {e}"))),
+    };
+    let mut out = Vec::new();
+    let mut left_out = Vec::new();
+    for key in NODE_LOCAL {
+        if top.remove(key).is_some() {
+            left_out.push(key.to_string());
+        }
+    }
+    if let Some(Value::Sequence(routes)) = top.remove("routes") {
+        for (i, mut route) in routes.into_iter().enumerate() {
+            let name = match route.as_mapping_mut().and_then(|m| m.remove("name")) {
+                Some(Value::String(n)) => n,
+                _ => format!("route-{i}"),
+            };
+            out.push((resource_key("routes", &name, &mut p), route));
+        }
+    }
+    if let Some(Value::Mapping(upstreams)) = top.remove("upstreams") {
+        for (name, upstream) in upstreams {
+            let name = name.as_str().unwrap_or_default().to_string();
+            out.push((resource_key("upstreams", &name, &mut p), upstream));
+        }
+    }
+    let consumers = top
+        .get_mut("auth")
+        .and_then(|a| a.get_mut("api_keys"))
+        .and_then(Value::as_mapping_mut)
+        .and_then(|k| k.remove("keys"));
+    if let Some(Value::Sequence(keys)) = consumers {
+        for (i, mut key) in keys.into_iter().enumerate() {
+            let name = match key.as_mapping_mut().and_then(|m| m.remove("consumer")) {
+                Some(Value::String(n)) => n,
+                _ => format!("consumer-{i}"),
+            };
+            out.push((resource_key("consumers", &name, &mut p), key));
+        }
+    }
+    if let Some(tls) = top.get_mut("tls").and_then(Value::as_mapping_mut) {
+        if tls.remove("listen").is_some() {
+            left_out.push("tls.listen".into());
+        }
+        if let Some(Value::Sequence(certs)) = tls.remove("certs") {
+            for (i, cert) in certs.into_iter().enumerate() {
+                let name = cert
+                    .get("cert")
+                    .and_then(Value::as_str)
+                    .and_then(|c| Path::new(c).file_stem())
+                    .map_or_else(|| format!("cert-{i}"), |s| s.to_string_lossy().into_owned());
+                out.push((resource_key("certs", &name, &mut p), cert));
+            }
+        }
+    }
+    if !top.is_empty() {
+        out.push(("settings".into(), Value::Mapping(top)));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    p.into_result(source, (out, left_out))
+}
+
+/// `routes/<name>`; a name with `/` would read as another key.
+fn resource_key(kind: &str, name: &str, p: &mut Problems) -> String {
+    if name.is_empty() || name.contains('/') {
+        p.push(
+            format!("{kind}.{name}"),
+            "a name stored in etcd must be non-empty and hold no `/`",
+        );
+    }
+    format!("{kind}/{name}")
+}
+
+/// The fleet's config as one YAML document again (`gatehouse config pull`), variables
+/// left as they were written.
+pub fn document(listing: &Listing) -> Result<String, String> {
+    let mut problems = Problems::default();
+    let (document, _) = assemble(listing, &Mapping::new(), None, &mut problems);
+    serde_yaml::to_string(&document).map_err(|e| e.to_string())
+}
+
+fn assemble(listing: &Listing, local: &Mapping, lookup: Option<Lookup>, problems: &mut Problems) -> (Value, Origins) {
     let mut top = Mapping::new();
     let mut routes = Vec::new();
     let mut upstreams = Mapping::new();
@@ -231,16 +322,17 @@ fn local_tls_listen(local: &Mapping) -> Option<&Value> {
     local.get("tls")?.get("listen")
 }
 
-/// `key`'s value: YAML (JSON is YAML), `${VAR}` expanded as in a file.
-fn parse_value(
-    key: &str,
-    bytes: &[u8],
-    lookup: &dyn Fn(&str) -> Option<String>,
-    problems: &mut Problems,
-) -> Option<Value> {
+/// `key`'s value: YAML (JSON is YAML), `${VAR}` expanded as in a file (`lookup` `None`:
+/// left as written).
+fn parse_value(key: &str, bytes: &[u8], lookup: Option<Lookup>, problems: &mut Problems) -> Option<Value> {
     let Ok(text) = std::str::from_utf8(bytes) else {
         problems.push(key, "is not UTF-8 text");
         return None;
+    };
+    let Some(lookup) = lookup else {
+        return serde_yaml::from_str::<Value>(text)
+            .map_err(|e| problems.push(key, format!("is neither JSON nor YAML: {e}")))
+            .ok();
     };
     let mut expansion = Problems::default();
     let expanded = env::expand(text, lookup, &mut expansion);
