@@ -44,11 +44,43 @@ impl EtcdSettings {
 }
 
 /// The keys under a prefix, read at one revision.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Listing {
     pub revision: i64,
-    /// Key without the prefix, and value; sorted by key.
-    pub entries: Vec<(String, Vec<u8>)>,
+    /// Sorted by key.
+    pub entries: Vec<Entry>,
+}
+
+/// One key under the prefix.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Without the prefix.
+    pub key: String,
+    pub value: Vec<u8>,
+    /// The revision of its last change (compare-and-swap writes compare it).
+    pub mod_revision: i64,
+}
+
+impl Listing {
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+
+    /// This listing with `key` set to `value` (or removed, with `None`), as it would read
+    /// after the write.
+    pub fn with(&self, key: &str, value: Option<Vec<u8>>) -> Listing {
+        let mut next = self.clone();
+        next.entries.retain(|e| e.key != key);
+        if let Some(value) = value {
+            next.entries.push(Entry {
+                key: key.to_string(),
+                value,
+                mod_revision: 0,
+            });
+            next.entries.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        next
+    }
 }
 
 pub async fn connect(s: &EtcdSettings) -> Result<Client, String> {
@@ -81,8 +113,11 @@ pub async fn list(client: &mut Client, s: &EtcdSettings) -> Result<Listing, Stri
         .iter()
         .map(|kv| {
             let key = String::from_utf8_lossy(kv.key());
-            let key = key.strip_prefix(s.prefix.as_str()).unwrap_or(&key).to_string();
-            (key, kv.value().to_vec())
+            Entry {
+                key: key.strip_prefix(s.prefix.as_str()).unwrap_or(&key).to_string(),
+                value: kv.value().to_vec(),
+                mod_revision: kv.mod_revision(),
+            }
         })
         .collect();
     Ok(Listing { revision, entries })
@@ -92,20 +127,9 @@ pub async fn list(client: &mut Client, s: &EtcdSettings) -> Result<Listing, Stri
 /// it works from `main`, from a blocking task, and never inside another runtime's worker.
 pub fn list_blocking(s: &EtcdSettings) -> Result<Listing, String> {
     let s = s.clone();
-    std::thread::scope(|scope| {
-        scope
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("cannot start the etcd client: {e}"))?;
-                runtime.block_on(async {
-                    let mut client = connect(&s).await?;
-                    list(&mut client, &s).await
-                })
-            })
-            .join()
-            .unwrap_or_else(|_| Err("the etcd client thread failed".into()))
+    on_own_runtime(async move {
+        let mut client = connect(&s).await?;
+        list(&mut client, &s).await
     })
 }
 
@@ -132,4 +156,77 @@ pub async fn write(
             )
         })?;
     Ok(response.header().map_or(0, |h| h.revision()))
+}
+
+/// Sets `key` to `value` (deletes it with `None`) if its last change is still
+/// `mod_revision` (0: the key must not exist). `Ok(Ok(new revision))` when written,
+/// `Ok(Err(its mod revision now))` when someone else changed it first.
+pub async fn write_if_unchanged(
+    client: &mut Client,
+    s: &EtcdSettings,
+    key: &str,
+    value: Option<Vec<u8>>,
+    mod_revision: i64,
+) -> Result<Result<i64, i64>, String> {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let full = format!("{}{key}", s.prefix);
+    let change = match value {
+        Some(v) => TxnOp::put(full.clone(), v, None),
+        None => TxnOp::delete(full.clone(), None),
+    };
+    let txn = Txn::new()
+        .when(vec![Compare::mod_revision(
+            full.clone(),
+            CompareOp::Equal,
+            mod_revision,
+        )])
+        .and_then(vec![change])
+        .or_else(vec![TxnOp::get(full, None)]);
+    let response = tokio::time::timeout(s.timeout, client.txn(txn))
+        .await
+        .map_err(|_| format!("no answer from {} within {:?}", s.describe(), s.timeout))?
+        .map_err(|e| format!("cannot write {key}: {e}"))?;
+    if response.succeeded() {
+        return Ok(Ok(response.header().map_or(0, |h| h.revision())));
+    }
+    let now = response
+        .op_responses()
+        .into_iter()
+        .find_map(|op| match op {
+            etcd_client::TxnOpResponse::Get(get) => Some(get.kvs().first().map_or(0, |kv| kv.mod_revision())),
+            _ => None,
+        })
+        .unwrap_or(0);
+    Ok(Err(now))
+}
+
+/// [`write_if_unchanged`] for synchronous callers (see [`list_blocking`]).
+pub fn write_if_unchanged_blocking(
+    s: &EtcdSettings,
+    key: &str,
+    value: Option<Vec<u8>>,
+    mod_revision: i64,
+) -> Result<Result<i64, i64>, String> {
+    let (s, key) = (s.clone(), key.to_string());
+    on_own_runtime(async move {
+        let mut client = connect(&s).await?;
+        write_if_unchanged(&mut client, &s, &key, value, mod_revision).await
+    })
+}
+
+/// Runs `work` on a thread and runtime of its own: callable from `main`, from a blocking
+/// task, and never inside another runtime's worker.
+fn on_own_runtime<T: Send>(work: impl std::future::Future<Output = Result<T, String>> + Send) -> Result<T, String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the etcd client: {e}"))?
+                    .block_on(work)
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the etcd client thread failed".into()))
+    })
 }

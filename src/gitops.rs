@@ -30,7 +30,7 @@ pub fn plan(file: &Path, listing: &Listing) -> Result<Plan, String> {
     let current: Vec<(String, Option<Value>)> = listing
         .entries
         .iter()
-        .map(|(k, v)| (k.clone(), serde_yaml::from_slice::<Value>(v).ok()))
+        .map(|e| (e.key.clone(), serde_yaml::from_slice::<Value>(&e.value).ok()))
         .collect();
     let mut plan = Plan {
         puts: Vec::new(),

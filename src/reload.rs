@@ -240,6 +240,192 @@ impl Reloader {
     }
 }
 
+/// The resources the admin API edits one at a time (fleet mode: one etcd key each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    Route,
+    Upstream,
+    Consumer,
+}
+
+impl ResourceKind {
+    pub fn from_segment(segment: &str) -> Option<Self> {
+        match segment {
+            "routes" => Some(ResourceKind::Route),
+            "upstreams" => Some(ResourceKind::Upstream),
+            "consumers" => Some(ResourceKind::Consumer),
+            _ => None,
+        }
+    }
+
+    /// The etcd key's first segment, and the admin path's.
+    pub fn plural(self) -> &'static str {
+        match self {
+            ResourceKind::Route => "routes",
+            ResourceKind::Upstream => "upstreams",
+            ResourceKind::Consumer => "consumers",
+        }
+    }
+}
+
+/// Why an admin change was not made.
+#[derive(Debug)]
+pub enum ChangeError {
+    /// The config it would make is refused: nothing was written.
+    Invalid(ConfigError),
+    /// Someone changed it since the revision the writer knew (`If-Match`, or a race).
+    Conflict { current: i64 },
+    /// Deleting what is not there.
+    NotFound,
+    /// The store could not be read or written.
+    Unavailable(String),
+}
+
+impl Reloader {
+    /// Sets (or, with `value` `None`, removes) one resource. The whole resulting config is
+    /// validated first. Fleet mode: written to etcd with a compare-and-swap on the key's
+    /// revision (`if_match`, else the one just read), so that of two racing writers one
+    /// gets a conflict instead of losing an update; every node then applies it. Otherwise
+    /// the running config is edited in memory (this node only; a reload from the file
+    /// or a restart drops it). The new revision (fleet) or generation.
+    pub fn change_resource(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        value: Option<serde_json::Value>,
+        if_match: Option<i64>,
+    ) -> Result<i64, ChangeError> {
+        if name.is_empty() || name.contains('/') {
+            let e = ConfigError::single("admin", kind.plural(), "a name must be non-empty and hold no `/`");
+            return Err(ChangeError::Invalid(e));
+        }
+        match &self.source {
+            ConfigSource::Etcd { settings, .. } => self.change_in_etcd(settings, kind, name, value, if_match),
+            _ => self.change_in_memory(kind, name, value, if_match),
+        }
+    }
+
+    fn change_in_etcd(
+        &self,
+        settings: &crate::etcd::EtcdSettings,
+        kind: ResourceKind,
+        name: &str,
+        value: Option<serde_json::Value>,
+        if_match: Option<i64>,
+    ) -> Result<i64, ChangeError> {
+        let key = format!("{}/{name}", kind.plural());
+        let listing = crate::etcd::list_blocking(settings).map_err(ChangeError::Unavailable)?;
+        let current = listing.get(&key).map_or(0, |e| e.mod_revision);
+        if value.is_none() && current == 0 {
+            return Err(ChangeError::NotFound);
+        }
+        if if_match.is_some_and(|m| m != current) {
+            return Err(ChangeError::Conflict { current });
+        }
+        let bytes = value
+            .map(|v| serde_json::to_vec(&v))
+            .transpose()
+            .map_err(|e| ChangeError::Unavailable(e.to_string()))?;
+        let local = self.source.node_local().map_err(ChangeError::Invalid)?;
+        let lookup = |k: &str| std::env::var(k).ok();
+        let next = listing.with(&key, bytes.clone());
+        let source = format!("{} + the change to {key}", settings.describe());
+        crate::config::fleet::load(&next, &local, &source, &lookup).map_err(ChangeError::Invalid)?;
+        let written = crate::etcd::write_if_unchanged_blocking(settings, &key, bytes, current)
+            .map_err(ChangeError::Unavailable)?;
+        let revision = written.map_err(|now| ChangeError::Conflict { current: now })?;
+        // Applied here at once (the watch would do it a moment later, as on other nodes).
+        self.reload_and_log();
+        Ok(revision)
+    }
+
+    fn change_in_memory(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        value: Option<serde_json::Value>,
+        if_match: Option<i64>,
+    ) -> Result<i64, ChangeError> {
+        let mut state = self.lock();
+        let generation = i64::try_from(self.generation()).unwrap_or(i64::MAX);
+        if if_match.is_some_and(|m| m != generation) {
+            return Err(ChangeError::Conflict { current: generation });
+        }
+        let mut document = state.config.document.clone();
+        if !edit_document(&mut document, kind, name, value) {
+            return Err(ChangeError::NotFound);
+        }
+        let text = serde_json::to_string(&document).map_err(|e| ChangeError::Unavailable(e.to_string()))?;
+        let source = format!("{} + admin changes", self.source.describe());
+        let lookup = |k: &str| std::env::var(k).ok();
+        let config = crate::config::parse_yaml(&text, &source, &lookup).map_err(ChangeError::Invalid)?;
+        let next = self.install(&config, &state.changes).map_err(ChangeError::Invalid)?;
+        state.config = config;
+        self.metrics.reloaded("ok");
+        Ok(i64::try_from(next.generation).unwrap_or(i64::MAX))
+    }
+}
+
+/// Sets or removes one resource in a config document (the raw config as JSON); false when
+/// removing what is not there.
+fn edit_document(
+    doc: &mut serde_json::Value,
+    kind: ResourceKind,
+    name: &str,
+    value: Option<serde_json::Value>,
+) -> bool {
+    use serde_json::{json, Value};
+    let named = |mut v: Value, field: &str| {
+        if let Some(m) = v.as_object_mut() {
+            m.insert(field.to_string(), json!(name));
+        }
+        v
+    };
+    match kind {
+        ResourceKind::Upstream => {
+            if !doc["upstreams"].is_object() {
+                doc["upstreams"] = json!({});
+            }
+            let Some(map) = doc["upstreams"].as_object_mut() else {
+                return false;
+            };
+            match value {
+                Some(v) => {
+                    map.insert(name.to_string(), v);
+                    true
+                }
+                None => map.remove(name).is_some(),
+            }
+        }
+        ResourceKind::Route | ResourceKind::Consumer => {
+            let (list, field) = match kind {
+                ResourceKind::Route => (&mut doc["routes"], "name"),
+                _ => (&mut doc["auth"]["api_keys"]["keys"], "consumer"),
+            };
+            if !list.is_array() {
+                *list = json!([]);
+            }
+            let Some(items) = list.as_array_mut() else {
+                return false;
+            };
+            // An unnamed route is called route-<index>, as validation names it.
+            let position = items.iter().enumerate().position(|(i, item)| {
+                item[field].as_str() == Some(name)
+                    || (kind == ResourceKind::Route && item[field].is_null() && format!("route-{i}") == name)
+            });
+            match (value, position) {
+                (Some(v), Some(i)) => items[i] = named(v, field),
+                (Some(v), None) => items.push(named(v, field)),
+                (None, Some(i)) => {
+                    items.remove(i);
+                }
+                (None, None) => return false,
+            }
+            true
+        }
+    }
+}
+
 /// Listeners, threads and process files are fixed for the life of the process.
 fn check_restart_fields(running: &ServerSettings, new: &ServerSettings, source: &str) -> Result<(), ConfigError> {
     let mut problems = Vec::new();

@@ -294,3 +294,149 @@ async fn config_push_writes_a_checked_file_as_one_transaction_and_pull_diff_read
         "{yaml}"
     );
 }
+
+async fn put(gw: &Gateway, path: &str, body: &str, if_match: Option<i64>) -> (u16, Value) {
+    let mut req = client().put(gw.admin_url(path)).body(body.to_string());
+    if let Some(rev) = if_match {
+        req = req.header("If-Match", rev.to_string());
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_admin_api_writes_through_etcd_validating_first_and_one_of_two_racing_writers_wins() {
+    let etcd = EtcdServer::start().await;
+    let up = MockUpstream::start("api").await;
+    seed(&etcd, &up);
+    let a = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+    let b = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+
+    // Written through node a, served by both.
+    let (code, body) = put(
+        &a,
+        "/admin/routes/admin-made",
+        r#"{"prefix": "/made", "upstream": "api"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let revision = body["revision"].as_i64().unwrap();
+    for node in [&a, &b] {
+        eventually(Duration::from_secs(5), "served everywhere", || async {
+            status(node, "/made/x").await == 200
+        })
+        .await;
+    }
+
+    // A change that would break the config: 400 with the problems, nothing written.
+    let (code, body) = put(
+        &a,
+        "/admin/routes/broken",
+        r#"{"prefix": "/broken", "upstream": "nowhere"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["problems"]
+            .to_string()
+            .contains("routes/broken: upstream: unknown upstream"),
+        "{body}"
+    );
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            format!("--endpoints={}", etcd.url()),
+            "get".into(),
+            format!("{PREFIX}routes/broken"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.stdout.is_empty(), "nothing was written");
+
+    // Two writers knowing the same revision race: exactly one wins, the others get 409.
+    let racers = (0..6).map(|i| {
+        let url = a.admin_url("/admin/routes/admin-made");
+        let body = format!(r#"{{"prefix": "/made", "upstream": "api", "timeout": "{}s"}}"#, i + 1);
+        tokio::spawn(async move {
+            client()
+                .put(url)
+                .header("If-Match", revision.to_string())
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    });
+    let mut codes = Vec::new();
+    for r in racers {
+        codes.push(r.await.unwrap());
+    }
+    codes.sort();
+    assert_eq!(codes, vec![200, 409, 409, 409, 409, 409], "{codes:?}");
+
+    // Delete, then delete again.
+    let r = client()
+        .delete(b.admin_url("/admin/routes/admin-made"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for node in [&a, &b] {
+        eventually(Duration::from_secs(5), "gone everywhere", || async {
+            status(node, "/made/x").await == 404
+        })
+        .await;
+    }
+    let r = client()
+        .delete(b.admin_url("/admin/routes/admin-made"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn without_etcd_the_admin_api_edits_this_node_s_config_in_memory() {
+    let up = MockUpstream::start("api").await;
+    let gw = Gateway::start(&simple_config(&[up.addr()])).await;
+    let (code, body) = put(
+        &gw,
+        "/admin/upstreams/second",
+        &format!(r#"{{"targets": ["{}"]}}"#, up.addr()),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = put(
+        &gw,
+        "/admin/routes/extra",
+        "prefix: /extra\nupstream: second\nmethods: [GET]\n",
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let generation = body["revision"].as_i64().unwrap();
+    let r = client().get(gw.url("/extra/1")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // A stale If-Match: 409; an unknown upstream: 400.
+    let (code, _) = put(
+        &gw,
+        "/admin/routes/extra",
+        "prefix: /extra\nupstream: second\n",
+        Some(generation - 1),
+    )
+    .await;
+    assert_eq!(code, 409);
+    let (code, body) = put(&gw, "/admin/routes/bad", "prefix: /bad\nupstream: nope\n", None).await;
+    assert_eq!(code, 400, "{body}");
+    let r = client()
+        .delete(gw.admin_url("/admin/upstreams/second"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "route extra still uses it");
+}

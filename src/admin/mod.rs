@@ -10,7 +10,7 @@ mod api;
 
 use crate::cache::storage::MemoryStore;
 use crate::observe::metrics::Metrics;
-use crate::reload::Reloader;
+use crate::reload::{ChangeError, Reloader, ResourceKind};
 use crate::snapshot::SharedSnapshot;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
@@ -68,12 +68,18 @@ impl ServeHttp for AdminApi {
         let body = read_body(session).await;
         let req = session.req_header();
         let (method, path) = (req.method.clone(), req.uri.path().to_string());
+        // `If-Match: 42` or `If-Match: "42"`: the revision the writer last read.
+        let if_match = req
+            .headers
+            .get(http::header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().trim_matches('"').parse::<i64>().ok());
         let caller = match self.authorize(req) {
             Ok(caller) => caller,
             Err(reply) => return into_response(reply),
         };
         let reply = match body {
-            Some(body) => self.dispatch(&method, &path, &body, &caller).await,
+            Some(body) => self.dispatch(&method, &path, &body, &caller, if_match).await,
             None => error(StatusCode::PAYLOAD_TOO_LARGE, "admin request body too large"),
         };
         into_response(reply)
@@ -106,7 +112,70 @@ impl AdminApi {
         }
     }
 
-    async fn dispatch(&self, method: &Method, path: &str, body: &[u8], caller: &str) -> Reply {
+    /// `PUT` (body: the resource as JSON or YAML) or `DELETE` one route, upstream or
+    /// consumer; see [`Reloader::change_resource`].
+    async fn change_resource(
+        &self,
+        caller: &str,
+        method: &Method,
+        kind: ResourceKind,
+        name: &str,
+        body: &[u8],
+        if_match: Option<i64>,
+    ) -> Reply {
+        let value = if method == Method::PUT {
+            match serde_yaml::from_slice::<serde_json::Value>(body) {
+                Ok(v) if v.is_object() => Some(v),
+                Ok(_) => return error(StatusCode::BAD_REQUEST, "the body must be a JSON (or YAML) object"),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("the body is neither JSON nor YAML: {e}"),
+                    )
+                }
+            }
+        } else {
+            None
+        };
+        let key = format!("{}/{name}", kind.plural());
+        let (reloader, name_owned) = (self.reloader.clone(), name.to_string());
+        let outcome =
+            tokio::task::spawn_blocking(move || reloader.change_resource(kind, &name_owned, value, if_match)).await;
+        let action = if method == Method::PUT {
+            "put_resource"
+        } else {
+            "delete_resource"
+        };
+        let result = match &outcome {
+            Ok(Ok(_)) => "ok",
+            _ => "refused",
+        };
+        audit(caller, action, &key, result);
+        match outcome {
+            Ok(Ok(revision)) => Reply::Json(StatusCode::OK, json!({ "key": key, "revision": revision })),
+            Ok(Err(ChangeError::Invalid(e))) => Reply::Json(
+                StatusCode::BAD_REQUEST,
+                json!({
+                    "error": "the change would make an invalid config; nothing was written",
+                    "status": 400,
+                    "problems": e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                }),
+            ),
+            Ok(Err(ChangeError::Conflict { current })) => Reply::Json(
+                StatusCode::CONFLICT,
+                json!({
+                    "error": format!("{key} changed since the revision given (If-Match) or read: read it again and retry"),
+                    "status": 409,
+                    "current_revision": current,
+                }),
+            ),
+            Ok(Err(ChangeError::NotFound)) => error(StatusCode::NOT_FOUND, format!("no {key}")),
+            Ok(Err(ChangeError::Unavailable(e))) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("change failed: {e}")),
+        }
+    }
+
+    async fn dispatch(&self, method: &Method, path: &str, body: &[u8], caller: &str, if_match: Option<i64>) -> Reply {
         let snapshot = self.snapshot.load_full();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method.as_str(), segments.as_slice()) {
@@ -143,6 +212,10 @@ impl AdminApi {
                 },
                 Err(e) => error(StatusCode::BAD_REQUEST, e),
             },
+            ("PUT" | "DELETE", ["admin", kind, name]) if ResourceKind::from_segment(kind).is_some() => {
+                let kind = ResourceKind::from_segment(kind).unwrap_or(ResourceKind::Route);
+                self.change_resource(caller, method, kind, name, body, if_match).await
+            }
             ("POST", ["admin", "reload"]) => self.blocking(caller, "reload", String::new(), |r| r.reload()).await,
             ("POST", ["admin", "upstreams", name, "targets"]) => match api::target_request(body) {
                 Ok((addr, weight)) => {

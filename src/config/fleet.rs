@@ -256,7 +256,8 @@ fn assemble(listing: &Listing, local: &Mapping, lookup: Option<Lookup>, problems
     let mut consumers = Vec::new();
     let mut certs = Vec::new();
     let mut origins = Origins::default();
-    for (key, bytes) in &listing.entries {
+    for entry in &listing.entries {
+        let (key, bytes) = (&entry.key, &entry.value);
         let Some(value) = parse_value(key, bytes, lookup, problems) else {
             continue;
         };
@@ -426,7 +427,11 @@ mod tests {
             revision: 42,
             entries: entries
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .map(|(k, v)| crate::etcd::Entry {
+                    key: k.to_string(),
+                    value: v.as_bytes().to_vec(),
+                    mod_revision: 1,
+                })
                 .collect(),
         }
     }

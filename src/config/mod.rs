@@ -107,7 +107,7 @@ impl ConfigSource {
     }
 
     /// The bootstrap file's document (node-local keys), or nothing.
-    fn node_local(&self) -> Result<serde_yaml::Mapping, ConfigError> {
+    pub fn node_local(&self) -> Result<serde_yaml::Mapping, ConfigError> {
         let ConfigSource::Etcd {
             bootstrap: Some(path), ..
         } = self
