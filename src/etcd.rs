@@ -83,19 +83,41 @@ impl Listing {
     }
 }
 
+/// A client on the first member that answers, trying them in turn. One member per client:
+/// a client balancing over every endpoint keeps sending requests to a member that died
+/// (each fails with a connect error) until it notices, which is exactly when a node must
+/// catch up.
 pub async fn connect(s: &EtcdSettings) -> Result<Client, String> {
+    let mut failures = Vec::new();
+    for endpoint in &s.endpoints {
+        match connect_one(s, endpoint).await {
+            Ok(client) => return Ok(client),
+            Err(e) => failures.push(format!("{endpoint}: {e}")),
+        }
+    }
+    Err(format!("no etcd member answers ({})", failures.join("; ")))
+}
+
+async fn connect_one(s: &EtcdSettings, endpoint: &str) -> Result<Client, String> {
     let mut options = ConnectOptions::new()
         .with_connect_timeout(s.timeout)
         .with_timeout(s.timeout)
-        .with_keep_alive(Duration::from_secs(10), s.timeout);
+        .with_keep_alive(Duration::from_secs(2), s.timeout);
     if let Some((user, password)) = &s.credentials {
         options = options.with_user(user.clone(), password.clone());
     }
-    let connecting = Client::connect(&s.endpoints, Some(options));
-    tokio::time::timeout(s.timeout, connecting)
+    let attempt = async {
+        let mut client = Client::connect([endpoint], Some(options))
+            .await
+            .map_err(|e| e.to_string())?;
+        // A member cut off from the others answers too, but cannot serve a linearizable
+        // read: ask for one, so that only a member of the quorum is chosen.
+        client.get(s.prefix.as_str(), None).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(client)
+    };
+    tokio::time::timeout(s.timeout, attempt)
         .await
-        .map_err(|_| format!("no connection to {} within {:?}", s.endpoints.join(","), s.timeout))?
-        .map_err(|e| format!("cannot connect to {}: {e}", s.endpoints.join(",")))
+        .map_err(|_| format!("no answer within {:?}", s.timeout))?
 }
 
 /// Every key under the prefix, at the store's current revision.

@@ -221,7 +221,9 @@ impl Reloader {
         }
     }
 
-    pub fn reload_and_log(&self) {
+    /// [`Self::reload`] with its outcome logged; false when the source could not be read
+    /// (the caller may try again), true when it was applied or refused.
+    pub fn reload_and_log(&self) -> bool {
         match self.reload() {
             Ok(s) => {
                 log::info!(
@@ -234,8 +236,16 @@ impl Reloader {
                 for w in &s.warnings {
                     log::warn!("{}: {w}", s.source);
                 }
+                true
             }
-            Err(e) => log::error!("config reload refused, still serving the previous config: {e}"),
+            Err(e) if e.unavailable => {
+                log::warn!("config source unreadable, still serving the previous config: {e}");
+                false
+            }
+            Err(e) => {
+                log::error!("config reload refused, still serving the previous config: {e}");
+                true
+            }
         }
     }
 }

@@ -30,12 +30,16 @@ impl WatchEtcd {
     }
 
     /// Lists again and applies (off the runtime: validation and DNS block); the revision
-    /// the node has now seen.
-    async fn catch_up(&self, seen: i64) -> i64 {
+    /// the node has now seen, or an error when etcd could not be read (the session ends,
+    /// and the next one lists again: a change must not be lost to a failed read).
+    async fn catch_up(&self, seen: i64) -> Result<i64, String> {
         let reloader = self.reloader.clone();
-        let _ = tokio::task::spawn_blocking(move || reloader.reload_and_log()).await;
+        let read = tokio::task::spawn_blocking(move || reloader.reload_and_log()).await;
+        if !matches!(read, Ok(true)) {
+            return Err("could not list the prefix".into());
+        }
         let generation = i64::try_from(self.reloader.generation()).unwrap_or(0);
-        seen.max(generation)
+        Ok(seen.max(generation))
     }
 
     /// One connection's worth of watching; returns why it ended.
@@ -44,7 +48,10 @@ impl WatchEtcd {
             Ok(c) => c,
             Err(e) => return e,
         };
-        *seen = self.catch_up(*seen).await;
+        *seen = match self.catch_up(*seen).await {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
         let options = WatchOptions::new().with_prefix().with_start_revision(*seen + 1);
         let mut stream = match client.watch(self.settings.prefix.as_str(), Some(options)).await {
             Ok(s) => s,
@@ -68,7 +75,10 @@ impl WatchEtcd {
                 continue;
             }
             let revision = response.header().map_or(*seen, |h| h.revision());
-            *seen = self.catch_up(revision).await;
+            match self.catch_up(revision).await {
+                Ok(s) => *seen = s,
+                Err(e) => return e,
+            }
         }
     }
 }

@@ -440,3 +440,101 @@ async fn without_etcd_the_admin_api_edits_this_node_s_config_in_memory() {
         .unwrap();
     assert_eq!(r.status(), 400, "route extra still uses it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_changes_under_load_on_two_nodes_fail_no_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let etcd = Arc::new(EtcdServer::start().await);
+    let up = MockUpstream::start("api").await;
+    seed(&etcd, &up);
+    let a = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+    let b = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let loads = [
+        start_load(a.url("/base/load"), 4, stop.clone()),
+        start_load(b.url("/base/load"), 4, stop.clone()),
+    ];
+    let writer = etcd.clone();
+    let last = tokio::task::spawn_blocking(move || {
+        let mut revision = 0;
+        for i in 0..50 {
+            let key = format!("{PREFIX}routes/churn{}", i % 7);
+            revision = if i % 3 == 2 {
+                writer.delete(&key)
+            } else {
+                writer.put(&key, &format!("{{ prefix: /churn{i}, upstream: api }}"))
+            };
+        }
+        revision
+    })
+    .await
+    .unwrap();
+    for node in [&a, &b] {
+        eventually(Duration::from_secs(10), "all 50 changes applied", || async {
+            admin_config(node).await["generation"] == last
+        })
+        .await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for load in loads {
+        let report = load.await.unwrap();
+        assert!(report.ok > 100, "too little load to prove anything: {}", report.ok);
+        assert_eq!(report.failed, 0, "{:?}", report.samples);
+        eprintln!("{} requests during 50 changes, none failed", report.ok);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_member_cluster_loses_its_leader_and_the_nodes_never_stop_serving() {
+    let mut cluster = common::etcd::EtcdCluster::start(3).await;
+    let up = MockUpstream::start("api").await;
+    cluster
+        .try_put(
+            &format!("{PREFIX}upstreams/api"),
+            &format!(r#"{{"targets": ["{}"]}}"#, up.addr()),
+        )
+        .unwrap();
+    cluster
+        .try_put(&format!("{PREFIX}routes/base"), "{ prefix: /base, upstream: api }")
+        .unwrap();
+    let urls = cluster.urls();
+    let a = Gateway::start_fleet(&urls, PREFIX, tempfile::tempdir().unwrap()).await;
+    let b = Gateway::start_fleet(&urls, PREFIX, tempfile::tempdir().unwrap()).await;
+
+    let probe = urls.clone();
+    let leader = tokio::task::spawn_blocking(move || common::etcd::EtcdCluster::leader_of(&probe))
+        .await
+        .unwrap()
+        .expect("a leader");
+    cluster.kill(leader);
+    for node in [&a, &b] {
+        assert_eq!(
+            status(node, "/base/x").await,
+            200,
+            "serving while the cluster elects a leader"
+        );
+    }
+    // Writes resume once a new leader is elected; both nodes follow.
+    let cluster = std::sync::Arc::new(cluster);
+    let writer = cluster.clone();
+    let revision = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match writer.try_put(&format!("{PREFIX}routes/after"), "{ prefix: /after, upstream: api }") {
+                Ok(r) => return r,
+                Err(e) if Instant::now() > deadline => panic!("no write after the leader died: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    for node in [&a, &b] {
+        eventually(Duration::from_secs(15), "the nodes follow the new leader", || async {
+            status(node, "/after/x").await == 200
+        })
+        .await;
+        assert_eq!(admin_config(node).await["generation"], revision);
+    }
+}

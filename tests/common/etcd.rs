@@ -110,3 +110,113 @@ fn ctl_status(url: &str, args: &[&str]) -> Result<String, String> {
         Err(format!("etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
     }
 }
+
+/// A cluster of `n` etcd members on loopback, each killed when dropped.
+pub struct EtcdCluster {
+    dir: tempfile::TempDir,
+    members: Vec<(u16, u16, Option<Child>)>,
+}
+
+impl EtcdCluster {
+    pub async fn start(n: usize) -> EtcdCluster {
+        require_tool("etcd", "etcd-server");
+        let members = (0..n).map(|_| (free_port(), free_port(), None)).collect();
+        let mut cluster = EtcdCluster {
+            dir: tempfile::tempdir().expect("tempdir"),
+            members,
+        };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        let urls = cluster.urls();
+        eventually(Duration::from_secs(20), "the etcd cluster has a leader", || {
+            let urls = urls.clone();
+            async move {
+                tokio::task::spawn_blocking(move || ctl_status(&urls, &["put", "/probe", "1"]).is_ok())
+                    .await
+                    .unwrap_or(false)
+            }
+        })
+        .await;
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(j, (_, peer, _))| format!("m{j}=http://127.0.0.1:{peer}"))
+            .collect();
+        let (client, peer, _) = self.members[i];
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(self.dir.path().join(format!("m{i}.log"))).expect("log");
+        let child = Command::new("etcd")
+            .args(["--name", &format!("m{i}"), "--data-dir"])
+            .arg(self.dir.path().join(format!("m{i}")))
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args([
+                "--initial-cluster",
+                &initial.join(","),
+                "--initial-cluster-state",
+                "new",
+            ])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd");
+        self.members[i].2 = Some(child);
+    }
+
+    /// Every member's client URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.members
+            .iter()
+            .map(|(client, _, _)| format!("http://127.0.0.1:{client}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index of the member that leads now, among the members of `urls`.
+    pub fn leader_of(urls: &str) -> Option<usize> {
+        let out = ctl_status(urls, &["endpoint", "status", "-w", "json"]).ok()?;
+        let statuses: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let leader = statuses.as_array()?.first()?["Status"]["leader"].as_u64()?;
+        statuses.as_array()?.iter().find_map(|s| {
+            (s["Status"]["header"]["member_id"].as_u64() == Some(leader))
+                .then(|| s["Endpoint"].as_str())
+                .flatten()
+                .and_then(|e| urls.split(',').position(|u| u == e))
+        })
+    }
+
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].2.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `etcdctl put` through whichever member answers; the new revision, or why not.
+    pub fn try_put(&self, key: &str, value: &str) -> Result<i64, String> {
+        let out = ctl_status(&self.urls(), &["put", "-w", "json", key, value])?;
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+        v["header"]["revision"].as_i64().ok_or_else(|| "no revision".into())
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
