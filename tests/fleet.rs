@@ -538,3 +538,33 @@ async fn a_three_member_cluster_loses_its_leader_and_the_nodes_never_stop_servin
         assert_eq!(admin_config(node).await["generation"], revision);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_route_created_through_one_node_serves_on_three_within_half_a_second() {
+    let cluster = common::etcd::EtcdCluster::start(3).await;
+    let up = MockUpstream::start("api").await;
+    cluster.try_put(&format!("{PREFIX}upstreams/api"), &format!(r#"{{"targets": ["{}"]}}"#, up.addr())).unwrap();
+    cluster.try_put(&format!("{PREFIX}routes/base"), "{ prefix: /base, upstream: api }").unwrap();
+    let urls = cluster.urls();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Gateway::start_fleet(&urls, PREFIX, tempfile::tempdir().unwrap()).await);
+    }
+    let mut delays = Vec::new();
+    for i in 0..100 {
+        let (code, body) = put(&nodes[0], &format!("/admin/routes/c{i}"), &format!("{{ path: /c{i}, upstream: api }}"), None).await;
+        assert_eq!(code, 200, "{body}");
+        let written = Instant::now();
+        for node in &nodes {
+            eventually(Duration::from_secs(5), "the route serves", || async {
+                status(node, &format!("/c{i}")).await == 200
+            })
+            .await;
+        }
+        delays.push(written.elapsed());
+    }
+    delays.sort();
+    let (p50, p99) = (delays[49], delays[98]);
+    eprintln!("admin write → serving on 3 nodes, 100 changes: p50 {p50:?}, p99 {p99:?}, max {:?}", delays[99]);
+    assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
+}
