@@ -108,9 +108,17 @@ impl Reloader {
         outcome
     }
 
-    /// Adds `spec` (host:port) to `upstream` at runtime; kept across reloads.
+    /// Adds `spec` (host:port) to `upstream` at runtime; kept across reloads. Fleet mode:
+    /// written to the upstream's etcd key, so every node gets it.
     pub fn register_target(&self, upstream: &str, spec: &str, weight: u16) -> Result<Arc<Snapshot>, ConfigError> {
         let addr = resolve(spec).map_err(|e| ConfigError::single("admin", "addr", e))?;
+        if let ConfigSource::Etcd { settings, .. } = &self.source {
+            return self.edit_targets_in_etcd(settings, upstream, &|targets| {
+                targets.retain(|t| !same_target(t, spec, addr));
+                targets.push(serde_json::json!({ "addr": spec, "weight": weight }));
+                true
+            });
+        }
         let target = TargetConfig {
             spec: spec.to_string(),
             addr: Some(addr),
@@ -126,12 +134,68 @@ impl Reloader {
     /// Removes the target at `spec` from `upstream` at runtime; kept across reloads.
     pub fn deregister_target(&self, upstream: &str, spec: &str) -> Result<Arc<Snapshot>, ConfigError> {
         let addr = resolve(spec).map_err(|e| ConfigError::single("admin", "addr", e))?;
+        if let ConfigSource::Etcd { settings, .. } = &self.source {
+            return self.edit_targets_in_etcd(settings, upstream, &|targets| {
+                let before = targets.len();
+                targets.retain(|t| !same_target(t, spec, addr));
+                targets.len() < before
+            });
+        }
         self.change_targets(upstream, |c| {
             c.added.retain(|t| t.addr != Some(addr));
             if !c.removed.contains(&addr) {
                 c.removed.push(addr);
             }
         })
+    }
+
+    /// Fleet mode's target registration: the upstream's `targets` in etcd edited by `edit`
+    /// (false: nothing to change), written with a compare-and-swap, tried again when
+    /// another writer changed the upstream in between.
+    fn edit_targets_in_etcd(
+        &self,
+        settings: &crate::etcd::EtcdSettings,
+        upstream: &str,
+        edit: &dyn Fn(&mut Vec<serde_json::Value>) -> bool,
+    ) -> Result<Arc<Snapshot>, ConfigError> {
+        let key = format!("upstreams/{upstream}");
+        let describe = |e: ChangeError| match e {
+            ChangeError::Invalid(e) => e,
+            ChangeError::Unavailable(why) => ConfigError::unavailable(settings.describe(), why),
+            ChangeError::NotFound => ConfigError::single("admin", "upstream", format!("no {key}")),
+            ChangeError::Conflict { .. } => ConfigError::single("admin", &key, "changed by another writer: try again"),
+        };
+        let mut last = ChangeError::NotFound;
+        for _ in 0..3 {
+            let listing =
+                crate::etcd::list_blocking(settings).map_err(|e| ConfigError::unavailable(settings.describe(), e))?;
+            let Some(entry) = listing.get(&key) else {
+                return Err(ConfigError::single(
+                    "admin",
+                    "upstream",
+                    format!("unknown upstream \"{upstream}\""),
+                ));
+            };
+            let mut value: serde_json::Value = serde_yaml::from_slice(&entry.value)
+                .map_err(|e| ConfigError::single(settings.describe(), &key, format!("is not JSON or YAML: {e}")))?;
+            let mut targets = value["targets"].as_array().cloned().unwrap_or_default();
+            if !edit(&mut targets) {
+                return Err(ConfigError::single("admin", "addr", format!("not a target of {key}")));
+            }
+            value["targets"] = serde_json::Value::Array(targets);
+            match self.change_in_etcd(
+                settings,
+                ResourceKind::Upstream,
+                upstream,
+                Some(value),
+                Some(entry.mod_revision),
+            ) {
+                Ok(_) => return Ok(self.snapshot.load_full()),
+                Err(e @ ChangeError::Conflict { .. }) => last = e,
+                Err(e) => return Err(describe(e)),
+            }
+        }
+        Err(describe(last))
     }
 
     fn change_targets(
@@ -374,6 +438,12 @@ impl Reloader {
         self.metrics.reloaded("ok");
         Ok(i64::try_from(next.generation).unwrap_or(i64::MAX))
     }
+}
+
+/// Whether a target entry (`"host:port"` or `{ addr, weight }`) is `spec` or its address.
+fn same_target(t: &serde_json::Value, spec: &str, addr: SocketAddr) -> bool {
+    let written = t.as_str().or_else(|| t["addr"].as_str()).unwrap_or_default();
+    written == spec || resolve(written).is_ok_and(|a| a == addr)
 }
 
 /// Sets or removes one resource in a config document (the raw config as JSON); false when

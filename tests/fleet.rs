@@ -543,8 +543,15 @@ async fn a_three_member_cluster_loses_its_leader_and_the_nodes_never_stop_servin
 async fn a_route_created_through_one_node_serves_on_three_within_half_a_second() {
     let cluster = common::etcd::EtcdCluster::start(3).await;
     let up = MockUpstream::start("api").await;
-    cluster.try_put(&format!("{PREFIX}upstreams/api"), &format!(r#"{{"targets": ["{}"]}}"#, up.addr())).unwrap();
-    cluster.try_put(&format!("{PREFIX}routes/base"), "{ prefix: /base, upstream: api }").unwrap();
+    cluster
+        .try_put(
+            &format!("{PREFIX}upstreams/api"),
+            &format!(r#"{{"targets": ["{}"]}}"#, up.addr()),
+        )
+        .unwrap();
+    cluster
+        .try_put(&format!("{PREFIX}routes/base"), "{ prefix: /base, upstream: api }")
+        .unwrap();
     let urls = cluster.urls();
     let mut nodes = Vec::new();
     for _ in 0..3 {
@@ -552,7 +559,13 @@ async fn a_route_created_through_one_node_serves_on_three_within_half_a_second()
     }
     let mut delays = Vec::new();
     for i in 0..100 {
-        let (code, body) = put(&nodes[0], &format!("/admin/routes/c{i}"), &format!("{{ path: /c{i}, upstream: api }}"), None).await;
+        let (code, body) = put(
+            &nodes[0],
+            &format!("/admin/routes/c{i}"),
+            &format!("{{ path: /c{i}, upstream: api }}"),
+            None,
+        )
+        .await;
         assert_eq!(code, 200, "{body}");
         let written = Instant::now();
         for node in &nodes {
@@ -565,6 +578,9 @@ async fn a_route_created_through_one_node_serves_on_three_within_half_a_second()
     }
     delays.sort();
     let (p50, p99) = (delays[49], delays[98]);
-    eprintln!("admin write → serving on 3 nodes, 100 changes: p50 {p50:?}, p99 {p99:?}, max {:?}", delays[99]);
+    eprintln!(
+        "admin write → serving on 3 nodes, 100 changes: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        delays[99]
+    );
     assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
 }
