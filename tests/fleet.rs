@@ -584,3 +584,36 @@ async fn a_route_created_through_one_node_serves_on_three_within_half_a_second()
     );
     assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
 }
+
+#[tokio::test]
+async fn doctor_checks_etcd_and_the_node_s_last_good_config() {
+    let mut etcd = EtcdServer::start().await;
+    let up = MockUpstream::start("api").await;
+    let revision = seed(&etcd, &up);
+    let dir = tempfile::tempdir().unwrap();
+    let node = Gateway::start_fleet(&etcd.url(), PREFIX, dir).await;
+    let doctor = |url: String, bootstrap: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            let out = gatehouse(&[
+                "doctor",
+                "--json",
+                "--etcd",
+                &url,
+                "--etcd-prefix",
+                PREFIX,
+                "-c",
+                bootstrap.to_str().unwrap(),
+            ]);
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            (out.status.code(), report["checks"].to_string())
+        })
+    };
+    let (_, checks) = doctor(etcd.url(), node.config_path.clone()).await.unwrap();
+    assert!(checks.contains(&format!("3 keys at revision {revision}")), "{checks}");
+    assert!(checks.contains("last good config kept at"), "{checks}");
+
+    etcd.stop();
+    let (code, checks) = doctor(etcd.url(), node.config_path.clone()).await.unwrap();
+    assert_eq!(code, Some(2));
+    assert!(checks.contains("no etcd member answers"), "{checks}");
+}

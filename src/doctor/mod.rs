@@ -74,14 +74,18 @@ impl Finding {
 
 /// Runs every check of the config `source` points to.
 pub async fn run(source: &ConfigSource) -> Vec<Finding> {
+    let mut findings = match source {
+        ConfigSource::Etcd { settings, .. } => remote::etcd(settings, &source.state_dir()).await,
+        _ => Vec::new(),
+    };
     let snapshot = match source.load().and_then(|c| Snapshot::build(c, None)) {
         Ok(s) => s,
         Err(e) => {
-            let mut findings = vec![Finding::fail(
+            findings.push(Finding::fail(
                 "config",
                 format!("{}: {} problem(s)", e.source, e.problems.len()),
                 "fix each problem below (`gatehouse check` lists the same); nothing else is checked until the config loads",
-            )];
+            ));
             findings.extend(e.problems.iter().map(|p| {
                 let at = p
                     .location
@@ -96,7 +100,7 @@ pub async fn run(source: &ConfigSource) -> Vec<Finding> {
             return findings;
         }
     };
-    let mut findings = vec![Finding::ok(
+    findings.push(Finding::ok(
         "config",
         format!(
             "{}: {} routes, {} upstreams",
@@ -104,7 +108,7 @@ pub async fn run(source: &ConfigSource) -> Vec<Finding> {
             snapshot.routes.len(),
             snapshot.upstreams.len()
         ),
-    )];
+    ));
     for w in &snapshot.warnings {
         findings.push(Finding::warn(
             "config",

@@ -318,3 +318,39 @@ mod tests {
         assert_eq!(clock(&[]).status, Level::Ok);
     }
 }
+
+/// Fleet mode: the store answers, and this node has a last good config to fall back on.
+pub async fn etcd(settings: &crate::etcd::EtcdSettings, state_dir: &std::path::Path) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let listed = match crate::etcd::connect(settings).await {
+        Ok(mut client) => crate::etcd::list(&mut client, settings).await,
+        Err(e) => Err(e),
+    };
+    findings.push(match listed {
+        Ok(l) if l.entries.is_empty() => Finding::fail(
+            "etcd",
+            format!("{}: nothing under the prefix (revision {})", settings.describe(), l.revision),
+            "push a config first: gatehouse config push FILE --etcd URL",
+        ),
+        Ok(l) => Finding::ok(
+            "etcd",
+            format!("{}: {} keys at revision {}", settings.describe(), l.entries.len(), l.revision),
+        ),
+        Err(e) => Finding::fail(
+            "etcd",
+            e,
+            "check the endpoints and that a quorum of members is up; nodes keep serving (a restarted one its state file) meanwhile",
+        ),
+    });
+    let state = crate::config::fleet::state_file(state_dir);
+    findings.push(if state.exists() {
+        Finding::ok("etcd", format!("last good config kept at {}", state.display()))
+    } else {
+        Finding::warn(
+            "etcd",
+            format!("no last good config at {} yet", state.display()),
+            "written by the first run that reads etcd; until then a start while etcd is down has nothing to serve",
+        )
+    });
+    findings
+}
