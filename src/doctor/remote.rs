@@ -296,29 +296,6 @@ pub fn clock(clocks: &[Clock]) -> Finding {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::doctor::Level;
-
-    #[test]
-    fn a_skew_over_five_seconds_is_a_warning_naming_the_peer() {
-        let clock_of = |ms| Clock {
-            peer: "redis redis://db:6379".into(),
-            skew_ms: ms,
-        };
-        assert_eq!(clock(&[clock_of(1200)]).status, Level::Ok);
-        let f = clock(&[clock_of(300), clock_of(-7_500)]);
-        assert_eq!(f.status, Level::Warn);
-        assert!(
-            f.detail.contains("-7500 ms against redis redis://db:6379"),
-            "{}",
-            f.detail
-        );
-        assert_eq!(clock(&[]).status, Level::Ok);
-    }
-}
-
 /// Fleet mode: the store answers, and this node has a last good config to fall back on.
 pub async fn etcd(settings: &crate::etcd::EtcdSettings, state_dir: &std::path::Path) -> Vec<Finding> {
     let mut findings = Vec::new();
@@ -353,4 +330,27 @@ pub async fn etcd(settings: &crate::etcd::EtcdSettings, state_dir: &std::path::P
         )
     });
     findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::Level;
+
+    #[test]
+    fn a_skew_over_five_seconds_is_a_warning_naming_the_peer() {
+        let clock_of = |ms| Clock {
+            peer: "redis redis://db:6379".into(),
+            skew_ms: ms,
+        };
+        assert_eq!(clock(&[clock_of(1200)]).status, Level::Ok);
+        let f = clock(&[clock_of(300), clock_of(-7_500)]);
+        assert_eq!(f.status, Level::Warn);
+        assert!(
+            f.detail.contains("-7500 ms against redis redis://db:6379"),
+            "{}",
+            f.detail
+        );
+        assert_eq!(clock(&[]).status, Level::Ok);
+    }
 }
