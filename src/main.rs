@@ -121,6 +121,22 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Keep a service instance registered in etcd (--etcd) for `targets_from`, under a
+    /// lease: removed when this process stops (SIGTERM) or, if it dies, when the lease expires.
+    Register {
+        #[arg(long)]
+        service: String,
+        /// The instance's `host:port`.
+        #[arg(long)]
+        addr: String,
+        #[arg(long, default_value_t = 1)]
+        weight: u16,
+        #[arg(long, default_value = "10s")]
+        ttl: String,
+        /// Where services register (the upstream's `targets_from.etcd` is PREFIX/SERVICE/).
+        #[arg(long, default_value = "/services/")]
+        prefix: String,
+    },
     /// Print the SHA-256 of an API key, as `auth.api_keys.keys[].sha256` wants it.
     HashKey { key: String },
     /// A small HTTP service to route to (quick start, tests, load tests).
@@ -198,6 +214,20 @@ fn main() -> ExitCode {
             json,
         } => source(config).and_then(|s| explain(s, method, url, headers, client_ip, json)),
         Command::Config { action } => return fleet_config(action, etcd_settings(cli_etcd.clone(), cli_prefix.clone())),
+        Command::Register {
+            service,
+            addr,
+            weight,
+            ttl,
+            prefix,
+        } => register(
+            etcd_settings(cli_etcd.clone(), None),
+            service,
+            addr,
+            weight,
+            &ttl,
+            &prefix,
+        ),
         Command::HashKey { key } => {
             println!("{}", hash_key(&key));
             Ok(())
@@ -324,6 +354,33 @@ fn fleet_config(action: ConfigAction, settings: Result<gatehouse::etcd::EtcdSett
             Err(e) => fail(e),
         },
     }
+}
+
+fn register(
+    etcd: Result<gatehouse::etcd::EtcdSettings, String>,
+    service: String,
+    addr: String,
+    weight: u16,
+    ttl: &str,
+    prefix: &str,
+) -> Result<(), String> {
+    let mut etcd = etcd?;
+    etcd.prefix = gatehouse::etcd::EtcdSettings::new(Vec::new(), Some(prefix)).prefix;
+    if service.is_empty() || service.contains('/') {
+        return Err("--service: a name without `/`".into());
+    }
+    let registration = gatehouse::register::Registration {
+        etcd,
+        service,
+        addr,
+        weight: weight.clamp(1, 100),
+        ttl: parse_duration(ttl)?,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?
+        .block_on(gatehouse::register::run(registration))
 }
 
 fn doctor(source: ConfigSource, as_json: bool) -> ExitCode {

@@ -19,6 +19,8 @@ use tokio::signal::unix::{signal, SignalKind};
 struct TargetChanges {
     added: Vec<TargetConfig>,
     removed: Vec<SocketAddr>,
+    /// What `targets_from` found last (replaced as a whole at each discovery).
+    discovered: Vec<TargetConfig>,
 }
 
 struct State {
@@ -59,6 +61,11 @@ impl Reloader {
             }),
             refused: Mutex::new(None),
         }
+    }
+
+    /// The snapshot serving now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
     }
 
     /// The generation of the snapshot serving now (the etcd revision in fleet mode).
@@ -149,6 +156,20 @@ impl Reloader {
         })
     }
 
+    /// The targets `targets_from` found for `upstream` now; rebuilds when they changed.
+    pub fn set_discovered(&self, upstream: &str, targets: Vec<TargetConfig>) -> Result<bool, ConfigError> {
+        let mut state = self.lock();
+        let mut changes = state.changes.clone();
+        let entry = changes.entry(upstream.to_string()).or_default();
+        if entry.discovered == targets {
+            return Ok(false);
+        }
+        entry.discovered = targets;
+        self.install(&state.config, &changes)?;
+        state.changes = changes;
+        Ok(true)
+    }
+
     /// Fleet mode's target registration: the upstream's `targets` in etcd edited by `edit`
     /// (false: nothing to change), written with a compare-and-swap, tried again when
     /// another writer changed the upstream in between.
@@ -233,7 +254,12 @@ impl Reloader {
                 !t.addr.is_some_and(|addr| c.removed.contains(&addr)) && !c.added.iter().any(|a| a.addr == t.addr)
             });
             upstream.targets.extend(c.added.iter().cloned());
-            if upstream.targets.is_empty() {
+            for found in &c.discovered {
+                if !upstream.targets.iter().any(|t| t.addr == found.addr) {
+                    upstream.targets.push(found.clone());
+                }
+            }
+            if upstream.targets.is_empty() && upstream.targets_from.is_none() {
                 return Err(ConfigError::single(
                     "admin",
                     format!("upstreams.{name}.targets"),

@@ -5,6 +5,7 @@
 use crate::admin::AdminApi;
 use crate::cache::ResponseCache;
 use crate::config::{fleet, Config, ConfigError, ConfigSource, Problem};
+use crate::discovery::Discovery;
 use crate::drain::{Drain, DrainingSignals, ExitWhenIdle, OpenConnections};
 use crate::intake::Intake;
 use crate::observe::metrics::Metrics;
@@ -164,10 +165,18 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         "reload on SIGHUP",
         ReloadOnSighup::new(reloader.clone()),
     ));
-    if let ConfigSource::Etcd { settings, .. } = reloader.source() {
+    let fleet = match reloader.source() {
+        ConfigSource::Etcd { settings, .. } => Some(settings.clone()),
+        _ => None,
+    };
+    if let Some(settings) = &fleet {
         let watch = WatchEtcd::new(reloader.clone(), settings.clone());
         server.add_service(background_service("watch etcd", watch));
     }
+    server.add_service(background_service(
+        "service discovery",
+        Discovery::new(reloader.clone(), fleet),
+    ));
     if let Some(admin) = admin {
         let mut service = Service::new(
             "gatehouse admin".into(),

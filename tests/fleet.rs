@@ -617,3 +617,79 @@ async fn doctor_checks_etcd_and_the_node_s_last_good_config() {
     assert_eq!(code, Some(2));
     assert!(checks.contains("no etcd member answers"), "{checks}");
 }
+
+/// `gatehouse register` for `addr` as an instance of `service`, with a short lease.
+fn sidecar(etcd: &str, service: &str, addr: &str) -> std::process::Child {
+    std::process::Command::new(BIN)
+        .args([
+            "register",
+            "--etcd",
+            etcd,
+            "--service",
+            service,
+            "--addr",
+            addr,
+            "--ttl",
+            "2s",
+        ])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn instances_registered_under_a_lease_join_and_leave_the_pool() {
+    let etcd = EtcdServer::start().await;
+    let (one, two) = (MockUpstream::start("one").await, MockUpstream::start("two").await);
+    etcd.put(
+        &format!("{PREFIX}upstreams/users"),
+        r#"{"targets_from": {"etcd": "/services/users/"}}"#,
+    );
+    etcd.put(&format!("{PREFIX}routes/users"), "{ prefix: /users, upstream: users }");
+    let node = Gateway::start_fleet(&etcd.url(), PREFIX, tempfile::tempdir().unwrap()).await;
+    assert_eq!(status(&node, "/users/x").await, 503, "no instance registered yet");
+
+    let mut first = sidecar(&etcd.url(), "users", &one.addr().to_string());
+    let mut second = sidecar(&etcd.url(), "users", &two.addr().to_string());
+    eventually(Duration::from_secs(10), "both instances in the pool", || async {
+        node.health().await["services"]["users"]["total_instances"] == 2
+    })
+    .await;
+    let seen = distribution(&node, "/users/x", 10).await;
+    assert_eq!((seen.get("one"), seen.get("two")), (Some(&5), Some(&5)), "{seen:?}");
+
+    // The first sidecar dies without a word: its key goes when the 2 s lease expires.
+    let _ = first.kill();
+    let _ = first.wait();
+    let killed = Instant::now();
+    eventually(Duration::from_secs(8), "the dead instance leaves", || async {
+        node.health().await["services"]["users"]["total_instances"] == 1
+    })
+    .await;
+    eprintln!("lease expiry removed the instance after {:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() >= Duration::from_millis(1500),
+        "not before its lease expired"
+    );
+    let seen = distribution(&node, "/users/x", 4).await;
+    assert_eq!(seen.get("two"), Some(&4), "{seen:?}");
+
+    // The second stops cleanly: its lease is revoked, it leaves at once.
+    let stopped = Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    let _ = second.wait();
+    eventually(Duration::from_secs(5), "the stopped instance leaves", || async {
+        node.health().await["services"]["users"]["total_instances"] == 0
+    })
+    .await;
+    assert!(
+        stopped.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(status(&node, "/users/x").await, 503);
+}

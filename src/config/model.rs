@@ -171,6 +171,17 @@ pub struct UpstreamConfig {
     pub retry_non_idempotent: bool,
     pub tls: Option<UpstreamTls>,
     pub h2: bool,
+    /// Where more targets are discovered at runtime.
+    pub targets_from: Option<TargetsFrom>,
+}
+
+/// Runtime discovery of an upstream's targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetsFrom {
+    /// The etcd prefix instances register under (ends with `/`).
+    pub etcd_prefix: String,
+    /// etcd members; empty: the fleet's own.
+    pub endpoints: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

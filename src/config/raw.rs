@@ -189,6 +189,16 @@ pub struct RawUpstream {
     pub ca_file: Option<String>,
     /// Speak HTTP/2 to the upstream (ALPN h2 over TLS; prior knowledge over plain TCP).
     pub h2: Option<bool>,
+    /// Targets discovered at runtime, added to `targets`: `{ etcd: "/services/users/" }`.
+    pub targets_from: Option<RawTargetsFrom>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct RawTargetsFrom {
+    /// An etcd prefix where instances register (`gatehouse register`) under a lease.
+    pub etcd: Option<String>,
+    /// etcd members to read it from (default: the fleet's own).
+    pub endpoints: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -191,8 +191,12 @@ fn upstream(name: &str, raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamC
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c)) {
         p.push(&path, "upstream names may use letters, digits and _ - . : only");
     }
-    if raw.targets.is_empty() {
-        p.push(format!("{path}.targets"), "at least one target is required");
+    let targets_from = raw.targets_from.as_ref().and_then(|t| targets_from(t, &path, p));
+    if raw.targets.is_empty() && targets_from.is_none() {
+        p.push(
+            format!("{path}.targets"),
+            "at least one target is required (or targets_from: { etcd: /services/NAME/ })",
+        );
     }
     let targets: Vec<TargetConfig> = raw
         .targets
@@ -215,6 +219,7 @@ fn upstream(name: &str, raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamC
         retry_non_idempotent: traffic.retry_non_idempotent,
         tls: tls::upstream_tls(raw, &path, p),
         h2: raw.h2.unwrap_or(false),
+        targets_from,
         retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
         connect_timeout: positive_duration(
             &raw.connect_timeout,
@@ -289,6 +294,28 @@ fn target(value: &serde_yaml::Value, path: &str, p: &mut Problems) -> Option<Tar
 fn is_host_port(spec: &str) -> bool {
     spec.rsplit_once(':')
         .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok())
+}
+
+fn targets_from(raw: &super::raw::RawTargetsFrom, path: &str, p: &mut Problems) -> Option<TargetsFrom> {
+    let Some(prefix) = &raw.etcd else {
+        p.push(format!("{path}.targets_from"), "expected { etcd: /services/NAME/ }");
+        return None;
+    };
+    if !prefix.starts_with('/') {
+        p.push(
+            format!("{path}.targets_from.etcd"),
+            "an etcd prefix starts with `/` (/services/NAME/)",
+        );
+        return None;
+    }
+    let mut prefix = prefix.clone();
+    if !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Some(TargetsFrom {
+        etcd_prefix: prefix,
+        endpoints: raw.endpoints.clone().unwrap_or_default(),
+    })
 }
 
 /// `ip:port` as is; `name:port` through the system resolver, once, at load time

@@ -80,10 +80,9 @@ pub struct TargetStatus<'a> {
 // === impl UpstreamPool ===
 
 impl UpstreamPool {
+    /// A pool may be empty (its targets all discovered at runtime, none registered yet):
+    /// every pick is then `NoHealthyTarget`.
     pub fn build(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
-        if config.targets.is_empty() {
-            return Err("at least one target is required".into());
-        }
         let epoch = Instant::now();
         let targets: Arc<Vec<Arc<TargetState>>> = Arc::new(
             config
