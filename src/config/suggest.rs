@@ -56,6 +56,9 @@ fn keys_at(parent: &str) -> Option<Vec<String>> {
         (_, "tracing") => json::<RawTracing>(),
         (_, "admin") => json::<RawAdmin>(),
         (None, "cache") => json::<RawCache>(),
+        (_, "targets_from") => json::<RawTargetsFrom>(),
+        (_, "config_source") => json::<RawConfigSource>(),
+        (Some("config_source"), "etcd") => json::<RawEtcd>(),
         _ => return None,
     };
     let serde_json::Value::Object(map) = value else {
@@ -135,6 +138,9 @@ fn all_keys() -> &'static [String] {
         add(json::<RawIntrospection>());
         add(json::<RawCors>());
         add(json::<RawSecurityHeaders>());
+        add(json::<RawTargetsFrom>());
+        add(json::<RawConfigSource>());
+        add(json::<RawEtcd>());
         keys.sort();
         keys.dedup();
         keys
