@@ -75,13 +75,15 @@ impl BackgroundService for Discovery {
                 if tasks.contains_key(&name) {
                     continue;
                 }
-                match self.settings(&from) {
-                    Ok(settings) => {
-                        let task = tokio::spawn(follow(self.reloader.clone(), name.clone(), settings));
-                        tasks.insert(name, (from, task));
+                let task = match self.settings(&from) {
+                    Ok(settings) => tokio::spawn(follow(self.reloader.clone(), name.clone(), settings)),
+                    Err(e) => {
+                        // Said once per config, not once a second.
+                        log::error!("upstreams.{name}: {e}");
+                        tokio::spawn(async {})
                     }
-                    Err(e) => log::error!("upstreams.{name}: {e}"),
-                }
+                };
+                tasks.insert(name, (from, task));
             }
         }
         for (_, (_, task)) in tasks {
