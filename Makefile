@@ -21,7 +21,8 @@ BUILD_DEPS := cmake:cmake protoc:protobuf-compiler \
 # ... and the test suite runs for real (tests/common require_tool, loadtest/).
 TEST_DEPS := $(BUILD_DEPS) chromium:chromium redis-server:redis-server prometheus:prometheus \
 	promtool:prometheus nginx:nginx-light wrk:wrk curl:curl openssl:openssl \
-	unshare:util-linux taskset:util-linux python3:python3 etcd:etcd-server etcdctl:etcd-client
+	unshare:util-linux taskset:util-linux python3:python3 etcd:etcd-server etcdctl:etcd-client \
+	dnsmasq:dnsmasq
 
 ## deps: install what the build needs (scripts/deps.sh: apt-get, only what is missing)
 deps:

@@ -1,10 +1,14 @@
-//! `targets_from: { etcd: /services/NAME/ }`: an upstream's targets registered at runtime
-//! by the instances themselves (`gatehouse register`, or anything that writes
-//! `host:port` or `{ "addr", "weight" }` under the prefix with a lease). One task per such
-//! upstream lists the prefix, hands the targets to the reloader, and watches for changes;
-//! an instance that dies stops renewing its lease, etcd deletes its key, and the target
-//! goes. Off the request path; the pool is rebuilt with the new target set (its health
-//! state starts over).
+//! `targets_from`: an upstream's targets found at runtime, one task per such upstream, off
+//! the request path; the pool is rebuilt when the set changes (its health state starts
+//! over).
+//!
+//! - `{ etcd: /services/NAME/ }`: registered by the instances themselves (`gatehouse
+//!   register`, or anything that writes `host:port` or `{ "addr", "weight" }` under the
+//!   prefix with a lease). The task lists the prefix and watches it; an instance that dies
+//!   stops renewing its lease, etcd deletes its key, and the target goes.
+//! - `{ dns: name:port }`: every A/AAAA address of the name (a Docker network alias, a
+//!   Kubernetes headless Service), looked up again when the records' TTL runs out (at
+//!   most `interval` apart). A lookup that fails or finds nothing keeps the last targets.
 
 use crate::config::model::{TargetConfig, TargetsFrom};
 use crate::config::resolve;
@@ -12,6 +16,9 @@ use crate::etcd::{self, EtcdSettings, Listing};
 use crate::reload::Reloader;
 use async_trait::async_trait;
 use etcd_client::WatchOptions;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
@@ -34,17 +41,40 @@ impl Discovery {
         Discovery { reloader, fleet }
     }
 
-    /// The etcd to read `from`, or why there is none.
-    fn settings(&self, from: &TargetsFrom) -> Result<EtcdSettings, String> {
-        let base = match (&self.fleet, from.endpoints.is_empty()) {
+    /// The etcd to read `prefix` from, or why there is none.
+    fn settings(&self, prefix: &str, endpoints: &[String]) -> Result<EtcdSettings, String> {
+        let base = match (&self.fleet, endpoints.is_empty()) {
             (Some(fleet), true) => fleet.clone(),
-            (_, false) => EtcdSettings::new(from.endpoints.clone(), None),
+            (_, false) => EtcdSettings::new(endpoints.to_vec(), None),
             (None, true) => return Err("targets_from.etcd needs endpoints (or fleet mode's etcd)".into()),
         };
         Ok(EtcdSettings {
-            prefix: from.etcd_prefix.clone(),
+            prefix: prefix.to_string(),
             ..base
         })
+    }
+
+    /// The task that keeps `upstream` discovered from `from`, or why there can be none.
+    fn task(&self, upstream: &str, from: &TargetsFrom) -> Result<JoinHandle<()>, String> {
+        let (reloader, upstream) = (self.reloader.clone(), upstream.to_string());
+        match from {
+            TargetsFrom::Etcd { prefix, endpoints } => {
+                let settings = self.settings(prefix, endpoints)?;
+                Ok(tokio::spawn(follow(reloader, upstream, settings)))
+            }
+            TargetsFrom::Dns {
+                name,
+                port,
+                resolver,
+                interval,
+            } => {
+                let resolver = dns_resolver(*resolver)?;
+                let (name, port, interval) = (name.clone(), *port, *interval);
+                Ok(tokio::spawn(follow_dns(
+                    reloader, upstream, resolver, name, port, interval,
+                )))
+            }
+        }
     }
 }
 
@@ -75,8 +105,8 @@ impl BackgroundService for Discovery {
                 if tasks.contains_key(&name) {
                     continue;
                 }
-                let task = match self.settings(&from) {
-                    Ok(settings) => tokio::spawn(follow(self.reloader.clone(), name.clone(), settings)),
+                let task = match self.task(&name, &from) {
+                    Ok(task) => task,
                     Err(e) => {
                         // Said once per config, not once a second.
                         log::error!("upstreams.{name}: {e}");
@@ -186,4 +216,77 @@ fn targets_of(listing: &Listing, upstream: &str) -> Vec<TargetConfig> {
     }
     targets.sort_by(|a, b| a.spec.cmp(&b.spec));
     targets
+}
+
+/// A resolver asking `server`, or the system's (/etc/resolv.conf).
+fn dns_resolver(server: Option<std::net::SocketAddr>) -> Result<TokioResolver, String> {
+    let builder = match server {
+        Some(addr) => {
+            let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+            for c in &mut ns.connections {
+                c.port = addr.port();
+            }
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(vec![ns]),
+                TokioRuntimeProvider::default(),
+            )
+        }
+        None => TokioResolver::builder_tokio().map_err(|e| format!("no system resolver: {e}"))?,
+    };
+    builder.build().map_err(|e| format!("cannot build the resolver: {e}"))
+}
+
+/// Shortest wait between two lookups, whatever the TTL says.
+const MIN_DNS_WAIT: Duration = Duration::from_millis(500);
+
+/// Keeps `upstream`'s discovered targets equal to `name`'s addresses.
+async fn follow_dns(
+    reloader: Arc<Reloader>,
+    upstream: String,
+    resolver: TokioResolver,
+    name: String,
+    port: u16,
+    interval: Duration,
+) {
+    loop {
+        let wait = match resolver.lookup_ip(name.as_str()).await {
+            Ok(found) => {
+                let mut addrs: Vec<std::net::SocketAddr> =
+                    found.iter().map(|ip| std::net::SocketAddr::new(ip, port)).collect();
+                addrs.sort();
+                addrs.dedup();
+                if addrs.is_empty() {
+                    log::warn!("upstreams.{upstream}: {name} has no address; keeping the last targets");
+                } else {
+                    let targets = addrs
+                        .iter()
+                        .map(|a| TargetConfig {
+                            spec: a.to_string(),
+                            addr: Some(*a),
+                            weight: 1,
+                        })
+                        .collect();
+                    let (r, u) = (reloader.clone(), upstream.clone());
+                    let count = addrs.len();
+                    match tokio::task::spawn_blocking(move || r.set_discovered(&u, targets)).await {
+                        Ok(Ok(true)) => log::info!("upstreams.{upstream}: {name} → {count} targets"),
+                        Ok(Ok(false)) => {}
+                        Ok(Err(e)) => log::error!("upstreams.{upstream}: discovered targets refused: {e}"),
+                        Err(e) => log::error!("upstreams.{upstream}: {e}"),
+                    }
+                }
+                found
+                    .valid_until()
+                    .saturating_duration_since(std::time::Instant::now())
+                    .clamp(MIN_DNS_WAIT, interval)
+            }
+            Err(e) => {
+                log::warn!("upstreams.{upstream}: cannot resolve {name} ({e}); keeping the last targets");
+                interval.min(Duration::from_secs(5))
+            }
+        };
+        // The resolver caches answers for their TTL; the next lookup must ask again.
+        resolver.clear_cache();
+        tokio::time::sleep(wait).await;
+    }
 }

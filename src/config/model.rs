@@ -177,11 +177,22 @@ pub struct UpstreamConfig {
 
 /// Runtime discovery of an upstream's targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetsFrom {
-    /// The etcd prefix instances register under (ends with `/`).
-    pub etcd_prefix: String,
-    /// etcd members; empty: the fleet's own.
-    pub endpoints: Vec<String>,
+pub enum TargetsFrom {
+    Etcd {
+        /// The etcd prefix instances register under (ends with `/`).
+        prefix: String,
+        /// etcd members; empty: the fleet's own.
+        endpoints: Vec<String>,
+    },
+    Dns {
+        /// The name whose addresses are the targets, and their port.
+        name: String,
+        port: u16,
+        /// `None`: the system's resolver.
+        resolver: Option<std::net::SocketAddr>,
+        /// Longest time between two lookups.
+        interval: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

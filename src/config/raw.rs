@@ -197,6 +197,13 @@ pub struct RawUpstream {
 pub struct RawTargetsFrom {
     /// An etcd prefix where instances register (`gatehouse register`) under a lease.
     pub etcd: Option<String>,
+    /// `name:port`: every A/AAAA address of the name is a target, re-resolved on the
+    /// record TTL (bounded by `interval`).
+    pub dns: Option<String>,
+    /// The DNS server to ask (`ip:port`; default: the system's, /etc/resolv.conf).
+    pub resolver: Option<String>,
+    /// Longest time between two lookups (default 30s).
+    pub interval: Option<String>,
     /// etcd members to read it from (default: the fleet's own).
     pub endpoints: Option<Vec<String>>,
 }

@@ -297,8 +297,42 @@ fn is_host_port(spec: &str) -> bool {
 }
 
 fn targets_from(raw: &super::raw::RawTargetsFrom, path: &str, p: &mut Problems) -> Option<TargetsFrom> {
+    let at = format!("{path}.targets_from");
+    if let Some(dns) = &raw.dns {
+        if raw.etcd.is_some() {
+            p.push(&at, "one of etcd or dns");
+            return None;
+        }
+        let Some((name, port)) = dns
+            .rsplit_once(':')
+            .and_then(|(n, port)| Some((n, port.parse::<u16>().ok()?)))
+        else {
+            p.push(format!("{at}.dns"), format!("\"{dns}\" is not name:port"));
+            return None;
+        };
+        let resolver = match &raw.resolver {
+            Some(r) => match r.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    p.push(
+                        format!("{at}.resolver"),
+                        format!("\"{r}\" is not ip:port (127.0.0.1:53)"),
+                    );
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let interval = positive_duration(&raw.interval, &format!("{at}.interval"), Duration::from_secs(30), p);
+        return Some(TargetsFrom::Dns {
+            name: name.to_string(),
+            port,
+            resolver,
+            interval,
+        });
+    }
     let Some(prefix) = &raw.etcd else {
-        p.push(format!("{path}.targets_from"), "expected { etcd: /services/NAME/ }");
+        p.push(&at, "expected { etcd: /services/NAME/ } or { dns: name:port }");
         return None;
     };
     if !prefix.starts_with('/') {
@@ -312,8 +346,8 @@ fn targets_from(raw: &super::raw::RawTargetsFrom, path: &str, p: &mut Problems) 
     if !prefix.ends_with('/') {
         prefix.push('/');
     }
-    Some(TargetsFrom {
-        etcd_prefix: prefix,
+    Some(TargetsFrom::Etcd {
+        prefix,
         endpoints: raw.endpoints.clone().unwrap_or_default(),
     })
 }

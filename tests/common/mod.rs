@@ -120,7 +120,12 @@ pub struct MockUpstream {
 
 impl MockUpstream {
     pub async fn start(name: &str) -> MockUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
+        Self::start_at(name, "127.0.0.1:0").await
+    }
+
+    /// On a given address (`127.0.0.2:8080`: several instances on one port, as DNS names them).
+    pub async fn start_at(name: &str, addr: &str) -> MockUpstream {
+        let listener = TcpListener::bind(addr).await.expect("bind mock");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(MockState {
             name: name.to_string(),
