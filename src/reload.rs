@@ -3,7 +3,7 @@
 //! snapshot in service keeps serving.
 
 use crate::config::model::{ServerSettings, TargetConfig};
-use crate::config::{resolve, Config, ConfigError, ConfigSource, Problem};
+use crate::config::{fleet, resolve, Config, ConfigError, ConfigSource, Problem};
 use crate::observe::metrics::Metrics;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use async_trait::async_trait;
@@ -269,12 +269,13 @@ impl Reloader {
         }
         let current = self.snapshot.load_full();
         check_restart_fields(&current.server, &config.server, &config.source)?;
-        let fleet = matches!(self.source, ConfigSource::Etcd { .. }).then(|| config.server.state_dir.clone());
-        let kept = fleet.as_ref().map(|_| config.clone());
+        // Fleet mode keeps the applied config as the node's last good one.
+        let state = matches!(self.source, ConfigSource::Etcd { .. })
+            .then(|| (config.server.state_dir.clone(), fleet::state_text(&config)));
         let next = Arc::new(Snapshot::build(config, Some(&current))?);
         self.snapshot.store(next.clone());
-        if let (Some(dir), Some(config)) = (fleet, kept) {
-            if let Err(e) = crate::config::fleet::save_state(&dir, &config) {
+        if let Some((dir, text)) = state {
+            if let Err(e) = text.and_then(|t| fleet::write_state(&dir, &t)) {
                 log::warn!("fleet state not saved (a restart while etcd is down would not find it): {e}");
             }
         }
@@ -430,7 +431,7 @@ impl Reloader {
         let lookup = |k: &str| std::env::var(k).ok();
         let next = listing.with(&key, bytes.clone());
         let source = format!("{} + the change to {key}", settings.describe());
-        crate::config::fleet::load(&next, &local, &source, &lookup).map_err(ChangeError::Invalid)?;
+        fleet::load(&next, &local, &source, &lookup).map_err(ChangeError::Invalid)?;
         let written = crate::etcd::write_if_unchanged_blocking(settings, &key, bytes, current)
             .map_err(ChangeError::Unavailable)?;
         let revision = written.map_err(|now| ChangeError::Conflict { current: now })?;

@@ -32,12 +32,17 @@ async fn status(gw: &Gateway, path: &str) -> u16 {
 
 /// A fleet config: upstream `api` → `up`, route `base` on /base.
 fn seed(etcd: &EtcdServer, up: &MockUpstream) -> i64 {
-    etcd.put(&format!("{PREFIX}settings"), "max_body: 1MiB\n");
-    etcd.put(
+    seed_with(&|k, v| etcd.put(k, v), up)
+}
+
+/// The same through any writer (`put` returns the new revision).
+fn seed_with(put: &dyn Fn(&str, &str) -> i64, up: &MockUpstream) -> i64 {
+    put(&format!("{PREFIX}settings"), "max_body: 1MiB\n");
+    put(
         &format!("{PREFIX}upstreams/api"),
         &format!(r#"{{"targets": ["{}"]}}"#, up.addr()),
     );
-    etcd.put(&format!("{PREFIX}routes/base"), "{ prefix: /base, upstream: api }")
+    put(&format!("{PREFIX}routes/base"), "{ prefix: /base, upstream: api }")
 }
 
 #[tokio::test]
@@ -489,15 +494,7 @@ async fn fifty_changes_under_load_on_two_nodes_fail_no_request() {
 async fn a_three_member_cluster_loses_its_leader_and_the_nodes_never_stop_serving() {
     let mut cluster = common::etcd::EtcdCluster::start(3).await;
     let up = MockUpstream::start("api").await;
-    cluster
-        .try_put(
-            &format!("{PREFIX}upstreams/api"),
-            &format!(r#"{{"targets": ["{}"]}}"#, up.addr()),
-        )
-        .unwrap();
-    cluster
-        .try_put(&format!("{PREFIX}routes/base"), "{ prefix: /base, upstream: api }")
-        .unwrap();
+    seed_with(&|k, v| cluster.try_put(k, v).unwrap(), &up);
     let urls = cluster.urls();
     let a = Gateway::start_fleet(&urls, PREFIX, tempfile::tempdir().unwrap()).await;
     let b = Gateway::start_fleet(&urls, PREFIX, tempfile::tempdir().unwrap()).await;
@@ -543,15 +540,7 @@ async fn a_three_member_cluster_loses_its_leader_and_the_nodes_never_stop_servin
 async fn a_route_created_through_one_node_serves_on_three_within_half_a_second() {
     let cluster = common::etcd::EtcdCluster::start(3).await;
     let up = MockUpstream::start("api").await;
-    cluster
-        .try_put(
-            &format!("{PREFIX}upstreams/api"),
-            &format!(r#"{{"targets": ["{}"]}}"#, up.addr()),
-        )
-        .unwrap();
-    cluster
-        .try_put(&format!("{PREFIX}routes/base"), "{ prefix: /base, upstream: api }")
-        .unwrap();
+    seed_with(&|k, v| cluster.try_put(k, v).unwrap(), &up);
     let urls = cluster.urls();
     let mut nodes = Vec::new();
     for _ in 0..3 {

@@ -133,15 +133,25 @@ pub fn state_file(dir: &Path) -> PathBuf {
 /// start if etcd is down then. Written whole to a temporary file, then renamed; 0600, as it
 /// holds the fleet's secrets.
 pub fn save_state(dir: &Path, config: &Config) -> Result<(), String> {
+    write_state(dir, &state_text(config)?)
+}
+
+/// The state file's content for `config` (taken before the config is consumed by a build,
+/// written once the build succeeded).
+pub fn state_text(config: &Config) -> Result<Vec<u8>, String> {
     let state = serde_json::json!({ "revision": config.revision, "config": config.document });
+    serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())
+}
+
+/// Writes a state file's content whole to a temporary file, then renames it.
+pub fn write_state(dir: &Path, text: &[u8]) -> Result<(), String> {
     let path = state_file(dir);
     let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::io::Write::write_all(&mut file, &text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::io::Write::write_all(&mut file, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -72,11 +72,10 @@ impl ConfigSource {
             }
             ConfigSource::File(path) => load_file(path, &lookup),
             ConfigSource::Environment => seed::load(&lookup),
-            ConfigSource::Etcd { settings, bootstrap } => {
+            ConfigSource::Etcd { settings, .. } => {
                 let local = self.node_local()?;
                 let listing = crate::etcd::list_blocking(settings)
                     .map_err(|e| ConfigError::unavailable(settings.describe(), e))?;
-                let _ = bootstrap;
                 // The revision in the source names a refused change in logs and /admin/config.
                 let source = format!("{} (revision {})", settings.describe(), listing.revision);
                 fleet::load(&listing, &local, &source, &lookup)
