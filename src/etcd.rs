@@ -3,7 +3,7 @@
 //! async runtime, or on a blocking thread). Knows nothing of gatehouse's config: keys and
 //! bytes in, keys and bytes out.
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::{Client, ConnectOptions, GetOptions, OpenSslClientConfig};
 use std::time::Duration;
 
 /// Where the fleet's config lives.
@@ -15,8 +15,52 @@ pub struct EtcdSettings {
     pub prefix: String,
     /// `(user, password)` when etcd has authentication on.
     pub credentials: Option<(String, String)>,
+    /// Files for `https://` endpoints; none: the system's CAs, no client certificate.
+    pub tls: EtcdTls,
     /// Bound on connecting and on each request.
     pub timeout: Duration,
+}
+
+/// PEM files for TLS to etcd.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CAs that sign the members' certificates (default: the system's).
+    pub ca_file: Option<String>,
+    /// A client certificate and its key, for etcd run with `--client-cert-auth`.
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+impl EtcdTls {
+    /// The OpenSSL client setup: peer and host name verified, against `ca_file` when given.
+    fn client_config(&self) -> Result<OpenSslClientConfig, String> {
+        let read = |path: &str| std::fs::read(path).map_err(|e| format!("{path}: {e}"));
+        let ca = self.ca_file.as_deref().map(read).transpose()?;
+        let identity = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        };
+        Ok(OpenSslClientConfig::default().manually(move |builder| {
+            if let Some(pem) = &ca {
+                for cert in openssl::x509::X509::stack_from_pem(pem)? {
+                    builder.cert_store_mut().add_cert(cert)?;
+                }
+            }
+            if let Some((cert, key)) = &identity {
+                let mut chain = openssl::x509::X509::stack_from_pem(cert)?.into_iter();
+                if let Some(leaf) = chain.next() {
+                    builder.set_certificate(&leaf)?;
+                }
+                for intermediate in chain {
+                    builder.add_extra_chain_cert(intermediate)?;
+                }
+                let key = openssl::pkey::PKey::private_key_from_pem(key)?;
+                builder.set_private_key(&key)?;
+                builder.check_private_key()?;
+            }
+            Ok(())
+        }))
+    }
 }
 
 /// Default prefix of the fleet's keys.
@@ -33,6 +77,7 @@ impl EtcdSettings {
             endpoints,
             prefix,
             credentials: None,
+            tls: EtcdTls::default(),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -105,6 +150,9 @@ async fn connect_one(s: &EtcdSettings, endpoint: &str) -> Result<Client, String>
         .with_keep_alive(Duration::from_secs(2), s.timeout);
     if let Some((user, password)) = &s.credentials {
         options = options.with_user(user.clone(), password.clone());
+    }
+    if endpoint.starts_with("https://") {
+        options = options.with_openssl_tls(s.tls.client_config()?);
     }
     let attempt = async {
         let mut client = Client::connect([endpoint], Some(options))

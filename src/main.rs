@@ -32,6 +32,26 @@ struct Cli {
     /// The fleet's key prefix (default /gatehouse/). Also GATEHOUSE_ETCD_PREFIX.
     #[arg(long, global = true, value_name = "PREFIX")]
     etcd_prefix: Option<String>,
+    /// CA file for https:// etcd endpoints (default: the system's). Also GATEHOUSE_ETCD_CA.
+    #[arg(long, global = true, value_name = "FILE")]
+    etcd_ca: Option<String>,
+    /// Client certificate for etcd (`--client-cert-auth`). Also GATEHOUSE_ETCD_CERT.
+    #[arg(long, global = true, value_name = "FILE", requires = "etcd_key")]
+    etcd_cert: Option<String>,
+    /// The client certificate's key. Also GATEHOUSE_ETCD_KEY.
+    #[arg(long, global = true, value_name = "FILE", requires = "etcd_cert")]
+    etcd_key: Option<String>,
+}
+
+/// How to reach etcd, from the command line; the rest from the environment
+/// (GATEHOUSE_ETCD_USERNAME and GATEHOUSE_ETCD_PASSWORD: no password on a command line).
+#[derive(Clone)]
+struct EtcdFlags {
+    urls: Option<String>,
+    prefix: Option<String>,
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -154,21 +174,31 @@ enum Command {
 /// Where the config comes from: etcd (`--etcd` or GATEHOUSE_ETCD; `-c` is then the
 /// bootstrap file), a file (fleet mode too when it holds `config_source`), or the
 /// environment / the bundled file.
-fn config_source(
-    config: Option<PathBuf>,
-    etcd: Option<String>,
-    prefix: Option<String>,
-) -> Result<ConfigSource, String> {
+fn config_source(config: Option<PathBuf>, flags: &EtcdFlags) -> Result<ConfigSource, String> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let Some(urls) = etcd.or_else(|| env("GATEHOUSE_ETCD")) {
+    if let Some(urls) = flags.urls.clone().or_else(|| env("GATEHOUSE_ETCD")) {
         let endpoints = urls
             .split(',')
             .map(|u| u.trim().to_string())
             .filter(|u| !u.is_empty())
             .collect();
-        let prefix = prefix.or_else(|| env("GATEHOUSE_ETCD_PREFIX"));
+        let prefix = flags.prefix.clone().or_else(|| env("GATEHOUSE_ETCD_PREFIX"));
+        let mut settings = gatehouse::etcd::EtcdSettings::new(endpoints, prefix.as_deref());
+        settings.tls = gatehouse::etcd::EtcdTls {
+            ca_file: flags.ca.clone().or_else(|| env("GATEHOUSE_ETCD_CA")),
+            cert_file: flags.cert.clone().or_else(|| env("GATEHOUSE_ETCD_CERT")),
+            key_file: flags.key.clone().or_else(|| env("GATEHOUSE_ETCD_KEY")),
+        };
+        if settings.tls.cert_file.is_some() != settings.tls.key_file.is_some() {
+            return Err("GATEHOUSE_ETCD_CERT and GATEHOUSE_ETCD_KEY go together".into());
+        }
+        settings.credentials = match (env("GATEHOUSE_ETCD_USERNAME"), env("GATEHOUSE_ETCD_PASSWORD")) {
+            (Some(user), Some(password)) => Some((user, password)),
+            (None, None) => None,
+            _ => return Err("GATEHOUSE_ETCD_USERNAME and GATEHOUSE_ETCD_PASSWORD go together".into()),
+        };
         return Ok(ConfigSource::Etcd {
-            settings: gatehouse::etcd::EtcdSettings::new(endpoints, prefix.as_deref()),
+            settings,
             bootstrap: config,
         });
     }
@@ -181,9 +211,14 @@ fn config_source(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     gatehouse::observe::logging::init();
-    let (etcd, prefix) = (cli.etcd, cli.etcd_prefix);
-    let (cli_etcd, cli_prefix) = (etcd.clone(), prefix.clone());
-    let source = move |config: Option<PathBuf>| config_source(config, etcd.clone(), prefix.clone());
+    let flags = EtcdFlags {
+        urls: cli.etcd,
+        prefix: cli.etcd_prefix,
+        ca: cli.etcd_ca,
+        cert: cli.etcd_cert,
+        key: cli.etcd_key,
+    };
+    let source = |config: Option<PathBuf>| config_source(config, &flags);
     let outcome = match cli.command {
         Command::Run {
             config,
@@ -213,7 +248,7 @@ fn main() -> ExitCode {
             client_ip,
             json,
         } => source(config).and_then(|s| explain(s, method, url, headers, client_ip, json)),
-        Command::Config { action } => return fleet_config(action, etcd_settings(cli_etcd.clone(), cli_prefix.clone())),
+        Command::Config { action } => return fleet_config(action, etcd_settings(&flags)),
         Command::Register {
             service,
             addr,
@@ -221,7 +256,10 @@ fn main() -> ExitCode {
             ttl,
             prefix,
         } => register(
-            etcd_settings(cli_etcd.clone(), None),
+            etcd_settings(&EtcdFlags {
+                prefix: None,
+                ..flags.clone()
+            }),
             service,
             addr,
             weight,
@@ -297,8 +335,8 @@ fn check(source: ConfigSource) -> Result<(), String> {
 }
 
 /// `--etcd`/`--etcd-prefix`, else GATEHOUSE_ETCD/GATEHOUSE_ETCD_PREFIX.
-fn etcd_settings(etcd: Option<String>, prefix: Option<String>) -> Result<gatehouse::etcd::EtcdSettings, String> {
-    match config_source(None, etcd, prefix)? {
+fn etcd_settings(flags: &EtcdFlags) -> Result<gatehouse::etcd::EtcdSettings, String> {
+    match config_source(None, flags)? {
         ConfigSource::Etcd { settings, .. } => Ok(settings),
         _ => Err("no etcd: pass --etcd http://host:2379 (or set GATEHOUSE_ETCD)".into()),
     }

@@ -90,13 +90,11 @@ impl Snapshot {
         let mut problems = Vec::new();
         let mut upstreams = BTreeMap::new();
         for (name, cfg) in &config.upstreams {
-            let reused = previous
-                .and_then(|p| p.upstreams.get(name))
-                .filter(|pool| pool.config == *cfg)
-                .cloned();
+            let before = previous.and_then(|p| p.upstreams.get(name));
+            let reused = before.filter(|pool| pool.config == *cfg).cloned();
             match reused
                 .map(Ok)
-                .unwrap_or_else(|| UpstreamPool::build(name, cfg).map(Arc::new))
+                .unwrap_or_else(|| UpstreamPool::build(name, cfg, before.map(|p| p.as_ref())).map(Arc::new))
             {
                 Ok(pool) => {
                     upstreams.insert(name.clone(), pool);

@@ -140,3 +140,40 @@ async fn no_healthy_target_is_a_503() {
     assert_eq!(body["error"], "no healthy target in upstream u");
     assert_eq!(gw.health().await["status"], "degraded");
 }
+
+#[tokio::test]
+async fn a_target_added_at_runtime_leaves_what_was_known_of_the_others() {
+    let a = MockUpstream::start("a").await;
+    let mut b = MockUpstream::start("b").await;
+    b.stop();
+    let c = MockUpstream::start("c").await;
+    // One probe at start, none again for the test's length: whatever /health says after
+    // the change was carried over from before it, not probed anew.
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  u:\n    targets: [\"{}\", \"{}\"]\n    retries: 0\n    health_check: {{ path: /health, interval: 10m, healthy: 1, unhealthy: 1 }}\nroutes: [{{ prefix: /, upstream: u }}]\n",
+        a.addr(),
+        b.addr()
+    ))
+    .await;
+    eventually(Duration::from_secs(5), "b found unhealthy", || async {
+        gw.healthy_targets("u").await == 1
+    })
+    .await;
+
+    let r = client()
+        .post(gw.admin_url("/admin/upstreams/u/targets"))
+        .json(&serde_json::json!({ "addr": c.addr().to_string() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let health = gw.health().await;
+    assert_eq!(health["services"]["u"]["total_instances"], 3, "{health}");
+    assert_eq!(
+        health["services"]["u"]["healthy_instances"], 2,
+        "b is still known dead: {health}"
+    );
+    // With retries off, a b taken for healthy would answer 502s.
+    let counts = distribution(&gw, "/", 100).await;
+    assert_eq!((counts.get("a"), counts.get("c")), (Some(&50), Some(&50)), "{counts:?}");
+}

@@ -1,5 +1,6 @@
-//! `targets_from: { dns: name:port }` against a real DNS server (dnsmasq on a loopback
-//! port, answering from a hosts file the test rewrites): the pool follows the records.
+//! `targets_from: { dns: ... }` against a real DNS server (dnsmasq on a loopback port,
+//! answering from a hosts file the test rewrites, and SRV records given at its start): the
+//! pool follows the records.
 
 mod common;
 
@@ -14,7 +15,8 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
-    async fn start(port: u16, records: &str) -> Dnsmasq {
+    /// `srv`: dnsmasq's `--srv-host` values (`_service._proto.name,target,port,priority,weight`).
+    async fn start(port: u16, records: &str, srv: &[String]) -> Dnsmasq {
         require_tool("dnsmasq", "dnsmasq");
         let dir = tempfile::tempdir().unwrap();
         let hosts = dir.path().join("hosts");
@@ -28,6 +30,7 @@ impl Dnsmasq {
                 "--log-facility=-",
             ])
             .arg(format!("--port={port}"))
+            .args(srv.iter().map(|s| format!("--srv-host={s}")))
             .arg(format!("--addn-hosts={}", hosts.display()))
             .arg(format!("--pid-file={}", dir.path().join("pid").display()))
             .stdout(Stdio::null())
@@ -74,7 +77,7 @@ async fn dns_discovered_targets_follow_the_records() {
     let _a = MockUpstream::start_at("a", &format!("127.0.0.2:{port}")).await;
     let _b = MockUpstream::start_at("b", &format!("127.0.0.3:{port}")).await;
     let dns_port = free_port();
-    let dns = Dnsmasq::start(dns_port, "127.0.0.2 users.test\n").await;
+    let dns = Dnsmasq::start(dns_port, "127.0.0.2 users.test\n", &[]).await;
     let gw = Gateway::start(&format!(
         "upstreams: {{ users: {{ targets_from: {{ dns: \"users.test:{port}\", resolver: \"127.0.0.1:{dns_port}\", interval: 2s }} }} }}\nroutes: [{{ prefix: /, upstream: users }}]\n"
     ))
@@ -110,4 +113,66 @@ async fn dns_discovered_targets_follow_the_records() {
     .await;
     assert_eq!(instances(&gw).await, 1);
     assert_eq!(distribution(&gw, "/x", 2).await.get("b"), Some(&2));
+}
+
+#[tokio::test]
+async fn srv_records_give_the_targets_their_ports_and_weights() {
+    // Different ports on different addresses: only the SRV records say which is where.
+    let (port_a, port_b, port_c) = (free_port(), free_port(), free_port());
+    let _a = MockUpstream::start_at("a", &format!("127.0.0.2:{port_a}")).await;
+    let _b = MockUpstream::start_at("b", &format!("127.0.0.3:{port_b}")).await;
+    let _c = MockUpstream::start_at("c", &format!("127.0.0.4:{port_c}")).await;
+    let dns_port = free_port();
+    let dns = Dnsmasq::start(
+        dns_port,
+        "127.0.0.2 a.test\n127.0.0.3 b.test\n127.0.0.4 c.test\n",
+        &[
+            format!("_http._tcp.users.test,a.test,{port_a},0,1000"),
+            format!("_http._tcp.users.test,b.test,{port_b},0,3000"),
+            // A backup: a worse priority, used only when no better record resolves.
+            format!("_http._tcp.users.test,c.test,{port_c},1,10"),
+        ],
+    )
+    .await;
+    let gw = Gateway::start(&format!(
+        "upstreams: {{ users: {{ targets_from: {{ dns: _http._tcp.users.test, resolver: \"127.0.0.1:{dns_port}\", interval: 2s }} }} }}\nroutes: [{{ prefix: /, upstream: users }}]\n"
+    ))
+    .await;
+    eventually(
+        Duration::from_secs(5),
+        "both best-priority records are targets",
+        || async { instances(&gw).await == 2 },
+    )
+    .await;
+    // SRV weights go to 65535; the pool's to 100: 1000:3000 becomes 33:100, one whole
+    // round of the weighted wheel is 133 picks.
+    let seen = distribution(&gw, "/x", 133).await;
+    assert_eq!((seen.get("a"), seen.get("b")), (Some(&33), Some(&100)), "{seen:?}");
+
+    // Neither best record resolves any more: the backup takes over.
+    dns.set("127.0.0.4 c.test\n");
+    eventually(Duration::from_secs(6), "the backup record is the target", || async {
+        instances(&gw).await == 1
+    })
+    .await;
+    assert_eq!(distribution(&gw, "/x", 4).await.get("c"), Some(&4));
+}
+
+#[tokio::test]
+async fn a_dns_name_that_is_neither_name_port_nor_srv_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.yaml");
+    std::fs::write(
+        &path,
+        "upstreams: { users: { targets_from: { dns: users.test } } }\nroutes: [{ prefix: /, upstream: users }]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("targets_from.dns") && text.contains("SRV name"), "{text}");
 }

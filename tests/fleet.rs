@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::etcd::EtcdServer;
+use common::etcd::{EtcdSecurity, EtcdServer};
 use common::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -681,4 +681,135 @@ async fn instances_registered_under_a_lease_join_and_leave_the_pool() {
         stopped.elapsed()
     );
     assert_eq!(status(&node, "/users/x").await, 503);
+}
+
+/// `config_source.etcd` of a bootstrap file reaching `url` with these TLS files.
+fn secure_bootstrap(
+    url: &str,
+    password: &str,
+    ca: &std::path::Path,
+    client: &(std::path::PathBuf, std::path::PathBuf),
+) -> String {
+    format!(
+        "config_source:\n  etcd:\n    endpoints: [\"{url}\"]\n    prefix: {PREFIX}\n    username: root\n    password: {password}\n    tls: {{ ca_file: \"{}\", cert_file: \"{}\", key_file: \"{}\" }}\n",
+        ca.display(),
+        client.0.display(),
+        client.1.display()
+    )
+}
+
+#[tokio::test]
+async fn an_etcd_behind_tls_client_certificates_and_a_password_serves_the_fleet() {
+    let pki = TestPki::new();
+    let client = pki.leaf("client", "gatehouse-node", -1, 30);
+    let mut etcd = EtcdServer::start_secure(EtcdSecurity {
+        ca: pki.ca_path(),
+        server: pki.leaf("etcd", "127.0.0.1", -1, 30),
+        client: client.clone(),
+    })
+    .await;
+    etcd.enable_auth("s3cret-pw");
+    let up = MockUpstream::start("api").await;
+    let revision = seed(&etcd, &up);
+
+    // A node configured by its bootstrap file: lists, serves, and watches over TLS.
+    let gw = Gateway::start(&secure_bootstrap(&etcd.url(), "s3cret-pw", &pki.ca_path(), &client)).await;
+    assert_eq!(status(&gw, "/base/x").await, 200);
+    assert_eq!(admin_config(&gw).await["generation"], revision);
+    etcd.put(&format!("{PREFIX}routes/r1"), "{ path: /r1, upstream: api }");
+    eventually(
+        Duration::from_secs(5),
+        "the change arrives through the watch",
+        || async { status(&gw, "/r1").await == 200 },
+    )
+    .await;
+
+    // The CLI: --etcd-ca/--etcd-cert/--etcd-key, the password from the environment.
+    let cli = |password: &str, ca: &std::path::Path| {
+        std::process::Command::new(BIN)
+            .args(["config", "pull", "--etcd", &etcd.url(), "--etcd-prefix", PREFIX])
+            .arg("--etcd-ca")
+            .arg(ca)
+            .arg("--etcd-cert")
+            .arg(&client.0)
+            .arg("--etcd-key")
+            .arg(&client.1)
+            .env("GATEHOUSE_ETCD_USERNAME", "root")
+            .env("GATEHOUSE_ETCD_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let pulled = cli("s3cret-pw", &pki.ca_path());
+    let text = String::from_utf8_lossy(&pulled.stdout);
+    assert!(pulled.status.success(), "{}", String::from_utf8_lossy(&pulled.stderr));
+    assert!(text.contains("/r1"), "{text}");
+
+    // A wrong password, a CA that did not sign the member's certificate: refused, saying why.
+    let wrong_password = cli("nope", &pki.ca_path());
+    let why = String::from_utf8_lossy(&wrong_password.stderr);
+    assert!(!wrong_password.status.success());
+    assert!(why.contains("authentication failed"), "{why}");
+    let other = TestPki::new();
+    let wrong_ca = cli("s3cret-pw", &other.ca_path());
+    let why = String::from_utf8_lossy(&wrong_ca.stderr);
+    assert!(!wrong_ca.status.success());
+    assert!(why.contains("certificate verify failed"), "{why}");
+}
+
+#[tokio::test]
+async fn certificates_in_etcd_serve_on_the_node_s_own_tls_listener_and_follow_changes() {
+    let etcd = EtcdServer::start().await;
+    let up = MockUpstream::start("api").await;
+    seed(&etcd, &up);
+    let pki = TestPki::new();
+    let (a_cert, a_key) = pki.leaf("a", "a.test", -1, 10);
+    let (b_cert, b_key) = pki.leaf("b", "b.test", -1, 10);
+    let cert = |c: &std::path::Path, k: &std::path::Path| {
+        format!(r#"{{"cert": "{}", "key": "{}"}}"#, c.display(), k.display())
+    };
+    etcd.put(&format!("{PREFIX}certs/a"), &cert(&a_cert, &a_key));
+    // The listener is the node's (bootstrap); the certificates are the fleet's (etcd).
+    let tls_port = free_port();
+    let gw = Gateway::start(&format!(
+        "config_source: {{ etcd: {{ endpoints: [\"{}\"], prefix: {PREFIX} }} }}\ntls: {{ listen: [\"127.0.0.1:{tls_port}\"] }}\n",
+        etcd.url()
+    ))
+    .await;
+    let client = pki.client(&[("a.test", tls_port), ("b.test", tls_port)]);
+    let get = |host: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("https://{host}:{tls_port}/base/x"))
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16())
+        }
+    };
+    assert_eq!(get("a.test").await, 200);
+    assert_eq!(
+        get("b.test").await,
+        0,
+        "no certificate for b.test yet: the handshake fails"
+    );
+
+    etcd.put(&format!("{PREFIX}certs/b"), &cert(&b_cert, &b_key));
+    eventually(Duration::from_secs(5), "b.test's certificate is served", || async {
+        get("b.test").await == 200
+    })
+    .await;
+    assert_eq!(get("a.test").await, 200);
+
+    // A certificate file that does not exist is refused; both keep serving.
+    etcd.put(
+        &format!("{PREFIX}certs/b"),
+        r#"{"cert": "/nonexistent.pem", "key": "/nonexistent.key"}"#,
+    );
+    eventually(Duration::from_secs(5), "the bad certificate is refused", || async {
+        admin_config(&gw).await["refused"]["problems"]
+            .to_string()
+            .contains("certs/b")
+    })
+    .await;
+    assert_eq!((get("a.test").await, get("b.test").await), (200, 200));
 }

@@ -15,10 +15,10 @@
 //! Problems are reported by etcd key (`routes/api: upstream: unknown upstream "x"`).
 
 use super::error::{ConfigError, Problems};
-use super::raw::{RawConfig, RawEtcd};
+use super::raw::{RawConfig, RawEtcd, RawEtcdTls};
 use super::{env, field_path, finish, port_override, suggest, switch_overrides, validate, Config};
-use crate::etcd::EtcdSettings;
 use crate::etcd::Listing;
+use crate::etcd::{EtcdSettings, EtcdTls};
 use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};
 
@@ -114,6 +114,9 @@ pub fn etcd_settings(raw: &RawEtcd, source: &str) -> Result<EtcdSettings, Config
         (None, None) => {}
         _ => p.push("config_source.etcd", "username and password go together"),
     }
+    if let Some(tls) = &raw.tls {
+        settings.tls = etcd_tls(tls, &mut p);
+    }
     if let Some(t) = &raw.timeout {
         match super::parse_duration(t) {
             Ok(d) if !d.is_zero() => settings.timeout = d,
@@ -122,6 +125,29 @@ pub fn etcd_settings(raw: &RawEtcd, source: &str) -> Result<EtcdSettings, Config
         }
     }
     p.into_result(source, settings)
+}
+
+/// `config_source.etcd.tls`: files that exist, a certificate with its key.
+fn etcd_tls(raw: &RawEtcdTls, p: &mut Problems) -> EtcdTls {
+    for (field, file) in [
+        ("ca_file", &raw.ca_file),
+        ("cert_file", &raw.cert_file),
+        ("key_file", &raw.key_file),
+    ] {
+        if let Some(path) = file {
+            if let Err(e) = std::fs::metadata(path) {
+                p.push(format!("config_source.etcd.tls.{field}"), format!("\"{path}\": {e}"));
+            }
+        }
+    }
+    if raw.cert_file.is_some() != raw.key_file.is_some() {
+        p.push("config_source.etcd.tls", "cert_file and key_file go together");
+    }
+    EtcdTls {
+        ca_file: raw.ca_file.clone(),
+        cert_file: raw.cert_file.clone(),
+        key_file: raw.key_file.clone(),
+    }
 }
 
 /// Where the last good config of a fleet node is kept, under its `state_dir`.

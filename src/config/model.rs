@@ -185,9 +185,10 @@ pub enum TargetsFrom {
         endpoints: Vec<String>,
     },
     Dns {
-        /// The name whose addresses are the targets, and their port.
+        /// The name whose addresses are the targets, and their port; without a port, an
+        /// SRV name (`_http._tcp.users.example`) whose records give ports and weights.
         name: String,
-        port: u16,
+        port: Option<u16>,
         /// `None`: the system's resolver.
         resolver: Option<std::net::SocketAddr>,
         /// Longest time between two lookups.

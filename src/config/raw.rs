@@ -197,8 +197,9 @@ pub struct RawUpstream {
 pub struct RawTargetsFrom {
     /// An etcd prefix where instances register (`gatehouse register`) under a lease.
     pub etcd: Option<String>,
-    /// `name:port`: every A/AAAA address of the name is a target, re-resolved on the
-    /// record TTL (bounded by `interval`).
+    /// `name:port`: every A/AAAA address of the name is a target; `_service._proto.name`:
+    /// every SRV record (its target's addresses, port and weight). Looked up again on the
+    /// records' TTL (bounded by `interval`).
     pub dns: Option<String>,
     /// The DNS server to ask (`ip:port`; default: the system's, /etc/resolv.conf).
     pub resolver: Option<String>,
@@ -411,6 +412,17 @@ pub struct RawEtcd {
     pub prefix: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// For `https://` endpoints: `{ ca_file, cert_file, key_file }` (PEM).
+    pub tls: Option<RawEtcdTls>,
     /// Connect and request timeout (default 3s).
     pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+pub struct RawEtcdTls {
+    /// CAs that sign the members' certificates (default: the system's).
+    pub ca_file: Option<String>,
+    /// A client certificate, for etcd run with `--client-cert-auth`.
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
 }

@@ -52,6 +52,7 @@ fn keys_at(parent: &str) -> Option<Vec<String>> {
         (_, "cors") => json::<RawCors>(),
         (_, "security_headers") => json::<RawSecurityHeaders>(),
         (_, "tls") if segments.len() == 1 => json::<RawTls>(),
+        (Some("etcd"), "tls") => json::<RawEtcdTls>(),
         (_, "certs") => json::<RawCert>(),
         (_, "tracing") => json::<RawTracing>(),
         (_, "admin") => json::<RawAdmin>(),
@@ -141,6 +142,7 @@ fn all_keys() -> &'static [String] {
         add(json::<RawTargetsFrom>());
         add(json::<RawConfigSource>());
         add(json::<RawEtcd>());
+        add(json::<RawEtcdTls>());
         keys.sort();
         keys.dedup();
         keys

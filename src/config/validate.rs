@@ -303,11 +303,17 @@ fn targets_from(raw: &super::raw::RawTargetsFrom, path: &str, p: &mut Problems) 
             p.push(&at, "one of etcd or dns");
             return None;
         }
-        let Some((name, port)) = dns
+        let with_port = dns
             .rsplit_once(':')
-            .and_then(|(n, port)| Some((n, port.parse::<u16>().ok()?)))
-        else {
-            p.push(format!("{at}.dns"), format!("\"{dns}\" is not name:port"));
+            .and_then(|(n, port)| Some((n, Some(port.parse::<u16>().ok()?))));
+        let srv = || dns.starts_with('_').then_some((dns.as_str(), None));
+        let Some((name, port)) = with_port.or_else(srv).filter(|(n, _)| !n.is_empty()) else {
+            p.push(
+                format!("{at}.dns"),
+                format!(
+                    "\"{dns}\" is neither name:port (users.internal:8080) nor an SRV name (_http._tcp.users.internal)"
+                ),
+            );
             return None;
         };
         let resolver = match &raw.resolver {

@@ -6,6 +6,11 @@
 //! targets that are unhealthy (active checks), ejected (passive health) or already failed
 //! this request; a pool whose circuit is open refuses before selecting. Active health
 //! checks are not scheduled by the pool but by the one [`crate::supervisor::Supervisor`].
+//!
+//! A pool rebuilt because its config changed (a target added or removed, by hand or by
+//! discovery) keeps what it knew of the targets that stay: their active health (the
+//! pools share one Pingora `HealthRegistry` while the probe is the same), their passive
+//! ejections and in-flight counts, and the circuit while its settings are the same.
 
 mod circuit;
 mod health;
@@ -18,12 +23,12 @@ pub use health::HealthSchedule;
 pub use split::RouteUpstreams;
 pub use target::{InFlight, TargetState};
 
-use crate::config::model::{Balance, UpstreamConfig};
+use crate::config::model::{Balance, TargetConfig, UpstreamConfig};
 use least_conn::LeastConn;
 use pingora::lb::discovery::Static;
 use pingora::lb::selection::consistent::KetamaHashing;
 use pingora::lb::selection::{BackendIter, BackendSelection, RoundRobin};
-use pingora::lb::{Backend, Backends, LoadBalancer};
+use pingora::lb::{Backend, Backends, HealthRegistry, LoadBalancer};
 use pingora::protocols::l4::socket::SocketAddr;
 use pingora::upstreams::peer::HttpPeer;
 use std::collections::BTreeSet;
@@ -54,7 +59,10 @@ pub struct UpstreamPool {
     targets: Arc<Vec<Arc<TargetState>>>,
     circuit: Option<Arc<CircuitBreaker>>,
     peer_template: HttpPeer,
-    health: Option<HealthSchedule>,
+    health: Option<Arc<HealthSchedule>>,
+    /// Active health per target address; shared with the pool this one replaced when the
+    /// probe is the same.
+    registry: Arc<HealthRegistry>,
 }
 
 /// Why no target was picked.
@@ -81,29 +89,54 @@ pub struct TargetStatus<'a> {
 
 impl UpstreamPool {
     /// A pool may be empty (its targets all discovered at runtime, none registered yet):
-    /// every pick is then `NoHealthyTarget`.
-    pub fn build(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
+    /// every pick is then `NoHealthyTarget`. `previous` is the pool of the same name this
+    /// one replaces, whose knowledge of the targets that stay is kept.
+    pub fn build(name: &str, config: &UpstreamConfig, previous: Option<&UpstreamPool>) -> Result<Self, String> {
         let epoch = Instant::now();
+        let kept = |t: &TargetConfig| {
+            previous
+                .and_then(|p| p.targets.iter().find(|s| s.config == *t))
+                .cloned()
+        };
         let targets: Arc<Vec<Arc<TargetState>>> = Arc::new(
             config
                 .targets
                 .iter()
                 .map(|t| {
-                    // An unresolved target gets an address no selection can reach: it is
-                    // left out of the balancer (and its health checks) until it resolves.
-                    let backend = Backend {
-                        addr: SocketAddr::Inet(t.addr.unwrap_or(UNRESOLVED)),
-                        weight: t.weight as usize,
-                        ext: Default::default(),
-                    };
-                    Arc::new(TargetState::new(t.clone(), backend, epoch))
+                    kept(t).unwrap_or_else(|| {
+                        // An unresolved target gets an address no selection can reach: it is
+                        // left out of the balancer (and its health checks) until it resolves.
+                        let backend = Backend {
+                            addr: SocketAddr::Inet(t.addr.unwrap_or(UNRESOLVED)),
+                            weight: t.weight as usize,
+                            ext: Default::default(),
+                        };
+                        Arc::new(TargetState::new(t.clone(), backend, epoch))
+                    })
                 })
                 .collect(),
         );
+        // Same probe (path, host, thresholds, TLS): the health seen so far still holds.
+        let same_probe =
+            previous.filter(|p| p.config.health_check == config.health_check && p.config.tls == config.tls);
+        let (registry, health) = match same_probe {
+            Some(p) => (p.registry.clone(), p.health.clone()),
+            None => {
+                let registry = HealthRegistry::with_equivalence(address_key);
+                if let Some(hc) = &config.health_check {
+                    registry.set_health_check(health::http_check(name, hc, config.tls.as_ref())?);
+                }
+                let schedule = config
+                    .health_check
+                    .as_ref()
+                    .map(|hc| Arc::new(HealthSchedule::new(hc.interval)));
+                (Arc::new(registry), schedule)
+            }
+        };
         let balancer = match &config.balance {
-            Balance::RoundRobin => Balancer::RoundRobin(load_balancer(name, config, &targets, None)?),
-            Balance::ConsistentHash(_) => Balancer::Ketama(load_balancer(name, config, &targets, None)?),
-            Balance::LeastConn => Balancer::LeastConn(load_balancer(name, config, &targets, Some(targets.clone()))?),
+            Balance::RoundRobin => Balancer::RoundRobin(load_balancer(&registry, &targets, None)?),
+            Balance::ConsistentHash(_) => Balancer::Ketama(load_balancer(&registry, &targets, None)?),
+            Balance::LeastConn => Balancer::LeastConn(load_balancer(&registry, &targets, Some(targets.clone()))?),
         };
         // The template's address is replaced by the picked target's on every attempt.
         let mut peer_template = peer_template(UNRESOLVED, config)?;
@@ -111,15 +144,20 @@ impl UpstreamPool {
         peer_template.options.read_timeout = Some(config.timeout);
         peer_template.options.write_timeout = Some(config.timeout);
         peer_template.options.idle_timeout = Some(config.keepalive_timeout);
+        let circuit = match previous.and_then(|p| p.circuit.as_ref()) {
+            Some(c) if previous.is_some_and(|p| p.config.circuit_breaker == config.circuit_breaker) => Some(c.clone()),
+            _ => config
+                .circuit_breaker
+                .as_ref()
+                .map(|c| Arc::new(CircuitBreaker::new(name, c))),
+        };
         Ok(UpstreamPool {
             name: name.to_string(),
             config: config.clone(),
             balancer,
-            circuit: config
-                .circuit_breaker
-                .as_ref()
-                .map(|c| Arc::new(CircuitBreaker::new(name, c))),
-            health: config.health_check.as_ref().map(|hc| HealthSchedule::new(hc.interval)),
+            circuit,
+            health,
+            registry,
             targets,
             peer_template,
         })
@@ -221,7 +259,7 @@ impl UpstreamPool {
     }
 
     pub fn health_schedule(&self) -> Option<&HealthSchedule> {
-        self.health.as_ref()
+        self.health.as_deref()
     }
 
     /// One active check of every target; the supervisor calls this when it is due.
@@ -276,10 +314,17 @@ pub fn load_ca(path: &str) -> Result<Box<[openssl::x509::X509]>, String> {
     Ok(certs.into_boxed_slice())
 }
 
-/// A Pingora load balancer over the pool's static targets, with its health check.
+/// Health is a property of the address probed, whatever weight a config gives it.
+fn address_key(backend: &Backend) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    backend.addr.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A Pingora load balancer over the pool's static targets, its health in `registry`.
 fn load_balancer<S>(
-    name: &str,
-    config: &UpstreamConfig,
+    registry: &Arc<HealthRegistry>,
     targets: &[Arc<TargetState>],
     selection_config: Option<S::Config>,
 ) -> Result<LoadBalancer<S>, String>
@@ -292,10 +337,7 @@ where
         .filter(|t| t.config.addr.is_some())
         .map(|t| t.backend.clone())
         .collect();
-    let mut view = Backends::new(Static::new(set));
-    if let Some(hc) = &config.health_check {
-        view.set_health_check(health::http_check(name, hc, config.tls.as_ref())?);
-    }
+    let view = Backends::new_with_health_registry(Static::new(set), registry.clone());
     let balancer = LoadBalancer::from_backends_with_config(view, selection_config);
     // Static discovery answers at once; this fills the selector before the first request.
     futures::FutureExt::now_or_never(balancer.update())

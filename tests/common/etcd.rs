@@ -13,10 +13,32 @@ pub struct EtcdServer {
     peer_port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    secure: Option<EtcdSecurity>,
+    /// Once authentication is on: the root user etcdctl signs in as.
+    user: Option<String>,
+}
+
+/// PEM files for an etcd serving TLS and asking clients for a certificate.
+#[derive(Clone)]
+pub struct EtcdSecurity {
+    pub ca: PathBuf,
+    /// The member's certificate and key.
+    pub server: (PathBuf, PathBuf),
+    /// A client certificate and key signed by `ca` (etcdctl's).
+    pub client: (PathBuf, PathBuf),
 }
 
 impl EtcdServer {
     pub async fn start() -> EtcdServer {
+        Self::start_with(None).await
+    }
+
+    /// TLS on the client port, and a client certificate required (`--client-cert-auth`).
+    pub async fn start_secure(secure: EtcdSecurity) -> EtcdServer {
+        Self::start_with(Some(secure)).await
+    }
+
+    async fn start_with(secure: Option<EtcdSecurity>) -> EtcdServer {
         require_tool("etcd", "etcd-server");
         require_tool("etcdctl", "etcd-client");
         let mut server = EtcdServer {
@@ -24,13 +46,38 @@ impl EtcdServer {
             peer_port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
             child: None,
+            secure,
+            user: None,
         };
         server.restart().await;
         server
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.secure.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// etcdctl's flags for this server: its TLS files, its user.
+    fn ctl_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if let Some(s) = &self.secure {
+            flags.push(format!("--cacert={}", s.ca.display()));
+            flags.push(format!("--cert={}", s.client.0.display()));
+            flags.push(format!("--key={}", s.client.1.display()));
+        }
+        if let Some(user) = &self.user {
+            flags.push(format!("--user={user}"));
+        }
+        flags
+    }
+
+    /// Turns authentication on with a `root` user: from now on every client must sign in.
+    pub fn enable_auth(&mut self, password: &str) {
+        let run = |args: &[&str]| ctl_status(&self.url(), &self.ctl_flags(), args).unwrap_or_else(|e| panic!("{e}"));
+        run(&["user", "add", &format!("root:{password}")]);
+        run(&["auth", "enable"]);
+        self.user = Some(format!("root:{password}"));
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -41,7 +88,14 @@ impl EtcdServer {
         self.stop();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log");
-        let child = Command::new("etcd")
+        let mut etcd = Command::new("etcd");
+        if let Some(secure) = &self.secure {
+            etcd.arg(format!("--trusted-ca-file={}", secure.ca.display()))
+                .arg(format!("--cert-file={}", secure.server.0.display()))
+                .arg(format!("--key-file={}", secure.server.1.display()))
+                .arg("--client-cert-auth");
+        }
+        let child = etcd
             .args(["--name", "n1", "--data-dir"])
             .arg(self.data_dir())
             .args([
@@ -57,11 +111,11 @@ impl EtcdServer {
             .spawn()
             .expect("spawn etcd");
         self.child = Some(child);
-        let url = self.url();
+        let (url, flags) = (self.url(), self.ctl_flags());
         eventually(Duration::from_secs(15), "etcd answering", || {
-            let url = url.clone();
+            let (url, flags) = (url.clone(), flags.clone());
             async move {
-                tokio::task::spawn_blocking(move || ctl_status(&url, &["endpoint", "health"]).is_ok())
+                tokio::task::spawn_blocking(move || ctl_status(&url, &flags, &["endpoint", "health"]).is_ok())
                     .await
                     .unwrap_or(false)
             }
@@ -78,13 +132,15 @@ impl EtcdServer {
 
     /// `etcdctl put KEY VALUE`; the store's revision after it.
     pub fn put(&self, key: &str, value: &str) -> i64 {
-        let out = ctl_status(&self.url(), &["put", "-w", "json", key, value]).unwrap_or_else(|e| panic!("{e}"));
+        let out = ctl_status(&self.url(), &self.ctl_flags(), &["put", "-w", "json", key, value])
+            .unwrap_or_else(|e| panic!("{e}"));
         let v: serde_json::Value = serde_json::from_str(&out).expect("etcdctl json");
         v["header"]["revision"].as_i64().expect("revision")
     }
 
     pub fn delete(&self, key: &str) -> i64 {
-        let out = ctl_status(&self.url(), &["del", "-w", "json", key]).unwrap_or_else(|e| panic!("{e}"));
+        let out =
+            ctl_status(&self.url(), &self.ctl_flags(), &["del", "-w", "json", key]).unwrap_or_else(|e| panic!("{e}"));
         let v: serde_json::Value = serde_json::from_str(&out).expect("etcdctl json");
         v["header"]["revision"].as_i64().expect("revision")
     }
@@ -96,10 +152,11 @@ impl Drop for EtcdServer {
     }
 }
 
-fn ctl_status(url: &str, args: &[&str]) -> Result<String, String> {
+fn ctl_status(url: &str, flags: &[String], args: &[&str]) -> Result<String, String> {
     let out = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={url}"))
+        .args(flags)
         .arg("--dial-timeout=1s")
         .args(args)
         .output()
@@ -132,7 +189,7 @@ impl EtcdCluster {
         eventually(Duration::from_secs(20), "the etcd cluster has a leader", || {
             let urls = urls.clone();
             async move {
-                tokio::task::spawn_blocking(move || ctl_status(&urls, &["put", "/probe", "1"]).is_ok())
+                tokio::task::spawn_blocking(move || ctl_status(&urls, &[], &["put", "/probe", "1"]).is_ok())
                     .await
                     .unwrap_or(false)
             }
@@ -187,7 +244,7 @@ impl EtcdCluster {
 
     /// The index of the member that leads now, among the members of `urls`.
     pub fn leader_of(urls: &str) -> Option<usize> {
-        let out = ctl_status(urls, &["endpoint", "status", "-w", "json"]).ok()?;
+        let out = ctl_status(urls, &[], &["endpoint", "status", "-w", "json"]).ok()?;
         let statuses: serde_json::Value = serde_json::from_str(&out).ok()?;
         let leader = statuses.as_array()?.first()?["Status"]["leader"].as_u64()?;
         statuses.as_array()?.iter().find_map(|s| {
@@ -207,7 +264,7 @@ impl EtcdCluster {
 
     /// `etcdctl put` through whichever member answers; the new revision, or why not.
     pub fn try_put(&self, key: &str, value: &str) -> Result<i64, String> {
-        let out = ctl_status(&self.urls(), &["put", "-w", "json", key, value])?;
+        let out = ctl_status(&self.urls(), &[], &["put", "-w", "json", key, value])?;
         let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
         v["header"]["revision"].as_i64().ok_or_else(|| "no revision".into())
     }

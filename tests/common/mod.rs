@@ -955,10 +955,13 @@ impl TestPki {
         b.set_not_after(&at(to_days)).unwrap();
         let serial = openssl::bn::BigNum::from_u32(rand_serial()).unwrap();
         b.set_serial_number(&serial.to_asn1_integer().unwrap()).unwrap();
-        let san = SubjectAlternativeName::new()
-            .dns(host)
-            .build(&b.x509v3_context(Some(&self.ca_cert), None))
-            .unwrap();
+        let mut san = SubjectAlternativeName::new();
+        if host.parse::<std::net::IpAddr>().is_ok() {
+            san.ip(host);
+        } else {
+            san.dns(host);
+        }
+        let san = san.build(&b.x509v3_context(Some(&self.ca_cert), None)).unwrap();
         b.append_extension(san).unwrap();
         b.sign(&self.ca_key, openssl::hash::MessageDigest::sha256()).unwrap();
         let cert_path = self.dir.path().join(format!("{file}.pem"));
