@@ -3,7 +3,7 @@
 //! async runtime, or on a blocking thread). Knows nothing of gatehouse's config: keys and
 //! bytes in, keys and bytes out.
 
-use etcd_client::{Client, ConnectOptions, GetOptions, OpenSslClientConfig};
+use etcd_client::{Client, ConnectOptions, EventType, GetOptions, OpenSslClientConfig, WatchResponse};
 use std::time::Duration;
 
 /// Where the fleet's config lives.
@@ -109,6 +109,38 @@ pub struct Entry {
 impl Listing {
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.key == key)
+    }
+
+    /// Applies one watch response's events in place, in order: the listing then reads as a
+    /// fresh list at the revision of its last event would.
+    pub fn apply(&mut self, response: &WatchResponse, prefix: &str) {
+        for event in response.events() {
+            let Some(kv) = event.kv() else {
+                continue;
+            };
+            let full = String::from_utf8_lossy(kv.key());
+            let key = full.strip_prefix(prefix).unwrap_or(&full);
+            let at = self.entries.binary_search_by(|e| e.key.as_str().cmp(key));
+            match (event.event_type(), at) {
+                (EventType::Put, Ok(i)) => {
+                    self.entries[i].value = kv.value().to_vec();
+                    self.entries[i].mod_revision = kv.mod_revision();
+                }
+                (EventType::Put, Err(i)) => self.entries.insert(
+                    i,
+                    Entry {
+                        key: key.to_string(),
+                        value: kv.value().to_vec(),
+                        mod_revision: kv.mod_revision(),
+                    },
+                ),
+                (EventType::Delete, Ok(i)) => {
+                    self.entries.remove(i);
+                }
+                (EventType::Delete, Err(_)) => {}
+            }
+            self.revision = self.revision.max(kv.mod_revision());
+        }
     }
 
     /// This listing with `key` set to `value` (or removed, with `None`), as it would read

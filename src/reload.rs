@@ -89,8 +89,17 @@ impl Reloader {
     /// Loads the source again and swaps the new snapshot in. Blocking (file and DNS I/O):
     /// call it off the request runtime.
     pub fn reload(&self) -> Result<Arc<Snapshot>, ConfigError> {
+        self.reload_from(|| self.source.load())
+    }
+
+    /// Fleet mode's watch: the prefix it just listed, applied (no second read of etcd).
+    pub fn reload_listing(&self, listing: &crate::etcd::Listing) -> Result<Arc<Snapshot>, ConfigError> {
+        self.reload_from(|| self.source.load_listing(listing))
+    }
+
+    fn reload_from(&self, load: impl FnOnce() -> Result<Config, ConfigError>) -> Result<Arc<Snapshot>, ConfigError> {
         let mut state = self.lock();
-        let outcome = self.source.load().and_then(|config| {
+        let outcome = load().and_then(|config| {
             let next = self.install(&config, &state.changes)?;
             state.config = config;
             Ok(next)
@@ -315,28 +324,42 @@ impl Reloader {
     /// [`Self::reload`] with its outcome logged; false when the source could not be read
     /// (the caller may try again), true when it was applied or refused.
     pub fn reload_and_log(&self) -> bool {
-        match self.reload() {
-            Ok(s) => {
-                log::info!(
-                    "config reloaded from {}: generation {}, {} routes, {} upstreams",
-                    s.source,
-                    s.generation,
-                    s.routes.len(),
-                    s.upstreams.len()
-                );
-                for w in &s.warnings {
-                    log::warn!("{}: {w}", s.source);
-                }
-                true
+        let started = std::time::Instant::now();
+        log_reload(self.reload(), started)
+    }
+
+    /// [`Self::reload_listing`] with its outcome logged.
+    pub fn reload_listing_and_log(&self, listing: &crate::etcd::Listing) -> bool {
+        let started = std::time::Instant::now();
+        log_reload(self.reload_listing(listing), started)
+    }
+}
+
+/// Logs a reload's outcome; false when the source could not be read (the caller may try
+/// again), true when it was applied or refused.
+fn log_reload(outcome: Result<Arc<Snapshot>, ConfigError>, started: std::time::Instant) -> bool {
+    match outcome {
+        Ok(s) => {
+            log::info!(
+                "config reloaded from {}: generation {}, {} routes, {} upstreams, in {} ms",
+                s.source,
+                s.generation,
+                s.routes.len(),
+                s.upstreams.len(),
+                started.elapsed().as_millis()
+            );
+            for w in &s.warnings {
+                log::warn!("{}: {w}", s.source);
             }
-            Err(e) if e.unavailable => {
-                log::warn!("config source unreadable, still serving the previous config: {e}");
-                false
-            }
-            Err(e) => {
-                log::error!("config reload refused, still serving the previous config: {e}");
-                true
-            }
+            true
+        }
+        Err(e) if e.unavailable => {
+            log::warn!("config source unreadable, still serving the previous config: {e}");
+            false
+        }
+        Err(e) => {
+            log::error!("config reload refused, still serving the previous config: {e}");
+            true
         }
     }
 }

@@ -1,13 +1,14 @@
-//! Fleet mode: every change under the etcd prefix becomes a reload. The watch only says
-//! *that* something changed; the reload lists the whole prefix again at one revision, so a
-//! batch of changes (one transaction, or several landing together) applies as one
-//! snapshot, and a refused change leaves the last good one serving.
+//! Fleet mode: every change under the etcd prefix becomes a reload. A session lists the
+//! whole prefix once, then applies each watch response (all the events of a revision: one
+//! transaction applies as one snapshot) to that listing and reloads from it, without
+//! reading etcd again: a change on a large config costs a build, not a re-list. A refused
+//! change leaves the last good snapshot serving.
 //!
 //! When etcd is unreachable, the watch is cancelled or its revision compacted away, the
 //! node keeps serving, reconnects with backoff, lists again (catching up on whatever
 //! changed meanwhile) and watches from there.
 
-use crate::etcd::{self, EtcdSettings};
+use crate::etcd::{self, EtcdSettings, Listing};
 use crate::reload::Reloader;
 use async_trait::async_trait;
 use etcd_client::WatchOptions;
@@ -29,17 +30,15 @@ impl WatchEtcd {
         WatchEtcd { reloader, settings }
     }
 
-    /// Lists again and applies (off the runtime: validation and DNS block); the revision
-    /// the node has now seen, or an error when etcd could not be read (the session ends,
-    /// and the next one lists again: a change must not be lost to a failed read).
-    async fn catch_up(&self, seen: i64) -> Result<i64, String> {
-        let reloader = self.reloader.clone();
-        let read = tokio::task::spawn_blocking(move || reloader.reload_and_log()).await;
-        if !matches!(read, Ok(true)) {
-            return Err("could not list the prefix".into());
+    /// Applies `listing` (off the runtime: validation and DNS block); an error when it
+    /// could not be (the session ends, and the next one lists again).
+    async fn apply(&self, listing: &Listing) -> Result<(), String> {
+        let (reloader, listing) = (self.reloader.clone(), listing.clone());
+        let applied = tokio::task::spawn_blocking(move || reloader.reload_listing_and_log(&listing)).await;
+        match applied {
+            Ok(true) => Ok(()),
+            _ => Err("could not apply the listing".into()),
         }
-        let generation = i64::try_from(self.reloader.generation()).unwrap_or(0);
-        Ok(seen.max(generation))
     }
 
     /// One connection's worth of watching; returns why it ended.
@@ -48,10 +47,14 @@ impl WatchEtcd {
             Ok(c) => c,
             Err(e) => return e,
         };
-        *seen = match self.catch_up(*seen).await {
-            Ok(s) => s,
+        let mut listing = match etcd::list(&mut client, &self.settings).await {
+            Ok(l) => l,
             Err(e) => return e,
         };
+        if let Err(e) = self.apply(&listing).await {
+            return e;
+        }
+        *seen = listing.revision;
         let options = WatchOptions::new().with_prefix().with_start_revision(*seen + 1);
         let mut stream = match client.watch(self.settings.prefix.as_str(), Some(options)).await {
             Ok(s) => s,
@@ -74,11 +77,11 @@ impl WatchEtcd {
             if response.events().is_empty() {
                 continue;
             }
-            let revision = response.header().map_or(*seen, |h| h.revision());
-            match self.catch_up(revision).await {
-                Ok(s) => *seen = s,
-                Err(e) => return e,
+            listing.apply(&response, &self.settings.prefix);
+            if let Err(e) = self.apply(&listing).await {
+                return e;
             }
+            *seen = listing.revision;
         }
     }
 }

@@ -173,9 +173,12 @@ async fn without_etcd_nodes_keep_serving_a_restarted_one_serves_its_state_and_al
     assert_eq!(admin_config(&b).await["generation"], before);
     assert!(b.logs().contains("serving the last good config from"), "{}", b.logs());
 
-    // etcd comes back; a change made then reaches both.
+    // etcd comes back; changes made then, with the history compacted past every revision
+    // the nodes saw (a watch resumed from there would be refused), reach both.
     etcd.restart().await;
+    etcd.put(&format!("{PREFIX}routes/late"), "{ path: /late2, upstream: api }");
     let after = etcd.put(&format!("{PREFIX}routes/after"), "{ path: /after, upstream: api }");
+    etcd.compact(after);
     for node in [&a, &b] {
         eventually(Duration::from_secs(15), "converged after the outage", || async {
             status(node, "/after").await == 200

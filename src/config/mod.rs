@@ -73,14 +73,23 @@ impl ConfigSource {
             ConfigSource::File(path) => load_file(path, &lookup),
             ConfigSource::Environment => seed::load(&lookup),
             ConfigSource::Etcd { settings, .. } => {
-                let local = self.node_local()?;
                 let listing = crate::etcd::list_blocking(settings)
                     .map_err(|e| ConfigError::unavailable(settings.describe(), e))?;
-                // The revision in the source names a refused change in logs and /admin/config.
-                let source = format!("{} (revision {})", settings.describe(), listing.revision);
-                fleet::load(&listing, &local, &source, &lookup)
+                self.load_listing(&listing)
             }
         }
+    }
+
+    /// Fleet mode: the config made of `listing` (the prefix read at one revision, by the
+    /// caller's own client) and the bootstrap file.
+    pub fn load_listing(&self, listing: &crate::etcd::Listing) -> Result<Config, ConfigError> {
+        let ConfigSource::Etcd { settings, .. } = self else {
+            return self.load();
+        };
+        let local = self.node_local()?;
+        // The revision in the source names a refused change in logs and /admin/config.
+        let source = format!("{} (revision {})", settings.describe(), listing.revision);
+        fleet::load(listing, &local, &source, &|k: &str| std::env::var(k).ok())
     }
 
     /// `-c FILE`: the file, or fleet mode when the file holds `config_source`.

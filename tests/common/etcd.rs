@@ -138,6 +138,12 @@ impl EtcdServer {
         v["header"]["revision"].as_i64().expect("revision")
     }
 
+    /// `etcdctl compact REVISION`: the history before it is gone.
+    pub fn compact(&self, revision: i64) {
+        ctl_status(&self.url(), &self.ctl_flags(), &["compact", &revision.to_string()])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     pub fn delete(&self, key: &str) -> i64 {
         let out =
             ctl_status(&self.url(), &self.ctl_flags(), &["del", "-w", "json", key]).unwrap_or_else(|e| panic!("{e}"));
