@@ -24,6 +24,7 @@ pub mod intake;
 pub mod limits;
 pub mod observe;
 pub mod ports;
+pub mod probe;
 pub mod proxy;
 pub mod register;
 pub mod reload;

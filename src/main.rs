@@ -157,6 +157,12 @@ enum Command {
         #[arg(long, default_value = "/services/")]
         prefix: String,
     },
+    /// Exit 0 when URL answers 2xx within 2 s, 1 otherwise: a HEALTHCHECK without curl.
+    Health {
+        /// Default: http://127.0.0.1:$PORT/health (PORT defaults to 8080).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Print the SHA-256 of an API key, as `auth.api_keys.keys[].sha256` wants it.
     HashKey { key: String },
     /// A small HTTP service to route to (quick start, tests, load tests).
@@ -266,6 +272,10 @@ fn main() -> ExitCode {
             &ttl,
             &prefix,
         ),
+        Command::Health { url } => {
+            let url = url.unwrap_or_else(gatehouse::probe::default_url);
+            gatehouse::probe::check(&url).map(|line| println!("{line}"))
+        }
         Command::HashKey { key } => {
             println!("{}", hash_key(&key));
             Ok(())

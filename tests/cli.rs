@@ -153,3 +153,41 @@ fn without_c_the_bundled_config_is_used_unless_backend_variables_are_set() {
     );
     assert!(String::from_utf8_lossy(&env_mode.stdout).starts_with("environment: OK (1 routes, 1 upstreams)"));
 }
+
+#[tokio::test]
+async fn health_exits_0_on_a_2xx_and_1_otherwise_saying_what_it_got() {
+    let up = common::MockUpstream::start("a").await;
+    let gw = common::Gateway::start(&format!(
+        "upstreams: {{ u: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /api, upstream: u }}]\n",
+        up.addr()
+    ))
+    .await;
+    let health = |url: String| async move {
+        tokio::task::spawn_blocking(move || Command::new(BIN).args(["health", "--url", &url]).output().unwrap())
+            .await
+            .unwrap()
+    };
+    let ready = health(gw.admin_url("/ready")).await;
+    assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+    assert!(String::from_utf8_lossy(&ready.stdout).contains("200 OK"));
+
+    let live = tokio::task::spawn_blocking({
+        let port = gw.port.to_string();
+        move || Command::new(BIN).arg("health").env("PORT", port).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        live.status.code(),
+        Some(0),
+        "the default URL is /health on PORT: {live:?}"
+    );
+
+    let missing = health(gw.url("/nowhere-routed")).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"), "{missing:?}");
+
+    let closed = health(format!("http://127.0.0.1:{}/ready", common::free_port())).await;
+    assert_eq!(closed.status.code(), Some(1));
+    assert!(!closed.stderr.is_empty());
+}
