@@ -171,4 +171,21 @@ mod tests {
             "{far}"
         );
     }
+
+    /// A key added to a raw struct (and so to `all_keys`) must be documented too: the
+    /// reference names each key in backquotes, in a table row or in the text.
+    #[test]
+    fn every_known_key_is_in_the_configuration_reference() {
+        let reference = include_str!("../../docs/configuration.md");
+        let missing: Vec<&str> = all_keys()
+            .iter()
+            .map(String::as_str)
+            .filter(|key| !reference.contains(&format!("`{key}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md does not mention these config keys as `key`: {}",
+            missing.join(", ")
+        );
+    }
 }
