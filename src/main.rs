@@ -210,7 +210,7 @@ fn config_source(config: Option<PathBuf>, flags: &EtcdFlags) -> Result<ConfigSou
     }
     match config {
         Some(path) => ConfigSource::for_file(path).map_err(|e| e.to_string()),
-        None => Ok(ConfigSource::from_environment_or_default()),
+        None => ConfigSource::from_environment_or_default().map_err(|e| e.to_string()),
     }
 }
 

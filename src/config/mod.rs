@@ -49,12 +49,16 @@ pub const DEFAULT_CONFIG_PATH: &str = "conf/gatehouse.yaml";
 
 impl ConfigSource {
     /// `gatehouse run` without `-c`: environment mode when BACKEND_URL, BACKEND_URLS or
-    /// ROUTES_CONFIG_PATH is set, else the bundled `conf/gatehouse.yaml`.
-    pub fn from_environment_or_default() -> Self {
-        if seed::environment_mode_requested(&|k| std::env::var(k).ok()) {
-            ConfigSource::Environment
-        } else {
-            ConfigSource::File(PathBuf::from(DEFAULT_CONFIG_PATH))
+    /// ROUTES_CONFIG_PATH is set, else the file GATEHOUSE_CONFIG names (the container
+    /// image's /etc/gatehouse/gatehouse.yaml), else the bundled `conf/gatehouse.yaml`.
+    pub fn from_environment_or_default() -> Result<Self, ConfigError> {
+        let lookup = |k: &str| std::env::var(k).ok();
+        if seed::environment_mode_requested(&lookup) {
+            return Ok(ConfigSource::Environment);
+        }
+        match lookup("GATEHOUSE_CONFIG").filter(|p| !p.is_empty()) {
+            Some(path) => ConfigSource::for_file(PathBuf::from(path)),
+            None => Ok(ConfigSource::File(PathBuf::from(DEFAULT_CONFIG_PATH))),
         }
     }
 
