@@ -18,6 +18,7 @@ pub mod doctor;
 pub mod drain;
 pub mod etcd;
 pub mod explain;
+pub mod file_watch;
 pub mod filters;
 pub mod gitops;
 pub mod intake;

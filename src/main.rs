@@ -77,6 +77,9 @@ enum Command {
         /// Take the listeners over from a running gatehouse (graceful upgrade).
         #[arg(short, long)]
         upgrade: bool,
+        /// Reload when the config file or a file it names changes (as `watch: true`).
+        #[arg(long)]
+        watch: bool,
     },
     /// Parse, validate and build a config without serving; exit 1 with every problem.
     Check {
@@ -230,7 +233,8 @@ fn main() -> ExitCode {
             config,
             daemon,
             upgrade,
-        } => source(config).and_then(|s| run(s, ProcessOptions { daemon, upgrade })),
+            watch,
+        } => source(config).and_then(|s| run(s, ProcessOptions { daemon, upgrade, watch })),
         Command::Check { config } => source(config).and_then(check),
         Command::Token {
             config,

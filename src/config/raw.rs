@@ -17,6 +17,9 @@ pub struct RawConfig {
     pub threads: Option<usize>,
     /// Whether idle worker threads take tasks queued on busy ones (default true).
     pub work_stealing: Option<bool>,
+    /// Reload when the config file, or a certificate/key/CA/OCSP file it names, changes
+    /// (what a mounted Kubernetes ConfigMap needs); as SIGHUP does, a bad file is refused.
+    pub watch: Option<bool>,
     /// Idle upstream connections kept open for reuse, per worker thread (default 1024).
     pub upstream_keepalive_pool: Option<usize>,
     /// Pid file used by daemon mode and graceful upgrade.

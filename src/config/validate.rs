@@ -101,6 +101,7 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         listen,
         threads,
         work_stealing: raw.work_stealing.unwrap_or(true),
+        watch: raw.watch.unwrap_or(false),
         upstream_keepalive_pool,
         pid_file: raw.pid_file.clone().unwrap_or_else(|| DEFAULT_PID_FILE.into()),
         state_dir: state_dir(raw),
