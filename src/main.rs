@@ -16,7 +16,8 @@ use std::str::FromStr;
 
 /// mimalloc instead of glibc's malloc: the request path allocates and frees many small
 /// objects (header maps, buffers) and mimalloc's per-thread free lists make that cheaper
-/// (instructions per request and throughput in loadtest/README.md, "Allocator").
+/// (instructions per request with each allocator in loadtest/README.md, "Instructions per
+/// request").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -94,7 +94,7 @@ pub async fn run(source: &ConfigSource) -> Vec<Finding> {
                 Finding::fail(
                     "config",
                     format!("{}{at}: {p}", e.source),
-                    "see the README's configuration reference",
+                    "see docs/configuration.md, the configuration reference",
                 )
             }));
             return findings;

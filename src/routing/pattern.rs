@@ -3,8 +3,8 @@
 use regex::Regex;
 use std::cmp::Reverse;
 
-/// How a route matches the request path. See the README's routing section for the order in
-/// which kinds are tried.
+/// How a route matches the request path. docs/configuration.md, "Which route wins", gives
+/// the order in which kinds are tried.
 #[derive(Debug, Clone)]
 pub enum PathPattern {
     /// `/health`: the path equals the string.
