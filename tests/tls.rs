@@ -331,3 +331,40 @@ async fn ocsp_responses_are_checked_stapled_and_replaced_by_a_reload() {
     let out = status(tls_port).await.unwrap();
     assert!(out.contains("Cert Status: good"), "{out}");
 }
+
+/// The certificate a.test is served with, as PEM.
+fn served_cert(port: u16) -> String {
+    let out = s_client(port, &[]);
+    let start = out.find("-----BEGIN CERTIFICATE-----").expect("a certificate");
+    let end = out.find("-----END CERTIFICATE-----").expect("its end") + "-----END CERTIFICATE-----".len();
+    out[start..end].to_string()
+}
+
+#[tokio::test]
+async fn with_watch_a_renewed_certificate_file_is_served_without_a_signal() {
+    let pki = TestPki::new();
+    let up = MockUpstream::start("api").await;
+    let (cert, key) = pki.leaf("a", "a.test", -1, 10);
+    let tls_port = free_port();
+    let _gw = Gateway::start(&format!(
+        "watch: true\n{}upstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+        tls_block(tls_port, &[(&cert, &key)], ""),
+        up.addr()
+    ))
+    .await;
+    let first = tokio::task::spawn_blocking(move || served_cert(tls_port)).await.unwrap();
+    assert_eq!(first.trim(), std::fs::read_to_string(&cert).unwrap().trim());
+
+    // The renewal writes new files over the old (same names, a new key and serial).
+    let (renewed, _) = pki.leaf("a", "a.test", -1, 20);
+    let want = std::fs::read_to_string(&renewed).unwrap();
+    eventually(Duration::from_secs(5), "the renewed certificate is served", || {
+        let want = want.clone();
+        async move {
+            tokio::task::spawn_blocking(move || served_cert(tls_port).trim() == want.trim())
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+}
