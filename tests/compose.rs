@@ -152,6 +152,42 @@ fn validate_sh_passes() {
     }
 }
 
+/// deploy/compose/rehearse.sh: every service but Grafana run from its compose definition
+/// (command, environment, mounts, tmpfs, user, healthcheck, depends_on conditions) with
+/// this machine's binaries in a network and mount namespace of its own, and traffic
+/// through it: routes, the global limit in Redis, the admin token, Prometheus scraping
+/// with the rules loaded, then the fleet profile serving from etcd.
+#[test]
+fn the_stack_rehearsed_without_containers_serves_limits_and_is_scraped() {
+    for (tool, package) in [
+        ("unshare", "util-linux"),
+        ("setpriv", "util-linux"),
+        ("redis-server", "redis-server"),
+        ("redis-cli", "redis-server"),
+        ("prometheus", "prometheus"),
+        ("etcd", "etcd-server"),
+        ("etcdctl", "etcd-client"),
+        ("curl", "curl"),
+        ("wget", "wget"),
+        ("python3", "python3"),
+    ] {
+        require_tool(tool, package);
+    }
+    let out = Command::new("bash")
+        .arg(compose_dir().join("rehearse.sh"))
+        .arg(BIN)
+        .output()
+        .expect("run rehearse.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "deploy/compose/rehearse.sh failed:\n{text}");
+    assert!(text.contains("rehearsal passed"), "{text}");
+}
+
 #[test]
 fn the_compose_file_is_current_spec_with_health_checks_and_conditions() {
     let c = compose();

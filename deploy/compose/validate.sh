@@ -55,7 +55,7 @@ else
   fail "docker-compose.yml does not follow the compose spec schema:"$'\n'"$out"
 fi
 
-# 2. The files it mounts (./ and ../ sources of volumes, build contexts) exist; no version:.
+# 2. The files it mounts (./ and ../ sources of volumes) and builds from exist; no version:.
 # Prints one line per mount, "mount<TAB>service<TAB>host path<TAB>container path", and
 # "warning<TAB>text" lines.
 if out=$("$py" - "$compose" <<'EOF' 2>&1
@@ -76,8 +76,7 @@ for name, svc in doc["services"].items():
             bad.append(f"{name}: build context {ctx} is not a directory")
         dockerfile = os.path.join(ctx, "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile"))
         if not os.path.isfile(dockerfile):
-            # Written in parallel (issue #17): said, not failed, until it lands.
-            print(f"warning\t{name}: {dockerfile} does not exist (yet): `up --build` needs it")
+            bad.append(f"{name}: builds from {dockerfile}, which does not exist")
     for v in svc.get("volumes", []):
         source, target = (v["source"], v["target"]) if isinstance(v, dict) else v.split(":")[:2]
         if source.startswith((".", "/")):
