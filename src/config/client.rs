@@ -6,7 +6,6 @@ use super::error::Problems;
 use super::model::ClientLimits;
 use super::raw::RawConfig;
 use super::validate::{parse_duration, parse_size};
-use crate::intake::framing::MAX_HEADERS;
 use std::time::Duration;
 
 /// nginx's `client_header_timeout` is 60 s; 10 s is ample for any real client and cuts
@@ -19,6 +18,8 @@ pub const DEFAULT_MAX_REQUEST_LINE: usize = 8 << 10;
 /// nginx's four 8 KiB buffers.
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 32 << 10;
 pub const DEFAULT_MAX_HEADERS: usize = 100;
+/// The most header fields any config may allow (intake parses at most this many).
+pub const MAX_HEADERS: usize = 256;
 /// Above this the head would not fit the limits Pingora itself applies (1 MiB).
 const MAX_SIZE_LIMIT: u64 = 512 << 10;
 

@@ -6,7 +6,7 @@
 //! YAML or the seeds' `routes.json`.
 
 mod cache;
-mod client;
+pub mod client;
 mod env;
 mod error;
 pub mod fleet;

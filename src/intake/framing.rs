@@ -8,10 +8,9 @@
 //!
 //! Pure functions over bytes: unit-tested here and fuzzed (`fuzz/`).
 
+use crate::config::client::MAX_HEADERS;
 use crate::config::model::ClientLimits;
 
-/// The most header fields any config may allow.
-pub const MAX_HEADERS: usize = 256;
 /// Header fields parsed without a heap allocation.
 const USUAL_HEADERS: usize = 32;
 
