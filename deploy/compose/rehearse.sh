@@ -2,7 +2,7 @@
 # Rehearses deploy/compose/docker-compose.yml without a container runtime: each service's
 # own command line, environment, mounts, tmpfs, user and healthcheck, taken from the
 # compose file, run with this machine's binaries in a private network and mount namespace
-# (unshare) where the service names resolve, and started in the order and on the
+# (unshare; a PID namespace, so nothing outlives it) where the service names resolve, and started in the order and on the
 # conditions of its depends_on. Then it sends traffic through the stack and asserts what
 # the stack is for:
 #   gatehouse routes /api/users and /api/orders to the demo services; the users route's
@@ -33,7 +33,8 @@ if [[ "${1:-}" != --inside ]]; then
     command -v "${tool%%:*}" >/dev/null || { echo "rehearse: \`${tool%%:*}\` is not installed (Debian package ${tool#*:})" >&2; exit 1; }
   done
   venv_bin=$(bash "$root/scripts/venv.sh" check-jsonschema)   # its python has ruamel.yaml
-  exec unshare --net --mount --fork --kill-child -- bash "$0" --inside "$bin" "$venv_bin/python3"
+  # A PID namespace too: when the script ends, the kernel ends every process it started.
+  exec unshare --net --mount --pid --fork --mount-proc --kill-child -- bash "$0" --inside "$bin" "$venv_bin/python3"
 fi
 
 bin=$2 py=$3
