@@ -11,7 +11,9 @@
 //!   privileges, a read-only root with the emptyDir the only writable directory),
 //!   answers its probe paths, serves /metrics to the ServiceMonitor's token, and stops
 //!   on SIGTERM within that grace period; a fleet node does the same from its bootstrap
-//!   file with the base's config in a real etcd.
+//!   file with the base's config in a real etcd;
+//! - a ConfigMap edited in place (the kubelet's `..data` swap) reaches the running pod
+//!   through `watch: true`, and a bad version is refused while it keeps serving.
 //!
 //! Needs what validate.sh needs (python3, etcd-server, etcd-client, PyPI), and
 //! util-linux's `unshare` and `setpriv` and root, to run the pod's sandbox.
@@ -522,10 +524,58 @@ fn pod_env(container: &Value) -> Vec<(String, String)> {
     env
 }
 
+/// A ConfigMap volume as the kubelet lays it out: FILE -> ..data/FILE, and ..data a link
+/// to the current version's directory, swapped atomically for a new one on an update.
+struct ConfigVolume {
+    dir: tempfile::TempDir,
+    file: String,
+    versions: u32,
+    /// What differs between the pod and this machine: the listen and admin addresses
+    /// (free ports here) and the emptyDir's path.
+    rewrites: Vec<(String, String)>,
+}
+
+impl ConfigVolume {
+    fn new(file: &str, rewrites: Vec<(String, String)>, text: &str) -> ConfigVolume {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut volume = ConfigVolume {
+            dir,
+            file: file.to_string(),
+            versions: 0,
+            rewrites,
+        };
+        volume.publish(text);
+        std::os::unix::fs::symlink(format!("..data/{file}"), volume.dir.path().join(file)).unwrap();
+        volume
+    }
+
+    /// What the kubelet does when the ConfigMap changes: the new text in a new directory,
+    /// then `..data` renamed over to point at it.
+    fn publish(&mut self, text: &str) {
+        let mut text = text.to_string();
+        for (from, to) in &self.rewrites {
+            assert!(text.contains(from.as_str()), "the config names {from}");
+            text = text.replace(from.as_str(), to);
+        }
+        self.versions += 1;
+        let version = format!("..v{}", self.versions);
+        let dir = self.dir.path().join(&version);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join(&self.file);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let tmp = self.dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(&version, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.path().join("..data")).unwrap();
+    }
+}
+
 /// `gatehouse run` as the kubelet would start the container, on this machine: the config
-/// file in a read-only directory standing for the ConfigMap volume, the emptyDir a
-/// world-writable directory (as the kubelet makes it), the ports moved to free ones; in
-/// a mount namespace whose root is read-only except for the emptyDir, as runAsUser and
+/// file in a ConfigMap volume laid out as the kubelet does, the emptyDir a world-writable
+/// directory (as the kubelet makes it), the ports moved to free ones; in a mount
+/// namespace whose root is read-only except for the emptyDir, as runAsUser and
 /// runAsGroup, with no capability and no_new_privs (allowPrivilegeEscalation: false).
 /// The seccomp profile is the one thing not reproduced.
 struct Pod {
@@ -533,7 +583,9 @@ struct Pod {
     http: u16,
     admin: u16,
     empty_dir: tempfile::TempDir,
-    _config_dir: tempfile::TempDir,
+    volume: ConfigVolume,
+    /// The binary and the pod's log.
+    _aux: tempfile::TempDir,
     log: PathBuf,
 }
 
@@ -569,18 +621,8 @@ impl Pod {
         let empty_dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(empty_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
 
-        let config_path = config_arg(c);
-        let (config_mount, file) = config_path.rsplit_once('/').unwrap();
-        let config_dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(config_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        // The binary where uid 65532 can reach it, as /usr/local/bin in the image (the
-        // checkout may be in a directory only root can enter).
-        let bin = config_dir.path().join("gatehouse");
-        std::fs::copy(BIN, &bin).expect("copy the binary");
-
         let (http, admin) = (free_port(), free_port());
-        let mut text = config_text.to_string();
-        for (from, to) in [
+        let rewrites = vec![
             (
                 format!("0.0.0.0:{}", container_port(c, "http")),
                 format!("127.0.0.1:{http}"),
@@ -590,20 +632,23 @@ impl Pod {
                 format!("127.0.0.1:{admin}"),
             ),
             (writable[0].to_string(), empty_dir.path().display().to_string()),
-        ] {
-            assert!(text.contains(&from), "the config names {from}");
-            text = text.replace(&from, &to);
-        }
-        let file_path = config_dir.path().join(file);
-        std::fs::write(&file_path, text).unwrap();
-        std::fs::set_permissions(&file_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        ];
+        let config_path = config_arg(c);
+        let (config_mount, file) = config_path.rsplit_once('/').unwrap();
+        let volume = ConfigVolume::new(file, rewrites, config_text);
         let args: Vec<String> = list(&c["args"])
             .iter()
-            .map(|a| str_of(a).replace(config_mount, &config_dir.path().display().to_string()))
+            .map(|a| str_of(a).replace(config_mount, &volume.dir.path().display().to_string()))
             .chain(extra_args.iter().map(|a| a.to_string()))
             .collect();
 
-        let log = config_dir.path().join("pod.log");
+        let aux = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(aux.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The binary where uid 65532 can reach it, as /usr/local/bin in the image (the
+        // checkout may be in a directory only root can enter).
+        let bin = aux.path().join("gatehouse");
+        std::fs::copy(BIN, &bin).expect("copy the binary");
+        let log = aux.path().join("pod.log");
         let out = std::fs::File::create(&log).unwrap();
         let sandbox = format!(
             "mount --rbind / / && mount -o remount,bind,ro / \
@@ -631,7 +676,8 @@ impl Pod {
             http,
             admin,
             empty_dir,
-            _config_dir: config_dir,
+            volume,
+            _aux: aux,
             log,
         }
     }
@@ -801,4 +847,45 @@ async fn a_fleet_pod_serves_the_base_config_from_etcd_and_keeps_it_in_the_empty_
         "the last good config is kept in the emptyDir"
     );
     serve_probes_metrics_and_stop(&mut pod, &r.fleet).await;
+}
+
+/// The config generation the pod's /ready reports.
+async fn generation(pod: &Pod) -> Option<u64> {
+    let r = client()
+        .get(format!("http://127.0.0.1:{}/ready", pod.admin))
+        .send()
+        .await
+        .ok()?;
+    let body: serde_json::Value = r.json().await.ok()?;
+    body["config_generation"].as_u64()
+}
+
+#[tokio::test]
+async fn a_config_map_edited_in_place_reaches_the_running_pod_through_watch() {
+    let r = rendered();
+    let text = r.file("gatehouse.yaml");
+    let config: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(config["watch"], true, "the pods reload a ConfigMap edited in place");
+    let mut pod = Pod::start(&r.base, &text, &[]);
+    let c = container(&r.base);
+    pod.probe_ok(&c["readinessProbe"], Duration::from_secs(15)).await;
+    assert_eq!(generation(&pod).await, Some(1));
+
+    // `kubectl edit configmap`: the kubelet swaps the new version in, no signal is sent.
+    let edited = text.replace("max_body: 10MiB", "max_body: 5MiB");
+    assert_ne!(edited, text);
+    pod.volume.publish(&edited);
+    eventually(Duration::from_secs(10), "the pod applied the new version", || async {
+        generation(&pod).await == Some(2)
+    })
+    .await;
+
+    // A version that does not load is refused; the pod keeps serving the last good one.
+    pod.volume.publish(&format!("{edited}\nroutes: [\n"));
+    eventually(Duration::from_secs(10), "the bad version refused", || async {
+        pod.logs().contains("config reload refused")
+    })
+    .await;
+    assert_eq!(generation(&pod).await, Some(2));
+    pod.probe_ok(&c["readinessProbe"], Duration::from_secs(1)).await;
 }
