@@ -12,6 +12,7 @@
 //!   answers its probe paths, serves /metrics to the ServiceMonitor's token, and stops
 //!   on SIGTERM within that grace period; a fleet node does the same from its bootstrap
 //!   file with the base's config in a real etcd;
+//! - the pod runs the image as the Dockerfile builds it (user, entrypoint, ports, config);
 //! - a ConfigMap edited in place (the kubelet's `..data` swap) reaches the running pod
 //!   through `watch: true`, and a bad version is refused while it keeps serving.
 //!
@@ -888,4 +889,49 @@ async fn a_config_map_edited_in_place_reaches_the_running_pod_through_watch() {
     .await;
     assert_eq!(generation(&pod).await, Some(2));
     pod.probe_ok(&c["readinessProbe"], Duration::from_secs(1)).await;
+}
+
+#[test]
+fn the_pod_runs_the_image_as_the_dockerfile_builds_it() {
+    let r = rendered();
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).expect("the Dockerfile");
+    // The runtime stage: the lines after the last FROM.
+    let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
+    let instruction = |name: &str| -> String {
+        runtime
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("the Dockerfile's runtime stage has no {name}"))
+            .trim()
+            .to_string()
+    };
+    let security = &pod_spec(&r.base)["securityContext"];
+    let user = format!(
+        "{}:{}",
+        security["runAsUser"].as_u64().unwrap(),
+        security["runAsGroup"].as_u64().unwrap()
+    );
+    assert_eq!(instruction("USER"), user, "the image's user is the pod's");
+    let entrypoint: Vec<String> = serde_json::from_str(&instruction("ENTRYPOINT")).expect("exec-form ENTRYPOINT");
+    assert!(
+        entrypoint.len() == 1 && entrypoint[0].ends_with("/gatehouse"),
+        "the container's args follow the gatehouse binary: {entrypoint:?}"
+    );
+    let exposed: BTreeSet<u16> = instruction("EXPOSE")
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let c = container(&r.base);
+    for name in ["http", "admin"] {
+        assert!(
+            exposed.contains(&container_port(c, name)),
+            "the image exposes the {name} port"
+        );
+    }
+    // The image's default config file is where the base mounts its own.
+    let default_config = runtime
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV GATEHOUSE_CONFIG="))
+        .expect("ENV GATEHOUSE_CONFIG=");
+    assert_eq!(default_config.trim(), config_arg(c));
 }
