@@ -4,7 +4,7 @@
 use super::error::Problems;
 use super::model::{CacheSettings, RouteCache};
 use super::raw::RawCache;
-use super::validate::{parse_duration, parse_size};
+use super::units::{parse_duration, parse_size};
 use std::time::Duration;
 
 pub const DEFAULT_MAX_SIZE: u64 = 128 << 20;

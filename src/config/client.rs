@@ -5,7 +5,7 @@
 use super::error::Problems;
 use super::model::ClientLimits;
 use super::raw::RawConfig;
-use super::validate::{parse_duration, parse_size};
+use super::units::{parse_duration, parse_size};
 use std::time::Duration;
 
 /// nginx's `client_header_timeout` is 60 s; 10 s is ample for any real client and cuts

@@ -19,11 +19,13 @@ mod seed;
 mod suggest;
 mod tls;
 mod traffic;
+mod units;
 mod validate;
 
 pub use error::{ConfigError, Problem};
 pub use model::Config;
-pub use validate::{parse_duration, resolve};
+pub use units::{parse_duration, parse_size};
+pub use validate::resolve;
 
 use error::Problems;
 use raw::RawConfig;

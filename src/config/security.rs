@@ -4,7 +4,7 @@
 use super::error::Problems;
 use super::model::*;
 use super::raw::{RawApiKeys, RawAuth, RawConfig, RawCors, RawIntrospection, RawJwt, RawRoute, RawSecurityHeaders};
-use super::validate::{parse_duration, parse_size};
+use super::units::{parse_duration, parse_size};
 use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 use jsonwebtoken::{Algorithm, DecodingKey};

@@ -4,7 +4,7 @@
 use super::error::Problems;
 use super::model::*;
 use super::raw::{RawConfig, RawRateLimit, RawRedis, RawRoute, RawUpstream};
-use super::validate::parse_duration;
+use super::units::parse_duration;
 use http::HeaderName;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 use super::error::{ConfigError, Problems};
 use super::model::*;
 use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
+use super::units::{parse_duration, parse_size};
 use super::{cache, client, security, tls, traffic};
 use crate::routing::{HostPattern, PathPattern, RouteMatcher};
 use http::{HeaderName, Method};
@@ -562,14 +563,6 @@ fn positive_duration(value: &Option<String>, path: &str, default: Duration, p: &
     }
 }
 
-/// `1MiB`, `64KiB`, `1000` (bytes), `0`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|_| format!("\"{s}\" is not a size (use 64KiB, 1MiB, 10MB)"))
-}
-
 /// A buffer size of at most `MAX_READ_BUFFER` (0 allowed: no buffer).
 fn read_buffer(value: &Option<String>, path: &str, default: usize, p: &mut Problems) -> usize {
     let Some(s) = value else { return default };
@@ -584,13 +577,6 @@ fn read_buffer(value: &Option<String>, path: &str, default: usize, p: &mut Probl
             default
         }
     }
-}
-
-/// `250ms`, `5s`, `1m`, `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("\"{s}\" is not a duration (use 250ms, 5s, 1m)");
-    let signed: jiff::SignedDuration = s.trim().parse().map_err(|_| bad())?;
-    Duration::try_from(signed).map_err(|_| bad())
 }
 
 /// `state_dir`, else the pid file's directory.
