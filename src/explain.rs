@@ -11,7 +11,7 @@
 use crate::cache;
 use crate::filters::request_id;
 use crate::proxy::admit::{self, Decision};
-use crate::proxy::RequestCtx;
+use crate::request::RequestCtx;
 use crate::snapshot::{Route, Snapshot};
 use http::{HeaderValue, Method};
 use pingora::http::RequestHeader;

@@ -29,6 +29,7 @@ pub mod probe;
 pub mod proxy;
 pub mod register;
 pub mod reload;
+pub mod request;
 pub mod routing;
 pub mod server;
 pub mod snapshot;

@@ -12,7 +12,7 @@ pub mod policy;
 pub mod storage;
 
 use crate::config::model::{CacheSettings, RouteCache};
-use crate::proxy::RequestCtx;
+use crate::request::{CacheOutcome, RequestCtx};
 use http::Method;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::CachePhase;
@@ -20,44 +20,6 @@ use pingora::cache::{CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness,
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 use storage::MemoryStore;
-
-/// How the cache took part in a request: the `X-Cache` header and the metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheOutcome {
-    /// Served from the store, fresh.
-    Hit,
-    /// Fetched from the upstream (and stored if the response allowed it).
-    Miss,
-    /// Served from the store past its freshness (stale-while-revalidate / stale-if-error).
-    Stale,
-    /// The cache was not consulted: an unsafe method, or a stored answer that this
-    /// request's credentials may not see.
-    Bypass,
-    /// The stored copy was confirmed by the upstream (304) and served.
-    Revalidated,
-}
-
-impl CacheOutcome {
-    pub fn header_value(self) -> &'static str {
-        match self {
-            CacheOutcome::Hit => "HIT",
-            CacheOutcome::Miss => "MISS",
-            CacheOutcome::Stale => "STALE",
-            CacheOutcome::Bypass => "BYPASS",
-            CacheOutcome::Revalidated => "REVALIDATED",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            CacheOutcome::Hit => "hit",
-            CacheOutcome::Miss => "miss",
-            CacheOutcome::Stale => "stale",
-            CacheOutcome::Bypass => "bypass",
-            CacheOutcome::Revalidated => "revalidated",
-        }
-    }
-}
 
 /// The process's one cache: the store and the lock that lets one request per key fill it.
 /// Both live as long as the process (Pingora wants `'static`) and survive reloads.

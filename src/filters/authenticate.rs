@@ -4,7 +4,7 @@
 use crate::auth::api_key::ApiKeyStore;
 use crate::auth::jwt::TokenVerifier;
 use crate::auth::AuthFailure;
-use crate::proxy::{GatewayError, RequestCtx};
+use crate::request::{GatewayError, RequestCtx};
 use http::header::AUTHORIZATION;
 use pingora::http::RequestHeader;
 use std::sync::Arc;

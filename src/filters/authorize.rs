@@ -1,7 +1,7 @@
 //! `scopes` (all required) and `roles` (any one required) of a route, checked against the
 //! verified identity: 403 when missing.
 
-use crate::proxy::{GatewayError, RequestCtx};
+use crate::request::{GatewayError, RequestCtx};
 use std::borrow::Cow;
 
 pub struct Authorize {

@@ -2,7 +2,7 @@
 //! upstream never sees the request); a chunked body is counted while it streams and the
 //! request is cut with 413 as soon as it passes the limit.
 
-use crate::proxy::{GatewayError, RequestCtx};
+use crate::request::{GatewayError, RequestCtx};
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use pingora::http::RequestHeader;

@@ -4,7 +4,7 @@
 //! gets a CORS header. `Vary: Origin` whenever the answer depends on the origin.
 
 use crate::config::model::CorsConfig;
-use crate::proxy::GatewayError;
+use crate::request::GatewayError;
 use http::header::{self, HeaderValue};
 use http::Method;
 use pingora::http::{RequestHeader, ResponseHeader};

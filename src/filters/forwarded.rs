@@ -1,7 +1,7 @@
 //! `X-Forwarded-For` (appended), `X-Forwarded-Proto` and `X-Forwarded-Host` (set), so that
 //! the upstream knows who asked and how.
 
-use crate::proxy::RequestCtx;
+use crate::request::RequestCtx;
 use http::header::HOST;
 use http::HeaderValue;
 use pingora::http::RequestHeader;

@@ -2,7 +2,7 @@
 //! X-Consumer. Client-sent copies are removed on every route, authenticated or not, so a
 //! backend can trust them.
 
-use crate::proxy::RequestCtx;
+use crate::request::RequestCtx;
 use pingora::http::RequestHeader;
 
 pub const USER_ID: &str = "x-user-id";

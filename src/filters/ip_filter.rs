@@ -2,7 +2,7 @@
 //! non-empty allow list admits only its members.
 
 use crate::config::model::IpRules;
-use crate::proxy::GatewayError;
+use crate::request::GatewayError;
 use std::net::IpAddr;
 
 pub struct IpFilter {

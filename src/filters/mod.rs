@@ -35,7 +35,7 @@ pub mod tracing;
 
 use crate::config::model::{AuthKind, RouteConfig};
 use crate::limits::RateLimit;
-use crate::proxy::{GatewayError, RequestCtx};
+use crate::request::{GatewayError, RequestCtx};
 use crate::snapshot::EdgeSecurity;
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::sync::Arc;

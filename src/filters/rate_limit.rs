@@ -11,7 +11,7 @@
 
 use crate::config::model::RateKey;
 use crate::limits::{Decision, RateLimit};
-use crate::proxy::{GatewayError, RequestCtx};
+use crate::request::{GatewayError, RequestCtx};
 use pingora::http::RequestHeader;
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! X-Request-ID: kept when the client sent a sane one, generated otherwise; sent upstream
 //! and returned on the response, and written in the access log.
 
-use crate::proxy::RequestCtx;
+use crate::request::RequestCtx;
 use http::HeaderValue;
 use pingora::http::RequestHeader;
 

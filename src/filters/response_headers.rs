@@ -4,7 +4,7 @@
 //! the route's CORS headers and X-Request-ID.
 
 use super::request_id;
-use crate::proxy::RequestCtx;
+use crate::request::RequestCtx;
 use http::header::{CONNECTION, TE, UPGRADE};
 use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;

@@ -2,7 +2,7 @@
 //! status, bytes_sent, duration_ms, plus error when the gateway failed it).
 
 use super::logging::ACCESS_TARGET;
-use crate::proxy::{GatewayError, RequestCtx};
+use crate::request::{GatewayError, RequestCtx};
 use pingora::proxy::Session;
 use pingora::Error;
 use serde::{Serialize, Serializer};

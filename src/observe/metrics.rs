@@ -50,7 +50,7 @@ pub struct RequestRecord<'a> {
 
 impl<'a> RequestRecord<'a> {
     /// What the finished request in `session` contributes.
-    pub fn of(session: &'a pingora::proxy::Session, ctx: &'a crate::proxy::RequestCtx) -> Self {
+    pub fn of(session: &'a pingora::proxy::Session, ctx: &'a crate::request::RequestCtx) -> Self {
         let pool = ctx.pool();
         RequestRecord {
             route: ctx.route().map_or(NO_ROUTE, |r| r.name.as_str()),

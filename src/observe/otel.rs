@@ -7,7 +7,7 @@
 //! queue is bounded and drops when full).
 
 use crate::config::model::TracingConfig;
-use crate::filters::tracing::TraceContext;
+use crate::request::trace::TraceContext;
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer as _,
     TracerProvider as _,
@@ -34,7 +34,7 @@ pub struct SpanEnd<'a> {
 }
 
 impl<'a> SpanEnd<'a> {
-    pub fn of(session: &'a pingora::proxy::Session, ctx: &'a crate::proxy::RequestCtx) -> Self {
+    pub fn of(session: &'a pingora::proxy::Session, ctx: &'a crate::request::RequestCtx) -> Self {
         let req = session.req_header();
         SpanEnd {
             route: ctx.route().map_or(super::metrics::NO_ROUTE, |r| r.name.as_str()),

@@ -1,10 +1,10 @@
 //! The first decisions about a request: who asks, whether the gateway answers it itself
 //! (health, preflight, 4xx), and if not, on which route it goes upstream.
 
-use super::error::GatewayError;
 use super::RequestCtx;
-use crate::filters::tracing::TraceContext;
 use crate::filters::{client_ip, cors, request_id, Flow};
+use crate::request::trace::TraceContext;
+use crate::request::GatewayError;
 use crate::routing::RouteMatch;
 use http::Method;
 use pingora::http::{RequestHeader, ResponseHeader};

@@ -2,14 +2,11 @@
 //! request to the module that owns that step (routing, filters, upstream, observe).
 
 pub mod admit;
-mod ctx;
-pub mod error;
 mod respond;
 mod retry;
 mod upstream;
 
-pub use ctx::RequestCtx;
-pub use error::GatewayError;
+pub use crate::request::{GatewayError, RequestCtx};
 pub use respond::error_wire;
 
 use crate::cache::{self, ResponseCache};
@@ -242,11 +239,11 @@ impl ProxyHttp for Gateway {
     /// What clients do wrong (hanging up, resetting an h2 stream, sending a malformed
     /// frame) is routine at the edge: counted and logged at debug in `logging`, not here.
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
-        error::downstream_kind(e).is_some()
+        crate::request::downstream_kind(e).is_some()
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some((e, kind)) = e.and_then(|e| Some((e, error::downstream_kind(e)?))) {
+        if let Some((e, kind)) = e.and_then(|e| Some((e, crate::request::downstream_kind(e)?))) {
             log::debug!("client-side failure ({kind}): {e}");
             if ctx.snapshot.server.metrics {
                 self.metrics.downstream_error(kind);

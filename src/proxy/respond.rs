@@ -1,9 +1,9 @@
 //! Writing the responses the gateway makes itself. Every one is JSON, carries
 //! X-Request-ID, and is written here and nowhere else.
 
-use super::error::GatewayError;
 use super::RequestCtx;
 use crate::filters::response_headers;
+use crate::request::GatewayError;
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use pingora::http::ResponseHeader;

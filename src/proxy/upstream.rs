@@ -1,9 +1,9 @@
 //! The upstream side of a request: which pool and target each attempt goes to, how long a
 //! retry waits, and what each attempt's outcome tells passive health and the circuit.
 
-use super::ctx::Attempt;
 use super::{GatewayError, RequestCtx};
 use crate::config::model::{Balance, HashKey};
+use crate::request::Attempt;
 use crate::upstream::PickError;
 use http::header::COOKIE;
 use pingora::http::RequestHeader;

@@ -1,9 +1,9 @@
 //! `RequestCtx`: the per-request state every phase reads and writes. Plain data, no locks.
 
-use super::error::GatewayError;
+use super::GatewayError;
 use crate::auth::Identity;
-use crate::filters::tracing::TraceContext;
 use crate::limits::Decision;
+use crate::request::trace::TraceContext;
 use crate::snapshot::{Route, Snapshot};
 use crate::upstream::{InFlight, Permit, UpstreamPool};
 use http::{HeaderValue, Method};
@@ -59,7 +59,7 @@ pub struct RequestCtx {
     /// bytes, and the context is moved along with Pingora's request future.
     pub span: Option<Box<opentelemetry_sdk::trace::Span>>,
     /// How the response cache took part (caching routes only), once known.
-    pub cache: Option<crate::cache::CacheOutcome>,
+    pub cache: Option<super::CacheOutcome>,
 }
 
 /// One upstream attempt: the target (in flight while this lives) and the circuit's leave,
