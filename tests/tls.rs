@@ -352,7 +352,9 @@ async fn with_watch_a_renewed_certificate_file_is_served_without_a_signal() {
         up.addr()
     ))
     .await;
-    let first = tokio::task::spawn_blocking(move || served_cert(tls_port)).await.unwrap();
+    let first = tokio::task::spawn_blocking(move || served_cert(tls_port))
+        .await
+        .unwrap();
     assert_eq!(first.trim(), std::fs::read_to_string(&cert).unwrap().trim());
 
     // The renewal writes new files over the old (same names, a new key and serial).
