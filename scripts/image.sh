@@ -40,6 +40,8 @@ awk '/^FROM scratch/ { on = 1 } on' Dockerfile |
 grep -q '^COPY rootfs /$' "$ctx/Containerfile" || { echo "image: the Dockerfile's runtime stage changed shape" >&2; exit 1; }
 format=()
 [[ "$engine" == */podman ]] && format=(--format docker) # OCI images drop HEALTHCHECK
+# The previous build of this tag would be left behind, untagged, at every run.
+"$engine" rmi -f "$TAG" >/dev/null 2>&1 || true
 "$engine" build -q "${format[@]}" -t "$TAG" -f "$ctx/Containerfile" "$ctx" >/dev/null
 size=$("$engine" image inspect --format '{{.Size}}' "$TAG")
 binary=$(stat -c %s "$ctx/rootfs/usr/local/bin/gatehouse")
