@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/ci-venv
+# Tests run in parallel and several want the venv: one makes or extends it at a time.
+mkdir -p target
+exec 9>target/ci-venv.lock
+flock 9
 if [[ ! -x "$venv/bin/pip" ]]; then
   # Debian's python3 makes venvs only with python3-venv (ensurepip) installed.
   python3 -c 'import ensurepip' 2>/dev/null ||
