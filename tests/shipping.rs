@@ -78,7 +78,9 @@ fn the_runtime_image_runs_checks_passes_its_healthcheck_and_stops_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
     // 30 MB a run otherwise, on a disk that fills.
-    let _ = Command::new("podman").args(["rmi", "-f", "gatehouse-test:local"]).output();
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", "gatehouse-test:local"])
+        .output();
     assert!(out.status.success(), "scripts/image.sh local failed:\n{said}");
     for line in [
         "in the image: gatehouse ",
