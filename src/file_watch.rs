@@ -45,27 +45,32 @@ impl WatchFiles {
         }
     }
 
-    /// The config file and every file the serving config names, with their stamps.
-    fn stamps(&self, snapshot: &Snapshot) -> Vec<(PathBuf, Stamp)> {
+    /// The config file and every file `snapshot`'s config names.
+    fn files(&self, snapshot: &Snapshot) -> Vec<PathBuf> {
         let mut files = vec![self.config.clone()];
         named_files(&snapshot.document, &mut files);
         files.sort();
         files.dedup();
         files
-            .into_iter()
-            .map(|path| {
-                let stamp = std::fs::metadata(&path).ok().map(|m| {
-                    (
-                        m.dev(),
-                        m.ino(),
-                        m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                        m.len(),
-                    )
-                });
-                (path, stamp)
-            })
-            .collect()
     }
+}
+
+/// Each file with its stamp now.
+fn stamps(files: &[PathBuf]) -> Vec<(PathBuf, Stamp)> {
+    files
+        .iter()
+        .map(|path| {
+            let stamp = std::fs::metadata(path).ok().map(|m| {
+                (
+                    m.dev(),
+                    m.ino(),
+                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    m.len(),
+                )
+            });
+            (path.clone(), stamp)
+        })
+        .collect()
 }
 
 /// Every string under a [`FILE_KEYS`] key of the config document.
@@ -87,7 +92,10 @@ fn named_files(value: &serde_json::Value, files: &mut Vec<PathBuf>) {
 #[async_trait]
 impl BackgroundService for WatchFiles {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut seen = self.stamps(&self.reloader.snapshot());
+        // The files to look at, found again only when the config changed (not every look).
+        let first = self.reloader.snapshot();
+        let (mut generation, mut files) = (first.generation, self.files(&first));
+        let mut seen = stamps(&files);
         // Files changed since the last reload, applied once they stop changing.
         let mut pending = std::collections::BTreeSet::new();
         loop {
@@ -96,7 +104,10 @@ impl BackgroundService for WatchFiles {
                 _ = tokio::time::sleep(LOOK_EVERY) => {}
             }
             let snapshot = self.reloader.snapshot();
-            let now = self.stamps(&snapshot);
+            if snapshot.generation != generation {
+                (generation, files) = (snapshot.generation, self.files(&snapshot));
+            }
+            let now = stamps(&files);
             if !(self.always || snapshot.server.watch) {
                 // Off: what is on disk now is the baseline if it is switched on.
                 (seen, pending) = (now, Default::default());
@@ -119,7 +130,9 @@ impl BackgroundService for WatchFiles {
             let reloader = self.reloader.clone();
             let _ = tokio::task::spawn_blocking(move || reloader.reload_and_log()).await;
             // The new config may name other files.
-            seen = self.stamps(&self.reloader.snapshot());
+            let snapshot = self.reloader.snapshot();
+            (generation, files) = (snapshot.generation, self.files(&snapshot));
+            seen = stamps(&files);
         }
     }
 }
