@@ -58,7 +58,7 @@ pub fn explain(snapshot: Arc<Snapshot>, q: &Question) -> Result<Value, String> {
             answer["outcome"] = json!(format!("{} {} (answered by the gateway)", e.status(), e.message()));
             answer["status"] = json!(e.status());
         }
-        Some(Decision::Respond(_)) | Some(Decision::Proxy) | None => {}
+        Some(Decision::Respond(_)) | Some(Decision::Proxy) | Some(Decision::Aggregate) | None => {}
     }
     let Some(index) = ctx.route else {
         return Ok(answer);
@@ -73,6 +73,14 @@ pub fn explain(snapshot: Arc<Snapshot>, q: &Question) -> Result<Value, String> {
     if ctx.preflight.is_some() {
         answer["outcome"] =
             json!("CORS preflight: answered by the gateway (204, or 403 for a refused origin or method)");
+        return Ok(answer);
+    }
+    if let Some(agg) = &route.aggregate {
+        answer["outcome"] = json!(format!(
+            "aggregated on route {}: the parts below are called in parallel and merged",
+            route.name
+        ));
+        answer["parts"] = agg.describe(&req, &ctx);
         return Ok(answer);
     }
     answer["outcome"] = json!(format!("proxied on route {}", route.name));
@@ -183,7 +191,7 @@ fn upstream_request(route: &Route, req: &mut RequestHeader, ctx: &RequestCtx) ->
     let mut sent = req.clone();
     let mut problems = Vec::new();
     for step in &route.upstream_chain {
-        if let Err(e) = step.apply(&mut sent, ctx) {
+        if let Err(e) = step.apply(&mut sent, req, ctx) {
             problems.push(e.to_string());
         }
     }

@@ -9,6 +9,7 @@
 #![warn(clippy::all)]
 
 pub mod admin;
+pub mod aggregate;
 pub mod auth;
 pub mod cache;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod supervisor;
+pub mod template;
 pub mod tls;
 pub mod upstream;
 pub mod watch;

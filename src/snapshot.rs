@@ -69,6 +69,12 @@ pub struct Route {
     pub request_chain: Vec<RequestStep>,
     /// Applied in order to the request sent upstream.
     pub upstream_chain: Vec<UpstreamStep>,
+    /// `response_headers`, applied to upstream responses after the gateway's own headers.
+    pub response_edits: Option<filters::header_edits::HeaderEdits>,
+    /// `json`: body edits of JSON responses.
+    pub json: Option<crate::config::model::JsonEdits>,
+    /// Set on aggregate routes, which answer in `request_filter` and never proxy.
+    pub aggregate: Option<Arc<crate::aggregate::Aggregate>>,
 }
 
 /// The credential verifiers and response policy shared by all routes.
@@ -245,6 +251,9 @@ fn build_route(
                 .map(|(name, weight)| pool(name).map(|p| (p, *weight)))
                 .collect::<Result<_, _>>()?,
         ),
+        RouteUpstream::Aggregate(names) => {
+            RouteUpstreams::parts(names.iter().map(|n| pool(n)).collect::<Result<_, _>>()?)
+        }
     };
     let cors = match &config.security.cors {
         Some(own) => Some(Arc::new(CorsPolicy::new(own).map_err(|e| format!("cors: {e}"))?)),
@@ -267,6 +276,19 @@ fn build_route(
         cors,
         rate_limit,
         upstream_chain: filters::upstream_chain(config),
+        response_edits: Some(filters::header_edits::HeaderEdits::new(
+            &config.transform.response_headers,
+        ))
+        .filter(|e| !e.is_empty()),
+        json: config.transform.json.clone(),
+        aggregate: match &config.aggregate {
+            Some(agg) => Some(Arc::new(crate::aggregate::Aggregate::build(
+                agg,
+                config.timeout,
+                pools,
+            )?)),
+            None => None,
+        },
     })
 }
 
@@ -344,5 +366,15 @@ impl EdgeSecurity {
             jwks: None,
             introspector: None,
         }
+    }
+}
+
+#[cfg(test)]
+impl Snapshot {
+    /// A snapshot with one upstream and one route, for unit tests of request steps.
+    pub fn empty_for_tests() -> Snapshot {
+        let yaml = "listen: [\"127.0.0.1:1\"]\nupstreams: { u: { targets: [\"127.0.0.1:1\"] } }\nroutes: [{ name: r, prefix: /, upstream: u }]\n";
+        let config = crate::config::parse_yaml(yaml, "test", &|_| None).expect("test config");
+        Snapshot::build(config, None).expect("test snapshot")
     }
 }

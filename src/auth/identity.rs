@@ -10,6 +10,8 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// API-key consumer name.
     pub consumer: Option<String>,
+    /// The verified token's claims, for `{claims.<name>}` in templates (empty for API keys).
+    pub claims: Map<String, Value>,
 }
 
 impl Identity {
@@ -31,6 +33,7 @@ impl Identity {
             scopes,
             roles: at.map(strings).unwrap_or_default(),
             consumer: None,
+            claims: claims.clone(),
         }
     }
 

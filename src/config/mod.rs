@@ -19,6 +19,7 @@ mod seed;
 mod suggest;
 mod tls;
 mod traffic;
+mod transform;
 mod units;
 mod validate;
 

@@ -5,6 +5,7 @@
 //! YAML keys in `raw.rs` are the stable contract.
 
 use crate::routing::RouteMatcher;
+use crate::template::Template;
 use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
@@ -280,6 +281,8 @@ pub enum RouteUpstream {
     Single(String),
     /// Weighted split between pools (canary).
     Split(Vec<(String, u32)>),
+    /// An aggregate route's part pools (distinct, in part order); it never proxies.
+    Aggregate(Vec<String>),
 }
 
 impl RouteUpstream {
@@ -287,6 +290,7 @@ impl RouteUpstream {
         match self {
             RouteUpstream::Single(name) => vec![name.as_str()],
             RouteUpstream::Split(parts) => parts.iter().map(|(n, _)| n.as_str()).collect(),
+            RouteUpstream::Aggregate(names) => names.iter().map(String::as_str).collect(),
         }
     }
 }
@@ -324,6 +328,100 @@ pub struct RouteConfig {
     pub websocket_idle_timeout: Duration,
     pub security: RouteSecurity,
     pub cache: Option<RouteCache>,
+    pub transform: RouteTransform,
+    /// Set for aggregate routes (then `upstream` lists the parts' pools).
+    pub aggregate: Option<AggregateConfig>,
+}
+
+/// What a route changes between client and upstream, compiled at load.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTransform {
+    pub rewrite: Option<PathRewrite>,
+    pub request_headers: HeaderEdits,
+    pub request_query: QueryEdits,
+    pub upstream_host: UpstreamHost,
+    pub response_headers: HeaderEdits,
+    pub json: Option<JsonEdits>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PathRewrite {
+    pub regex: regex::Regex,
+    /// With `$1` / `${name}` references to the regex's groups.
+    pub to: String,
+}
+
+/// Header changes, applied in the order remove → rename → set → add.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    pub remove: Vec<HeaderName>,
+    pub rename: Vec<(HeaderName, HeaderName)>,
+    pub set: Vec<(HeaderName, Template)>,
+    pub add: Vec<(HeaderName, Template)>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.rename.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+}
+
+/// Query parameter changes, applied in the order remove → set → add.
+#[derive(Debug, Clone, Default)]
+pub struct QueryEdits {
+    pub remove: Vec<String>,
+    pub set: Vec<(String, Template)>,
+    pub add: Vec<(String, Template)>,
+}
+
+impl QueryEdits {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+}
+
+/// The `Host` header sent upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UpstreamHost {
+    /// The client's.
+    #[default]
+    Preserve,
+    /// The target's address as written in the pool (`users.internal:8080`).
+    Target,
+    Literal(HeaderValue),
+}
+
+/// JSON response body edits.
+#[derive(Debug, Clone)]
+pub struct JsonEdits {
+    pub remove: Vec<serde_json_path::JsonPath>,
+    pub mask: Vec<serde_json_path::JsonPath>,
+    pub mask_with: String,
+    /// Larger bodies pass untouched.
+    pub max_size: usize,
+}
+
+/// An aggregate route: its parts, called in parallel, and how big an answer may be.
+#[derive(Debug, Clone)]
+pub struct AggregateConfig {
+    pub parts: Vec<PartConfig>,
+    pub max_part_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartConfig {
+    pub name: String,
+    pub upstream: String,
+    pub method: Method,
+    /// Path and query, with the `query:` map already appended.
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    /// Client request headers passed on.
+    pub headers: Vec<HeaderName>,
+    pub timeout: Option<Duration>,
+    pub required: bool,
+    /// How long this part's answer is reused.
+    pub cache: Option<Duration>,
 }
 
 /// The edge-security keys of one route.

@@ -311,6 +311,84 @@ pub struct RawRoute {
     pub split: Option<Vec<RawSplit>>,
     /// Let GET requests carry a body (default false: 400), for APIs that need it.
     pub allow_get_body: Option<bool>,
+    /// Instead of `upstream`: answer by calling these parts in parallel and merging
+    /// their JSON.
+    pub aggregate: Option<Vec<RawPart>>,
+    /// Largest answer of one aggregate part (default 1MiB); larger is a failed part.
+    pub max_part_size: Option<String>,
+    /// Path rewrite by regex: `{ regex: "^/v1/(.*)", to: "/api/$1" }`.
+    pub rewrite: Option<RawRewrite>,
+    /// Headers changed on the request sent upstream (values are `{…}` templates).
+    pub request_headers: Option<RawHeaderEdits>,
+    /// Query parameters changed on the request sent upstream.
+    pub request_query: Option<RawQueryEdits>,
+    /// The Host sent upstream: `preserve` (default), `target`, or a literal host.
+    pub upstream_host: Option<String>,
+    /// Headers changed on the upstream's response.
+    pub response_headers: Option<RawHeaderEdits>,
+    /// Fields removed or masked in JSON response bodies.
+    pub json: Option<RawJsonEdits>,
+}
+
+/// One part of an aggregate route.
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawPart {
+    /// The key of its answer under `data`.
+    pub name: Option<String>,
+    pub upstream: Option<String>,
+    /// `{…}` template of the path (and query) sent.
+    pub path: Option<String>,
+    /// Default GET.
+    pub method: Option<String>,
+    /// Query parameters added, values `{…}` templates.
+    pub query: Option<BTreeMap<String, String>>,
+    /// Client request headers forwarded to the part (besides the request id and trace).
+    pub headers: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    /// A failed required part fails the whole answer (502).
+    pub required: Option<bool>,
+    /// Keep this part's answer for a while: `30s`.
+    pub cache: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawRewrite {
+    pub regex: Option<String>,
+    /// Replacement with `$1` / `${name}` captures.
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawHeaderEdits {
+    /// Appended (beside any value already there).
+    pub add: Option<BTreeMap<String, String>>,
+    /// Replacing any value already there.
+    pub set: Option<BTreeMap<String, String>>,
+    pub remove: Option<Vec<String>>,
+    /// `{ From: To }`: the values of From move to To (requests only).
+    pub rename: Option<BTreeMap<String, String>>,
+    /// Allow changing the headers gatehouse sets itself (X-Forwarded-*, X-Request-ID, …).
+    #[serde(rename = "override")]
+    pub override_gateway: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawQueryEdits {
+    pub add: Option<BTreeMap<String, String>>,
+    pub set: Option<BTreeMap<String, String>>,
+    pub remove: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawJsonEdits {
+    /// JSONPath (RFC 9535) expressions whose matches are removed: `$.password`.
+    pub remove: Option<Vec<String>>,
+    /// JSONPath expressions whose matches are replaced by `mask_with`.
+    pub mask: Option<Vec<String>>,
+    /// Default `"****"`.
+    pub mask_with: Option<String>,
+    /// Larger bodies pass untouched (default 1MiB).
+    pub max_size: Option<String>,
 }
 
 /// `auth:` at the top level.

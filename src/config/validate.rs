@@ -5,7 +5,7 @@ use super::error::{ConfigError, Problems};
 use super::model::*;
 use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
 use super::units::{parse_duration, parse_size};
-use super::{cache, client, security, tls, traffic};
+use super::{cache, client, security, tls, traffic, transform};
 use crate::routing::{HostPattern, PathPattern, RouteMatcher};
 use http::{HeaderName, Method};
 use std::collections::BTreeMap;
@@ -420,7 +420,20 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
         let Some(matcher) = matcher(r, &path, p) else {
             continue;
         };
-        let upstream = traffic::route_upstream(r, &path, &raw.upstreams, p);
+        let aggregate = transform::aggregate(r, &path, &matcher.path, &raw.upstreams, p);
+        let upstream = match &aggregate {
+            Some(agg) => {
+                let mut names: Vec<String> = Vec::new();
+                for part in &agg.parts {
+                    if !names.contains(&part.upstream) {
+                        names.push(part.upstream.clone());
+                    }
+                }
+                RouteUpstream::Aggregate(names)
+            }
+            None => traffic::route_upstream(r, &path, &raw.upstreams, p),
+        };
+        let transform = transform::route_transform(r, &path, &matcher.path, p);
         let rate_limit = r
             .rate_limit
             .as_ref()
@@ -447,6 +460,8 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
             ),
             security: security::route_security(r, &path, raw.auth.as_ref(), p),
             cache: cache::route(r.cache.as_ref(), &path, caching, p),
+            transform,
+            aggregate,
         });
     }
     out

@@ -7,10 +7,12 @@
 //!                         → cookie → Authorization → authenticate (JWT / API key)
 //!                         → authorize (scopes, roles) → rate limits (global, route)
 //! request_body_filter     body size limit on streamed bodies
-//! upstream_request_filter strip_prefix → X-Forwarded-* → X-Request-ID → traceparent
-//!                         → identity headers
+//! upstream_request_filter strip_prefix or rewrite → request_query → X-Forwarded-*
+//!                         → X-Request-ID → traceparent → identity headers
+//!                         → request_headers → upstream_host
+//! upstream_response_filter json body edits begin (before the cache stores the body)
 //! response_filter         hop-by-hop and configured headers dropped → security headers
-//!                         → CORS headers → X-Request-ID
+//!                         → CORS headers → X-Request-ID → response_headers
 //! ```
 //! IP lists come first so that refused clients cost nothing; preflights are answered
 //! before authentication because browsers send them without credentials.
@@ -25,13 +27,18 @@ pub mod client_ip;
 pub mod cookie_token;
 pub mod cors;
 pub mod forwarded;
+pub mod header_edits;
 pub mod identity_headers;
 pub mod ip_filter;
+pub mod json_body;
+pub mod query_edits;
 pub mod rate_limit;
 pub mod request_id;
 pub mod response_headers;
+pub mod rewrite;
 pub mod strip_prefix;
 pub mod tracing;
+pub mod upstream_host;
 
 use crate::config::model::{AuthKind, RouteConfig};
 use crate::limits::RateLimit;
@@ -154,34 +161,62 @@ pub fn request_chain(
 /// One change to the request sent upstream.
 pub enum UpstreamStep {
     StripPrefix(strip_prefix::StripPrefix),
+    Rewrite(rewrite::Rewrite),
+    Query(query_edits::QueryEdits),
     Forwarded(forwarded::Forwarded),
     RequestId(request_id::PropagateRequestId),
     Identity(identity_headers::IdentityHeaders),
     Trace(tracing::PropagateTrace),
+    Headers(header_edits::HeaderEdits),
+    Host(upstream_host::UpstreamHost),
 }
 
 impl UpstreamStep {
-    pub fn apply(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+    /// Changes `req`, the request going upstream; `original` is the client's request, which
+    /// templates read (a rewritten path still names its parameters by the route's pattern).
+    pub fn apply(&self, req: &mut RequestHeader, original: &RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
         match self {
             UpstreamStep::StripPrefix(step) => step.apply(req),
+            UpstreamStep::Rewrite(step) => step.apply(req),
+            UpstreamStep::Query(step) => step.apply(req, original, ctx),
             UpstreamStep::Forwarded(step) => step.apply(req, ctx),
             UpstreamStep::RequestId(step) => step.apply(req, ctx),
             UpstreamStep::Identity(step) => step.apply(req, ctx),
             UpstreamStep::Trace(step) => step.apply(req, ctx),
+            UpstreamStep::Headers(step) => step.apply_request(req, original, ctx),
+            UpstreamStep::Host(step) => step.apply(req, ctx),
         }
     }
 }
 
-/// The upstream chain of `route`, in the order it runs.
+/// The upstream chain of `route`, in the order it runs. The route's own header edits come
+/// after the gateway's headers, so that `override: true` can replace them.
 pub fn upstream_chain(route: &RouteConfig) -> Vec<UpstreamStep> {
-    let mut chain = Vec::with_capacity(4);
+    let transform = &route.transform;
+    let mut chain = Vec::with_capacity(6);
     if let Some(prefix) = &route.strip_prefix {
         chain.push(UpstreamStep::StripPrefix(strip_prefix::StripPrefix::new(prefix)));
+    }
+    if let Some(rule) = &transform.rewrite {
+        chain.push(UpstreamStep::Rewrite(rewrite::Rewrite::new(rule)));
+    }
+    if !transform.request_query.is_empty() {
+        chain.push(UpstreamStep::Query(query_edits::QueryEdits::new(
+            &transform.request_query,
+        )));
     }
     chain.push(UpstreamStep::Forwarded(forwarded::Forwarded));
     chain.push(UpstreamStep::RequestId(request_id::PropagateRequestId));
     chain.push(UpstreamStep::Trace(tracing::PropagateTrace));
     // Always: client-sent identity headers are stripped even on open routes.
     chain.push(UpstreamStep::Identity(identity_headers::IdentityHeaders));
+    if !transform.request_headers.is_empty() {
+        chain.push(UpstreamStep::Headers(header_edits::HeaderEdits::new(
+            &transform.request_headers,
+        )));
+    }
+    if let Some(step) = upstream_host::UpstreamHost::new(&transform.upstream_host) {
+        chain.push(UpstreamStep::Host(step));
+    }
     chain
 }

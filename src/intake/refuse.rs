@@ -101,6 +101,8 @@ fn record(ctx: &RequestCtx, refusal: &Refusal, logged: &Logged, metrics: &Metric
             upstream: None,
             rejected: Some("malformed"),
             cache: None,
+            json: None,
+            parts: &[],
         });
     }
     if server.access_log {

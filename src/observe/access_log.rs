@@ -35,6 +35,9 @@ struct AccessLine<'a> {
     /// `allow`/`deny`: a global rate limit decided by `on_redis_error` (Redis unreachable).
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_limit_policy: Option<&'static str>,
+    /// An aggregate answer's parts: name, result, upstream status, milliseconds.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    parts: &'a [crate::request::PartReport],
 }
 
 fn as_display<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -84,6 +87,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
         },
         rejected: ctx.error.as_ref().and_then(GatewayError::rejection),
         rate_limit_policy: ctx.rate_limit_policy,
+        parts: &ctx.parts,
     };
     match serde_json::to_string(&line) {
         Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),
@@ -125,6 +129,7 @@ pub fn refused(r: &Refused) {
         error: Some(r.error.to_string()),
         rejected: Some("malformed"),
         rate_limit_policy: None,
+        parts: &[],
     };
     match serde_json::to_string(&line) {
         Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),

@@ -32,6 +32,8 @@ pub struct Metrics {
     cache: IntCounterVec,
     cache_bytes: IntGauge,
     cache_entries: IntGauge,
+    json_transform: IntCounterVec,
+    aggregate_parts: IntCounterVec,
 }
 
 /// What one finished request contributes.
@@ -46,6 +48,10 @@ pub struct RequestRecord<'a> {
     pub rejected: Option<&'static str>,
     /// How the response cache took part (`hit`, `miss`, ...), on caching routes.
     pub cache: Option<&'static str>,
+    /// What the route's `json` edits did with the body.
+    pub json: Option<&'static str>,
+    /// An aggregate answer's parts.
+    pub parts: &'a [crate::request::PartReport],
 }
 
 impl<'a> RequestRecord<'a> {
@@ -62,6 +68,8 @@ impl<'a> RequestRecord<'a> {
                 .map(|(p, t)| (p.name.as_str(), t.elapsed().as_secs_f64())),
             rejected: ctx.error.as_ref().and_then(|e| e.rejection()),
             cache: ctx.cache.map(|c| c.label()),
+            json: ctx.json_outcome.map(|o| o.label()),
+            parts: &ctx.parts,
         }
     }
 }
@@ -147,6 +155,22 @@ impl Metrics {
         )?;
         let cache_bytes = IntGauge::new("gateway_cache_bytes", "Bytes held by the response cache")?;
         let cache_entries = IntGauge::new("gateway_cache_entries", "Responses held by the response cache")?;
+        let json_transform = IntCounterVec::new(
+            Opts::new(
+                "gateway_json_transform_total",
+                "Response bodies on routes with json edits, by what was done (applied, not_json, encoded, too_large, invalid)",
+            ),
+            &["route", "result"],
+        )?;
+        let aggregate_parts = IntCounterVec::new(
+            Opts::new(
+                "gateway_aggregate_parts_total",
+                "Aggregate parts called, by route, part and result (ok, cached, timeout, status, not_json, too_large, circuit_open, unavailable, error)",
+            ),
+            &["route", "part", "result"],
+        )?;
+        registry.register(Box::new(json_transform.clone()))?;
+        registry.register(Box::new(aggregate_parts.clone()))?;
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(cache_entries.clone()))?;
@@ -176,6 +200,8 @@ impl Metrics {
             cache,
             cache_bytes,
             cache_entries,
+            json_transform,
+            aggregate_parts,
         })
     }
 
@@ -191,6 +217,14 @@ impl Metrics {
         }
         if let Some(result) = r.cache {
             self.cache.with_label_values(&[r.route, result]).inc();
+        }
+        if let Some(result) = r.json {
+            self.json_transform.with_label_values(&[r.route, result]).inc();
+        }
+        for part in r.parts {
+            self.aggregate_parts
+                .with_label_values(&[r.route, part.name.as_str(), part.result])
+                .inc();
         }
     }
 

@@ -18,6 +18,8 @@ pub enum Decision {
     Health,
     /// A response without body (CORS preflight).
     Respond(Box<ResponseHeader>),
+    /// An aggregate route: the gateway calls the parts and answers.
+    Aggregate,
     /// 308 to this https URL (`tls.redirect_http`).
     Redirect(String),
     Reject(GatewayError),
@@ -48,6 +50,9 @@ pub async fn decide(session: &mut Session, ctx: &mut RequestCtx) -> Decision {
             Ok(Flow::Respond(resp)) => return Decision::Respond(resp),
             Err(e) => return Decision::Reject(e),
         }
+    }
+    if route.aggregate.is_some() {
+        return Decision::Aggregate;
     }
     Decision::Proxy
 }

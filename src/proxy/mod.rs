@@ -9,9 +9,10 @@ mod upstream;
 pub use crate::request::{GatewayError, RequestCtx};
 pub use respond::error_wire;
 
+use crate::aggregate::Caller;
 use crate::cache::{self, ResponseCache};
 use crate::drain::Drain;
-use crate::filters::{body_limit, response_headers};
+use crate::filters::{body_limit, json_body, response_headers};
 use crate::observe::metrics::{self, Metrics};
 use crate::observe::otel::{self, SpanExport};
 use crate::observe::{access_log, health};
@@ -35,6 +36,8 @@ pub struct Gateway {
     spans: Option<Arc<SpanExport>>,
     drain: Arc<Drain>,
     cache: Arc<ResponseCache>,
+    /// Aggregate routes' connections and answer caches.
+    parts: Arc<Caller>,
 }
 
 impl Gateway {
@@ -51,6 +54,7 @@ impl Gateway {
             spans,
             drain,
             cache,
+            parts: Arc::new(Caller::default()),
         }
     }
 }
@@ -78,6 +82,7 @@ impl ProxyHttp for Gateway {
                 .await
                 .map(|_| true),
             Decision::Respond(resp) => respond::headers_only(session, ctx, *resp).await.map(|_| true),
+            Decision::Aggregate => respond::aggregate(session, ctx, &self.parts).await.map(|_| true),
             Decision::Redirect(location) => respond::redirect(session, ctx, &location).await.map(|_| true),
             Decision::Reject(err) => {
                 let sent = respond::error(session, ctx, &err).await;
@@ -143,14 +148,15 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_started.get_or_insert_with(Instant::now);
         if let Some(route) = ctx.route() {
+            let original = session.req_header();
             for step in &route.upstream_chain {
-                step.apply(req, ctx)?;
+                step.apply(req, original, ctx)?;
             }
         }
         Ok(())
@@ -158,7 +164,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -169,7 +175,33 @@ impl ProxyHttp for Gateway {
         ctx.upstream_ttfb = ctx.upstream_started.map(|t| t.elapsed());
         let failed = ctx.pool().is_some_and(|p| p.is_failure_status(resp.status.as_u16()));
         upstream::record(ctx, !failed);
+        if let Some(edits) = ctx.route().and_then(|r| r.json.as_ref()) {
+            let has_body =
+                session.req_header().method != http::Method::HEAD && !matches!(resp.status.as_u16(), 204 | 304);
+            match json_body::start(resp, edits, has_body) {
+                Ok(body) => ctx.json_body = Some(Box::new(body)),
+                Err(outcome) => ctx.json_outcome = Some(outcome),
+            }
+        }
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(collecting) = ctx.json_body.as_mut() {
+            let snapshot = Arc::clone(&ctx.snapshot);
+            if let Some(edits) = ctx.route.and_then(|i| snapshot.routes[i].json.as_ref()) {
+                if let Some(outcome) = collecting.feed(body, end_of_stream, edits) {
+                    ctx.json_outcome = Some(outcome);
+                }
+            }
+        }
+        Ok(None)
     }
 
     async fn response_filter(
@@ -187,7 +219,11 @@ impl ProxyHttp for Gateway {
             resp.insert_header("x-cache", outcome.header_value())?;
             self.cache.invalidate_after(session, resp.status.as_u16(), ctx);
         }
-        response_headers::upstream_response(resp, ctx)
+        response_headers::upstream_response(resp, ctx)?;
+        if let Some(edits) = ctx.route().and_then(|r| r.response_edits.as_ref()) {
+            edits.apply_response(resp, session.req_header(), ctx)?;
+        }
+        Ok(())
     }
 
     fn fail_to_connect(

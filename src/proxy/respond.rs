@@ -90,6 +90,45 @@ pub async fn redirect(session: &mut Session, ctx: &RequestCtx, location: &str) -
     send(session, ctx, resp, body.into()).await
 }
 
+/// An aggregate route's answer: the parts are called, merged and sent as one JSON
+/// document with `X-Aggregated: true` (and `X-Cache` on a caching route).
+pub async fn aggregate(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    caller: &crate::aggregate::Caller,
+) -> pingora::Result<()> {
+    let snapshot = std::sync::Arc::clone(&ctx.snapshot);
+    let Some(route) = ctx.route.map(|i| &snapshot.routes[i]) else {
+        return error(session, ctx, &GatewayError::Internal).await;
+    };
+    let Some(agg) = &route.aggregate else {
+        return error(session, ctx, &GatewayError::Internal).await;
+    };
+    let cache = route
+        .cache
+        .as_ref()
+        .filter(|_| session.req_header().method == http::Method::GET);
+    let original = session.req_header().clone();
+    let answer = agg.answer(&route.name, cache, &original, ctx, caller).await;
+    let mut body = answer.body;
+    if let Some(edits) = route.json.as_ref().filter(|_| answer.status == 200) {
+        if let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(&body) {
+            crate::filters::json_body::edit(&mut doc, edits);
+            body = serde_json::to_vec(&doc).unwrap_or_default().into();
+        }
+    }
+    let mut resp = ResponseHeader::build(answer.status, Some(8))?;
+    resp.insert_header("x-aggregated", "true")?;
+    resp.insert_header(CACHE_CONTROL, "no-store")?;
+    if let Some(hit) = answer.cache_hit {
+        resp.insert_header("x-cache", if hit { "HIT" } else { "MISS" })?;
+    }
+    if let Some(edits) = &route.response_edits {
+        edits.apply_response(&mut resp, &original, ctx)?;
+    }
+    send(session, ctx, resp, body).await
+}
+
 /// A response with headers only (a CORS preflight's 204).
 pub async fn headers_only(session: &mut Session, ctx: &RequestCtx, mut resp: ResponseHeader) -> pingora::Result<()> {
     response_headers::finish(&mut resp, ctx)?;

@@ -60,6 +60,12 @@ pub struct RequestCtx {
     pub span: Option<Box<opentelemetry_sdk::trace::Span>>,
     /// How the response cache took part (caching routes only), once known.
     pub cache: Option<super::CacheOutcome>,
+    /// A JSON response body being collected for the route's `json` edits.
+    pub json_body: Option<Box<crate::filters::json_body::JsonBody>>,
+    /// What the `json` edits did with the response body.
+    pub json_outcome: Option<crate::filters::json_body::JsonOutcome>,
+    /// An aggregate answer's parts, in config order.
+    pub parts: Vec<super::PartReport>,
 }
 
 /// One upstream attempt: the target (in flight while this lives) and the circuit's leave,
@@ -97,6 +103,20 @@ impl RequestCtx {
             trace: None,
             span: None,
             cache: None,
+            json_body: None,
+            json_outcome: None,
+            parts: Vec::new(),
+        }
+    }
+
+    /// What `{…}` templates read besides the request head.
+    pub fn vars(&self) -> crate::template::Vars<'_> {
+        let identity = self.identity.as_deref();
+        crate::template::Vars {
+            claims: identity.map(|i| &i.claims),
+            consumer: identity.and_then(|i| i.consumer.as_deref()),
+            client_ip: self.client_ip,
+            request_id: Some(&self.request_id),
         }
     }
 

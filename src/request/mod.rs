@@ -6,8 +6,10 @@
 mod cache_outcome;
 mod ctx;
 mod error;
+mod part_report;
 pub mod trace;
 
 pub use cache_outcome::CacheOutcome;
 pub use ctx::{Attempt, RequestCtx};
 pub use error::{downstream_kind, GatewayError};
+pub use part_report::PartReport;

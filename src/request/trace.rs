@@ -56,6 +56,14 @@ impl TraceContext {
         self.parent_id.as_ref().map(|p| ascii(p))
     }
 
+    /// A `traceparent` for a call this hop makes itself (an aggregate part): the same
+    /// trace, a new span of its own.
+    pub fn child_traceparent(&self) -> [u8; TRACEPARENT_LEN] {
+        let mut child = self.traceparent;
+        let _ = hex::encode_to_slice(&uuid::Uuid::new_v4().as_bytes()[..8], &mut child[36..52]);
+        child
+    }
+
     /// Two hex digits (`01` = sampled).
     pub fn flags(&self) -> &str {
         ascii(&self.traceparent[53..55])

@@ -13,7 +13,7 @@
 mod pattern;
 mod shadow;
 
-pub use pattern::{HostPattern, PathPattern, Segment};
+pub use pattern::{HostPattern, ParamAt, PathPattern, Segment};
 pub use shadow::shadowed_routes;
 
 use http::{HeaderMap, HeaderName, Method};

@@ -152,6 +152,57 @@ impl PathPattern {
     }
 }
 
+/// Where a named path parameter sits in the paths a pattern matches, found at load so
+/// that reading it per request is a split, not a search by name.
+#[derive(Debug, Clone)]
+pub enum ParamAt {
+    /// The n-th segment after the leading `/`.
+    Segment(usize),
+    /// Everything after the first n segments (a `*wildcard`).
+    Rest(usize),
+    /// A named capture group of a `regex:` route.
+    Capture(Regex, String),
+}
+
+impl PathPattern {
+    /// Where the parameter `name` is: a `:name` segment, the `*name` wildcard or a
+    /// `(?P<name>…)` group. `None` when the pattern has no such parameter.
+    pub fn param(&self, name: &str) -> Option<ParamAt> {
+        match self {
+            PathPattern::Segments { source, segments, .. } => {
+                if let Some(i) = segments.iter().position(|s| *s == Segment::Param(name.to_string())) {
+                    return Some(ParamAt::Segment(i));
+                }
+                let last = source.rsplit('/').next()?;
+                (last.strip_prefix('*') == Some(name)).then_some(ParamAt::Rest(segments.len()))
+            }
+            PathPattern::Regex(r) => r
+                .capture_names()
+                .any(|n| n == Some(name))
+                .then(|| ParamAt::Capture(r.clone(), name.to_string())),
+            PathPattern::Exact(_) | PathPattern::Prefix(_) => None,
+        }
+    }
+}
+
+impl ParamAt {
+    /// The parameter's raw (still percent-encoded) text in `path`, which the pattern matched.
+    pub fn extract<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let rest = path.strip_prefix('/')?;
+        match self {
+            ParamAt::Segment(n) => rest.split('/').nth(*n),
+            ParamAt::Rest(n) => {
+                let mut at = 0;
+                for _ in 0..*n {
+                    at += rest[at..].find('/')? + 1;
+                }
+                Some(&rest[at..])
+            }
+            ParamAt::Capture(r, name) => r.captures(path)?.name(name).map(|m| m.as_str()),
+        }
+    }
+}
+
 fn match_segments(segments: &[Segment], wildcard: bool, path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
@@ -339,5 +390,20 @@ mod tests {
         assert!(!wild.matches("example.com"));
         assert!(HostPattern::parse("example.com:8080").is_err());
         assert!(HostPattern::parse("").is_err());
+    }
+
+    #[test]
+    fn params_are_found_by_name_and_read_from_the_path() {
+        let p = PathPattern::parse_path("/users/:id/files/*rest").unwrap();
+        assert_eq!(p.param("id").unwrap().extract("/users/42/files/a/b.txt"), Some("42"));
+        assert_eq!(
+            p.param("rest").unwrap().extract("/users/42/files/a/b.txt"),
+            Some("a/b.txt")
+        );
+        assert_eq!(p.param("rest").unwrap().extract("/users/42/files/"), Some(""));
+        assert!(p.param("other").is_none());
+        let r = PathPattern::parse_regex("^/v(?P<version>[0-9]+)/").unwrap();
+        assert_eq!(r.param("version").unwrap().extract("/v2/x"), Some("2"));
+        assert!(PathPattern::parse_prefix("/api").unwrap().param("id").is_none());
     }
 }

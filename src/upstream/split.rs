@@ -31,6 +31,15 @@ impl RouteUpstreams {
         }
     }
 
+    /// An aggregate route's part pools: listed (admin, status page), never chosen.
+    pub fn parts(pools: Vec<Arc<UpstreamPool>>) -> Self {
+        RouteUpstreams {
+            pools,
+            sequence: Box::new([]),
+            next: AtomicUsize::new(0),
+        }
+    }
+
     /// The pool for a new request.
     pub fn choose(&self) -> usize {
         if self.sequence.is_empty() {
