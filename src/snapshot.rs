@@ -73,6 +73,8 @@ pub struct Route {
     pub response_edits: Option<filters::header_edits::HeaderEdits>,
     /// `json`: body edits of JSON responses.
     pub json: Option<crate::config::model::JsonEdits>,
+    /// Response compression, when the route (or the top level) has it.
+    pub compression: Option<filters::compression::Compression>,
     /// Set on aggregate routes, which answer in `request_filter` and never proxy.
     pub aggregate: Option<Arc<crate::aggregate::Aggregate>>,
 }
@@ -281,6 +283,7 @@ fn build_route(
         ))
         .filter(|e| !e.is_empty()),
         json: config.transform.json.clone(),
+        compression: config.compression.as_ref().map(filters::compression::Compression::new),
         aggregate: match &config.aggregate {
             Some(agg) => Some(Arc::new(crate::aggregate::Aggregate::build(
                 agg,

@@ -7,6 +7,7 @@
 
 mod cache;
 pub mod client;
+mod compression;
 mod env;
 mod error;
 pub mod fleet;

@@ -329,8 +329,41 @@ pub struct RouteConfig {
     pub security: RouteSecurity,
     pub cache: Option<RouteCache>,
     pub transform: RouteTransform,
+    /// The route's own policy, else the top level's (`None`: off).
+    pub compression: Option<CompressionConfig>,
     /// Set for aggregate routes (then `upstream` lists the parts' pools).
     pub aggregate: Option<AggregateConfig>,
+}
+
+/// Response compression negotiated by `Accept-Encoding`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompressionConfig {
+    /// In the gateway's order of preference (ties in the client's q-values).
+    pub encodings: Vec<Encoding>,
+    /// Lowercase media types, `text/*` and `application/*+json` patterns allowed.
+    pub types: Vec<String>,
+    /// Bodies declared smaller are sent as they are.
+    pub min_size: u64,
+    /// 1 (fastest) to 9 (smallest), gzip's scale; brotli and zstd use the same number.
+    pub level: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Gzip,
+    Brotli,
+    Zstd,
+}
+
+impl Encoding {
+    /// The `Accept-Encoding` / `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Gzip => "gzip",
+            Encoding::Brotli => "br",
+            Encoding::Zstd => "zstd",
+        }
+    }
 }
 
 /// What a route changes between client and upstream, compiled at load.

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 /// The whole file.
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawConfig {
+    /// Response compression on every route (a route's own `compression` replaces it).
+    pub compression: Option<serde_yaml::Value>,
     /// Plain-HTTP listen addresses. `PORT` overrides their port.
     pub listen: Option<Vec<String>>,
     /// Worker threads for the proxy service.
@@ -328,6 +330,8 @@ pub struct RawRoute {
     pub response_headers: Option<RawHeaderEdits>,
     /// Fields removed or masked in JSON response bodies.
     pub json: Option<RawJsonEdits>,
+    /// `true`, `false` or `{ encodings, types, min_size, level }`: replaces the top level's.
+    pub compression: Option<serde_yaml::Value>,
 }
 
 /// One part of an aggregate route.

@@ -5,7 +5,7 @@ use super::error::{ConfigError, Problems};
 use super::model::*;
 use super::raw::{RawConfig, RawHealthCheck, RawRoute, RawUpstream};
 use super::units::{parse_duration, parse_size};
-use super::{cache, client, security, tls, traffic, transform};
+use super::{cache, client, compression, security, tls, traffic, transform};
 use crate::routing::{HostPattern, PathPattern, RouteMatcher};
 use http::{HeaderName, Method};
 use std::collections::BTreeMap;
@@ -408,6 +408,7 @@ fn health_check(raw: &RawHealthCheck, path: &str, p: &mut Problems) -> HealthChe
 fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: &mut Problems) -> Vec<RouteConfig> {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = Vec::new();
+    let compression = compression::policy(raw.compression.as_ref(), "compression", None, p);
     for (i, r) in raw_routes.iter().enumerate() {
         let path = format!("routes[{i}]");
         let name = r.name.clone().unwrap_or_else(|| format!("route-{i}"));
@@ -461,6 +462,12 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
             security: security::route_security(r, &path, raw.auth.as_ref(), p),
             cache: cache::route(r.cache.as_ref(), &path, caching, p),
             transform,
+            compression: compression::policy(
+                r.compression.as_ref(),
+                &format!("{path}.compression"),
+                compression.as_ref(),
+                p,
+            ),
             aggregate,
         });
     }

@@ -24,6 +24,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod body_limit;
 pub mod client_ip;
+pub mod compression;
 pub mod cookie_token;
 pub mod cors;
 pub mod forwarded;
@@ -169,6 +170,8 @@ pub enum UpstreamStep {
     Trace(tracing::PropagateTrace),
     Headers(header_edits::HeaderEdits),
     Host(upstream_host::UpstreamHost),
+    /// The gateway compresses: the upstream is asked for identity.
+    IdentityEncoding,
 }
 
 impl UpstreamStep {
@@ -185,6 +188,10 @@ impl UpstreamStep {
             UpstreamStep::Trace(step) => step.apply(req, ctx),
             UpstreamStep::Headers(step) => step.apply_request(req, original, ctx),
             UpstreamStep::Host(step) => step.apply(req, ctx),
+            UpstreamStep::IdentityEncoding => {
+                req.remove_header(&http::header::ACCEPT_ENCODING);
+                Ok(())
+            }
         }
     }
 }
@@ -217,6 +224,9 @@ pub fn upstream_chain(route: &RouteConfig) -> Vec<UpstreamStep> {
     }
     if let Some(step) = upstream_host::UpstreamHost::new(&transform.upstream_host) {
         chain.push(UpstreamStep::Host(step));
+    }
+    if route.compression.is_some() {
+        chain.push(UpstreamStep::IdentityEncoding);
     }
     chain
 }

@@ -67,6 +67,12 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.snapshot.load_full())
     }
 
+    /// Response compression is gatehouse's own module (Pingora's context, with brotli
+    /// streams properly ended), off unless a route turns it on.
+    fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
+        modules.add_module(crate::filters::compression::EdgeCompression::builder());
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if self.drain.is_draining() {
             // `Connection: close` on this response: the client reconnects elsewhere.
@@ -76,7 +82,15 @@ impl ProxyHttp for Gateway {
         if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
             ctx.span = Some(Box::new(spans.start(trace, ctx.started)));
         }
-        match admit::decide(session, ctx).await {
+        let decision = admit::decide(session, ctx).await;
+        if let Some(compression) = ctx.route().and_then(|r| r.compression.as_ref()) {
+            let (modules, req) = (
+                &mut session.downstream_modules_ctx,
+                session.downstream_session.req_header(),
+            );
+            compression.on_request(modules, req);
+        }
+        match decision {
             Decision::Proxy => Ok(false),
             Decision::Health => respond::json(session, ctx, health::report(&ctx.snapshot))
                 .await
@@ -220,6 +234,9 @@ impl ProxyHttp for Gateway {
             self.cache.invalidate_after(session, resp.status.as_u16(), ctx);
         }
         response_headers::upstream_response(resp, ctx)?;
+        if let Some(compression) = ctx.route().and_then(|r| r.compression.as_ref()) {
+            compression.on_response(&mut session.downstream_modules_ctx, resp);
+        }
         if let Some(edits) = ctx.route().and_then(|r| r.response_edits.as_ref()) {
             edits.apply_response(resp, session.req_header(), ctx)?;
         }

@@ -140,6 +140,9 @@ async fn send(session: &mut Session, ctx: &RequestCtx, mut resp: ResponseHeader,
     resp.insert_header(CONTENT_TYPE, "application/json")?;
     resp.insert_header(CONTENT_LENGTH, body.len())?;
     response_headers::finish(&mut resp, ctx)?;
+    if let Some(compression) = ctx.route().and_then(|r| r.compression.as_ref()) {
+        compression.on_response(&mut session.downstream_modules_ctx, &resp);
+    }
     // HEAD gets the headers only; Pingora's HTTP/1 writer knows not to send a body.
     let body = (session.req_header().method != http::Method::HEAD).then_some(body);
     session.write_response_header(Box::new(resp), false).await?;
