@@ -58,7 +58,7 @@ pub fn explain(snapshot: Arc<Snapshot>, q: &Question) -> Result<Value, String> {
             answer["outcome"] = json!(format!("{} {} (answered by the gateway)", e.status(), e.message()));
             answer["status"] = json!(e.status());
         }
-        Some(Decision::Respond(_)) | Some(Decision::Proxy) | Some(Decision::Aggregate) | None => {}
+        Some(Decision::Respond(_) | Decision::Answer(..) | Decision::Proxy | Decision::Aggregate) | None => {}
     }
     let Some(index) = ctx.route else {
         return Ok(answer);

@@ -274,7 +274,16 @@ fn build_route(
         websocket_idle_timeout: config.websocket_idle_timeout,
         allow_get_body: config.security.allow_get_body,
         cache: config.cache.clone(),
-        request_chain: filters::request_chain(config, parts.edge, cors.as_ref(), limits),
+        request_chain: filters::request_chain(
+            config,
+            parts.edge,
+            cors.as_ref(),
+            limits,
+            match &config.forward_auth {
+                Some(f) => Some(filters::forward_auth::ForwardAuth::new(f, pool(&f.upstream)?)),
+                None => None,
+            },
+        ),
         cors,
         rate_limit,
         upstream_chain: filters::upstream_chain(config),

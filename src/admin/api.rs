@@ -2,7 +2,7 @@
 
 use super::Reply;
 use crate::cache::storage::MemoryStore;
-use crate::config::model::{AuthKind, RateKey, RateScope, MAX_WEIGHT};
+use crate::config::model::{RateKey, RateScope, MAX_WEIGHT};
 use crate::observe::metrics::Metrics;
 use crate::routing::PathPattern;
 use crate::snapshot::Snapshot;
@@ -93,7 +93,7 @@ pub fn routes(snapshot: &Snapshot) -> Reply {
                 "headers": m.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<std::collections::BTreeMap<_, _>>(),
                 "query": m.query.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
                 "upstreams": route.upstreams.pools().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-                "auth": match route.auth { AuthKind::None => "none", AuthKind::Jwt => "jwt", AuthKind::ApiKey => "api_key" },
+                "auth": route.auth.name(),
                 "rate_limit": limit,
             })
         })

@@ -22,7 +22,6 @@ use crate::config::model::{AggregateConfig, PartConfig, RouteCache};
 use crate::request::{PartReport, RequestCtx};
 use crate::upstream::UpstreamPool;
 use bytes::Bytes;
-use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora_memory_cache::MemoryCache;
 use std::collections::BTreeMap;
@@ -49,10 +48,8 @@ pub struct Part {
     pub pool: Arc<UpstreamPool>,
 }
 
-/// Process-wide: the connections parts use (Pingora's connector and keep-alive pool) and
-/// the answer caches. Lives across reloads.
+/// Process-wide: the answer caches. Lives across reloads.
 pub struct Caller {
-    connector: Connector,
     parts: MemoryCache<u64, Bytes>,
     answers: MemoryCache<u64, Bytes>,
 }
@@ -60,7 +57,6 @@ pub struct Caller {
 impl Default for Caller {
     fn default() -> Self {
         Caller {
-            connector: Connector::new(None),
             parts: MemoryCache::new(CACHE_ENTRIES),
             answers: MemoryCache::new(CACHE_ENTRIES),
         }
@@ -213,7 +209,7 @@ impl Aggregate {
             .timeout
             .unwrap_or(part.pool.config.timeout)
             .min(self.deadline);
-        let called = call::call(part, req, timeout, self.max_part_size, &caller.connector);
+        let called = call::call(part, &req, timeout, self.max_part_size);
         let outcome = match tokio::time::timeout(timeout, called).await {
             Ok(outcome) => outcome,
             Err(_) => Err(PartError::Timeout),

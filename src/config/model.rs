@@ -331,6 +331,8 @@ pub struct RouteConfig {
     pub transform: RouteTransform,
     /// The route's own policy, else the top level's (`None`: off).
     pub compression: Option<CompressionConfig>,
+    /// Set with `auth: forward`.
+    pub forward_auth: Option<ForwardAuthConfig>,
     /// Set for aggregate routes (then `upstream` lists the parts' pools).
     pub aggregate: Option<AggregateConfig>,
 }
@@ -480,6 +482,30 @@ pub enum AuthKind {
     None,
     Jwt,
     ApiKey,
+    /// An auth service decides (`forward_auth`).
+    Forward,
+}
+
+impl AuthKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthKind::None => "none",
+            AuthKind::Jwt => "jwt",
+            AuthKind::ApiKey => "api_key",
+            AuthKind::Forward => "forward",
+        }
+    }
+}
+
+/// `auth: forward`: where the decision is asked and what travels each way.
+#[derive(Debug, Clone)]
+pub struct ForwardAuthConfig {
+    pub upstream: String,
+    pub path: crate::template::Template,
+    pub headers_to_auth: Vec<HeaderName>,
+    pub headers_from_auth: Vec<HeaderName>,
+    pub timeout: Duration,
+    pub cache_ttl: Option<Duration>,
 }
 
 /// Everything the edge-security filters need, global part.

@@ -332,6 +332,25 @@ pub struct RawRoute {
     pub json: Option<RawJsonEdits>,
     /// `true`, `false` or `{ encodings, types, min_size, level }`: replaces the top level's.
     pub compression: Option<serde_yaml::Value>,
+    /// With `auth: forward`: the service that decides.
+    pub forward_auth: Option<RawForwardAuth>,
+}
+
+/// Delegated authentication: an auth service answers 2xx (go on) or anything else (the
+/// answer the client gets).
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawForwardAuth {
+    pub upstream: Option<String>,
+    /// Path (template) asked on the auth service (default `/`).
+    pub path: Option<String>,
+    /// Client headers sent to the auth service (default `[Authorization, Cookie]`).
+    pub headers_to_auth: Option<Vec<String>>,
+    /// Headers of the auth service's 2xx answer copied onto the request sent upstream.
+    pub headers_from_auth: Option<Vec<String>>,
+    /// Default 2s.
+    pub timeout: Option<String>,
+    /// Keep decisions per credential for this long (default: not kept).
+    pub cache_ttl: Option<String>,
 }
 
 /// One part of an aggregate route.

@@ -54,14 +54,26 @@ pub fn route_security(r: &RawRoute, path: &str, raw_auth: Option<&RawAuth>, p: &
             }
             AuthKind::ApiKey
         }
+        Some("forward") => {
+            if r.forward_auth.is_none() {
+                p.push(
+                    format!("{path}.forward_auth"),
+                    "auth: forward needs forward_auth: { upstream, path, headers_to_auth, headers_from_auth }",
+                );
+            }
+            AuthKind::Forward
+        }
         Some(other) => {
             p.push(
                 format!("{path}.auth"),
-                format!("unknown auth \"{other}\" (expected none, jwt or api_key)"),
+                format!("unknown auth \"{other}\" (expected none, jwt, api_key or forward)"),
             );
             AuthKind::None
         }
     };
+    if r.forward_auth.is_some() && auth != AuthKind::Forward {
+        p.push(format!("{path}.forward_auth"), "is used only with auth: forward");
+    }
     let scopes = r.scopes.clone().unwrap_or_default();
     let roles = r.roles.clone().unwrap_or_default();
     if (!scopes.is_empty() || !roles.is_empty()) && auth != AuthKind::Jwt {

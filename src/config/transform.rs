@@ -418,3 +418,80 @@ fn part<T>(
         cache: duration("cache", &raw.cache, p),
     })
 }
+
+const DEFAULT_FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `forward_auth:` of a route (checked only with `auth: forward`).
+pub fn forward_auth<T>(
+    r: &RawRoute,
+    path: &str,
+    pattern: &PathPattern,
+    upstreams: &BTreeMap<String, T>,
+    p: &mut Problems,
+) -> Option<ForwardAuthConfig> {
+    let raw = r.forward_auth.as_ref()?;
+    let field = format!("{path}.forward_auth");
+    let upstream = match raw.upstream.as_deref() {
+        Some(u) if upstreams.contains_key(u) => u.to_string(),
+        Some(u) => {
+            p.push(format!("{field}.upstream"), format!("unknown upstream \"{u}\""));
+            return None;
+        }
+        None => {
+            p.push(format!("{field}.upstream"), "required: the pool of the auth service");
+            return None;
+        }
+    };
+    let template = raw.path.as_deref().unwrap_or("/");
+    if !template.starts_with('/') {
+        p.push(format!("{field}.path"), format!("\"{template}\" must start with /"));
+    }
+    let path_template = Template::compile(template, pattern)
+        .map_err(|e| p.push(format!("{field}.path"), e))
+        .ok()?;
+    let names = |key: &str, list: &Option<Vec<String>>, default: &[&str], p: &mut Problems| -> Vec<HeaderName> {
+        let given: Vec<String> = match list {
+            Some(l) => l.clone(),
+            None => default.iter().map(|s| s.to_string()).collect(),
+        };
+        given
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| p.push(format!("{field}.{key}[{i}]"), format!("\"{h}\" is not a header name")))
+                    .ok()
+            })
+            .collect()
+    };
+    let headers_to_auth = names("headers_to_auth", &raw.headers_to_auth, &["authorization", "cookie"], p);
+    let headers_from_auth = names("headers_from_auth", &raw.headers_from_auth, &[], p);
+    for (i, h) in headers_from_auth.iter().enumerate() {
+        if FRAMING.contains(&h.as_str()) || h == "host" {
+            p.push(
+                format!("{field}.headers_from_auth[{i}]"),
+                format!("{h} cannot be copied onto a request"),
+            );
+        }
+    }
+    let duration = |key: &str, value: &Option<String>, p: &mut Problems| match value.as_deref().map(parse_duration) {
+        None => None,
+        Some(Ok(d)) if !d.is_zero() => Some(d),
+        Some(Ok(_)) => {
+            p.push(format!("{field}.{key}"), "must be greater than zero");
+            None
+        }
+        Some(Err(e)) => {
+            p.push(format!("{field}.{key}"), e);
+            None
+        }
+    };
+    Some(ForwardAuthConfig {
+        upstream,
+        path: path_template,
+        headers_to_auth,
+        headers_from_auth,
+        timeout: duration("timeout", &raw.timeout, p).unwrap_or(DEFAULT_FORWARD_TIMEOUT),
+        cache_ttl: duration("cache_ttl", &raw.cache_ttl, p),
+    })
+}

@@ -435,6 +435,7 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
             None => traffic::route_upstream(r, &path, &raw.upstreams, p),
         };
         let transform = transform::route_transform(r, &path, &matcher.path, p);
+        let forward_auth = transform::forward_auth(r, &path, &matcher.path, &raw.upstreams, p);
         let rate_limit = r
             .rate_limit
             .as_ref()
@@ -468,6 +469,7 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
                 compression.as_ref(),
                 p,
             ),
+            forward_auth,
             aggregate,
         });
     }
@@ -628,7 +630,12 @@ fn warnings(raw: &RawConfig, routes: &[RouteConfig], upstreams: &BTreeMap<String
     let unused = raw
         .upstreams
         .keys()
-        .filter(|name| !routes.iter().any(|r| r.upstream.names().contains(&name.as_str())))
+        .filter(|name| {
+            !routes.iter().any(|r| {
+                r.upstream.names().contains(&name.as_str())
+                    || r.forward_auth.as_ref().is_some_and(|f| f.upstream == **name)
+            })
+        })
         .map(|name| format!("upstreams.{name} is not used by any route"));
     let unresolved = upstreams.iter().flat_map(|(name, u)| {
         u.targets.iter().filter(|t| t.addr.is_none()).map(move |t| {

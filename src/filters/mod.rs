@@ -27,6 +27,7 @@ pub mod client_ip;
 pub mod compression;
 pub mod cookie_token;
 pub mod cors;
+pub mod forward_auth;
 pub mod forwarded;
 pub mod header_edits;
 pub mod identity_headers;
@@ -53,6 +54,8 @@ pub enum Flow {
     Continue,
     /// The gateway answers (a CORS preflight): headers only.
     Respond(Box<ResponseHeader>),
+    /// This answer, with its body, goes to the client (a forward-auth refusal).
+    Answer(Box<ResponseHeader>, bytes::Bytes),
 }
 
 /// One step of the request chain.
@@ -62,6 +65,7 @@ pub enum RequestStep {
     BodyLimit(body_limit::BodyLimit),
     CookieToken(cookie_token::CookieToken),
     Authenticate(authenticate::Authenticate),
+    ForwardAuth(forward_auth::ForwardAuth),
     Authorize(authorize::Authorize),
     RateLimit(rate_limit::RateLimitStep),
 }
@@ -89,6 +93,7 @@ impl RequestStep {
                 ),
             ),
             RequestStep::Authenticate(step) => ("authenticate", step.describe(req)),
+            RequestStep::ForwardAuth(step) => ("forward_auth", step.describe()),
             RequestStep::Authorize(step) => ("authorize", format!("{} (else 403)", step.describe())),
             RequestStep::RateLimit(step) => ("rate_limit", step.describe(req, ctx).join("; ")),
         }
@@ -105,6 +110,7 @@ impl RequestStep {
             RequestStep::BodyLimit(limit) => limit.check_declared(req, ctx)?,
             RequestStep::CookieToken(step) => step.apply(req),
             RequestStep::Authenticate(step) => step.run(req, ctx).await?,
+            RequestStep::ForwardAuth(step) => return step.run(req, ctx).await,
             RequestStep::Authorize(step) => step.check(ctx)?,
             RequestStep::RateLimit(step) => step.run(req, ctx).await?,
         }
@@ -118,6 +124,7 @@ pub fn request_chain(
     edge: &EdgeSecurity,
     cors: Option<&Arc<cors::CorsPolicy>>,
     limits: Vec<Arc<RateLimit>>,
+    forward: Option<forward_auth::ForwardAuth>,
 ) -> Vec<RequestStep> {
     let global = &edge.config;
     let route = &route.security;
@@ -148,6 +155,11 @@ pub fn request_chain(
                 )));
             }
         }
+        AuthKind::Forward => {
+            if let Some(step) = forward {
+                chain.push(RequestStep::ForwardAuth(step));
+            }
+        }
     }
     if let Some(step) = authorize::Authorize::new(&route.scopes, &route.roles) {
         chain.push(RequestStep::Authorize(step));
@@ -167,6 +179,7 @@ pub enum UpstreamStep {
     Forwarded(forwarded::Forwarded),
     RequestId(request_id::PropagateRequestId),
     Identity(identity_headers::IdentityHeaders),
+    AuthHeaders(forward_auth::AuthHeaders),
     Trace(tracing::PropagateTrace),
     Headers(header_edits::HeaderEdits),
     Host(upstream_host::UpstreamHost),
@@ -185,6 +198,7 @@ impl UpstreamStep {
             UpstreamStep::Forwarded(step) => step.apply(req, ctx),
             UpstreamStep::RequestId(step) => step.apply(req, ctx),
             UpstreamStep::Identity(step) => step.apply(req, ctx),
+            UpstreamStep::AuthHeaders(step) => step.apply(req, ctx),
             UpstreamStep::Trace(step) => step.apply(req, ctx),
             UpstreamStep::Headers(step) => step.apply_request(req, original, ctx),
             UpstreamStep::Host(step) => step.apply(req, ctx),
@@ -217,6 +231,11 @@ pub fn upstream_chain(route: &RouteConfig) -> Vec<UpstreamStep> {
     chain.push(UpstreamStep::Trace(tracing::PropagateTrace));
     // Always: client-sent identity headers are stripped even on open routes.
     chain.push(UpstreamStep::Identity(identity_headers::IdentityHeaders));
+    if let Some(forward) = &route.forward_auth {
+        chain.push(UpstreamStep::AuthHeaders(forward_auth::AuthHeaders::new(
+            &forward.headers_from_auth,
+        )));
+    }
     if !transform.request_headers.is_empty() {
         chain.push(UpstreamStep::Headers(header_edits::HeaderEdits::new(
             &transform.request_headers,

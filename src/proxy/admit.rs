@@ -18,6 +18,8 @@ pub enum Decision {
     Health,
     /// A response without body (CORS preflight).
     Respond(Box<ResponseHeader>),
+    /// A response with its body, relayed (a forward-auth refusal).
+    Answer(Box<ResponseHeader>, bytes::Bytes),
     /// An aggregate route: the gateway calls the parts and answers.
     Aggregate,
     /// 308 to this https URL (`tls.redirect_http`).
@@ -48,6 +50,7 @@ pub async fn decide(session: &mut Session, ctx: &mut RequestCtx) -> Decision {
         match step.run(session.req_header_mut(), ctx).await {
             Ok(Flow::Continue) => {}
             Ok(Flow::Respond(resp)) => return Decision::Respond(resp),
+            Ok(Flow::Answer(resp, body)) => return Decision::Answer(resp, body),
             Err(e) => return Decision::Reject(e),
         }
     }

@@ -96,6 +96,7 @@ impl ProxyHttp for Gateway {
                 .await
                 .map(|_| true),
             Decision::Respond(resp) => respond::headers_only(session, ctx, *resp).await.map(|_| true),
+            Decision::Answer(resp, body) => respond::relay(session, ctx, *resp, body).await.map(|_| true),
             Decision::Aggregate => respond::aggregate(session, ctx, &self.parts).await.map(|_| true),
             Decision::Redirect(location) => respond::redirect(session, ctx, &location).await.map(|_| true),
             Decision::Reject(err) => {

@@ -129,6 +129,21 @@ pub async fn aggregate(
     send(session, ctx, resp, body).await
 }
 
+/// An answer made elsewhere (the forward-auth service's refusal), with the gateway's
+/// headers added and its own framing.
+pub async fn relay(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    mut resp: ResponseHeader,
+    body: Bytes,
+) -> pingora::Result<()> {
+    resp.insert_header(CONTENT_LENGTH, body.len())?;
+    response_headers::finish(&mut resp, ctx)?;
+    let body = (session.req_header().method != http::Method::HEAD).then_some(body);
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(body, true).await
+}
+
 /// A response with headers only (a CORS preflight's 204).
 pub async fn headers_only(session: &mut Session, ctx: &RequestCtx, mut resp: ResponseHeader) -> pingora::Result<()> {
     response_headers::finish(&mut resp, ctx)?;

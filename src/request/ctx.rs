@@ -64,6 +64,8 @@ pub struct RequestCtx {
     pub json_body: Option<Box<crate::filters::json_body::JsonBody>>,
     /// What the `json` edits did with the response body.
     pub json_outcome: Option<crate::filters::json_body::JsonOutcome>,
+    /// Headers the forward-auth service's 2xx answer sets on the upstream request.
+    pub auth_headers: Vec<(http::HeaderName, HeaderValue)>,
     /// An aggregate answer's parts, in config order.
     pub parts: Vec<super::PartReport>,
 }
@@ -106,6 +108,7 @@ impl RequestCtx {
             json_body: None,
             json_outcome: None,
             parts: Vec::new(),
+            auth_headers: Vec::new(),
         }
     }
 

@@ -20,6 +20,8 @@ pub enum GatewayError {
         description: Cow<'static, str>,
         challenge: String,
     },
+    /// The forward-auth service refused: its own answer (with this status) was relayed.
+    ForwardAuthDenied { status: u16 },
     /// Authenticated, but the route needs a scope or role the caller lacks.
     Forbidden {
         reason: Cow<'static, str>,
@@ -59,6 +61,7 @@ impl GatewayError {
             GatewayError::NotFound => 404,
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::Unauthorized { .. } => 401,
+            GatewayError::ForwardAuthDenied { status } => *status,
             GatewayError::Forbidden { .. } | GatewayError::IpDenied | GatewayError::CorsRefused => 403,
             GatewayError::PayloadTooLarge => 413,
             GatewayError::RateLimited { .. } => 429,
@@ -89,6 +92,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => Cow::Borrowed("method not allowed on this route"),
             GatewayError::Unauthorized { description, .. } => description.clone(),
             GatewayError::Forbidden { reason, .. } => reason.clone(),
+            GatewayError::ForwardAuthDenied { .. } => Cow::Borrowed("refused by the authorization service"),
             GatewayError::IpDenied => Cow::Borrowed("client address not allowed"),
             GatewayError::CorsRefused => Cow::Borrowed("CORS preflight refused for this origin or method"),
             GatewayError::PayloadTooLarge => Cow::Borrowed("request body too large"),
@@ -108,7 +112,7 @@ impl GatewayError {
     /// The rejection class for logs and metrics, when the gateway refused the request.
     pub fn rejection(&self) -> Option<&'static str> {
         match self {
-            GatewayError::Unauthorized { .. } => Some("auth"),
+            GatewayError::Unauthorized { .. } | GatewayError::ForwardAuthDenied { .. } => Some("auth"),
             GatewayError::Forbidden { .. } => Some("forbidden"),
             GatewayError::IpDenied => Some("ip"),
             GatewayError::CorsRefused => Some("cors"),

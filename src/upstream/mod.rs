@@ -13,6 +13,7 @@
 //! ejections and in-flight counts, and the circuit while its settings are the same.
 
 mod circuit;
+pub mod client;
 mod health;
 mod least_conn;
 mod split;
