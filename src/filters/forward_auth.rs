@@ -44,7 +44,7 @@ pub enum Decision {
     /// Go on, with these headers for the upstream.
     Allow(Vec<(HeaderName, HeaderValue)>),
     /// This answer goes to the client.
-    Deny(ResponseHeader, Bytes),
+    Deny(Box<ResponseHeader>, Bytes),
 }
 
 impl ForwardAuth {
@@ -94,7 +94,7 @@ impl ForwardAuth {
                 ctx.error = Some(GatewayError::ForwardAuthDenied {
                     status: head.status.as_u16(),
                 });
-                Ok(Flow::Answer(Box::new(head.clone()), body.clone()))
+                Ok(Flow::Answer(head.clone(), body.clone()))
             }
         }
     }
@@ -175,7 +175,7 @@ impl ForwardAuth {
                 let _ = head.append_header(name.clone(), value.clone());
             }
         }
-        Ok(Decision::Deny(head, answer.body))
+        Ok(Decision::Deny(Box::new(head), answer.body))
     }
 }
 

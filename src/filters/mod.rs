@@ -65,7 +65,7 @@ pub enum RequestStep {
     BodyLimit(body_limit::BodyLimit),
     CookieToken(cookie_token::CookieToken),
     Authenticate(authenticate::Authenticate),
-    ForwardAuth(forward_auth::ForwardAuth),
+    ForwardAuth(Box<forward_auth::ForwardAuth>),
     Authorize(authorize::Authorize),
     RateLimit(rate_limit::RateLimitStep),
 }
@@ -157,7 +157,7 @@ pub fn request_chain(
         }
         AuthKind::Forward => {
             if let Some(step) = forward {
-                chain.push(RequestStep::ForwardAuth(step));
+                chain.push(RequestStep::ForwardAuth(Box::new(step)));
             }
         }
     }
