@@ -73,6 +73,8 @@ pub struct Route {
     pub response_edits: Option<filters::header_edits::HeaderEdits>,
     /// `json`: body edits of JSON responses.
     pub json: Option<crate::config::model::JsonEdits>,
+    /// gRPC-Web requests are bridged to the (gRPC) upstream.
+    pub grpc_web: bool,
     /// Response compression, when the route (or the top level) has it.
     pub compression: Option<filters::compression::Compression>,
     /// Set on aggregate routes, which answer in `request_filter` and never proxy.
@@ -293,6 +295,7 @@ fn build_route(
         .filter(|e| !e.is_empty()),
         json: config.transform.json.clone(),
         compression: config.compression.as_ref().map(filters::compression::Compression::new),
+        grpc_web: config.grpc_web,
         aggregate: match &config.aggregate {
             Some(agg) => Some(Arc::new(crate::aggregate::Aggregate::build(
                 agg,

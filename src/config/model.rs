@@ -313,6 +313,9 @@ pub struct HealthCheckConfig {
     pub healthy: usize,
     pub unhealthy: usize,
     pub host: Option<String>,
+    /// gRPC health checking (`grpc.health.v1.Health/Check`) of this service, instead of
+    /// an HTTP GET.
+    pub grpc: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -333,6 +336,8 @@ pub struct RouteConfig {
     pub compression: Option<CompressionConfig>,
     /// Set with `auth: forward`.
     pub forward_auth: Option<ForwardAuthConfig>,
+    /// gRPC-Web requests are bridged to gRPC.
+    pub grpc_web: bool,
     /// Set for aggregate routes (then `upstream` lists the parts' pools).
     pub aggregate: Option<AggregateConfig>,
 }

@@ -273,6 +273,8 @@ pub struct RawHealthCheck {
     pub unhealthy: Option<usize>,
     /// `Host` header sent with the probe (default: the target address).
     pub host: Option<String>,
+    /// Probe with the gRPC health-checking protocol for this service (`""`: the server).
+    pub grpc: Option<String>,
 }
 
 /// One route: what it matches and where it goes.
@@ -334,6 +336,18 @@ pub struct RawRoute {
     pub compression: Option<serde_yaml::Value>,
     /// With `auth: forward`: the service that decides.
     pub forward_auth: Option<RawForwardAuth>,
+    /// Instead of `path`: a gRPC service (and method): `{ service: pkg.Svc, method: Get }`.
+    pub grpc: Option<RawGrpcRoute>,
+    /// Accept gRPC-Web (browsers) and call the gRPC upstream in gRPC.
+    pub grpc_web: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawGrpcRoute {
+    /// Fully qualified: `helloworld.Greeter`.
+    pub service: Option<String>,
+    /// One method; without it, every method of the service.
+    pub method: Option<String>,
 }
 
 /// Delegated authentication: an auth service answers 2xx (go on) or anything else (the

@@ -70,7 +70,7 @@ routes:
         "upstreams.users.connect_timeout: \"5x\" is not a duration",
         "routes[0].upstream: unknown upstream \"billing\"",
         "routes[0].methods[0]: unknown method \"GTE\"",
-        "routes[1]: exactly one of path, prefix or regex is required",
+        "routes[1]: exactly one of path, prefix, regex or grpc is required",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }

@@ -402,6 +402,7 @@ fn health_check(raw: &RawHealthCheck, path: &str, p: &mut Problems) -> HealthChe
         healthy,
         unhealthy,
         host: raw.host.clone(),
+        grpc: raw.grpc.clone(),
     }
 }
 
@@ -470,6 +471,7 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
                 p,
             ),
             forward_auth,
+            grpc_web: r.grpc_web.unwrap_or(false),
             aggregate,
         });
     }
@@ -477,13 +479,14 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
 }
 
 fn matcher(r: &RawRoute, path: &str, p: &mut Problems) -> Option<RouteMatcher> {
-    let pattern = match (&r.path, &r.prefix, &r.regex) {
-        (Some(s), None, None) => PathPattern::parse_path(s).map_err(|e| (format!("{path}.path"), e)),
-        (None, Some(s), None) => PathPattern::parse_prefix(s).map_err(|e| (format!("{path}.prefix"), e)),
-        (None, None, Some(s)) => PathPattern::parse_regex(s).map_err(|e| (format!("{path}.regex"), e)),
+    let pattern = match (&r.path, &r.prefix, &r.regex, &r.grpc) {
+        (Some(s), None, None, None) => PathPattern::parse_path(s).map_err(|e| (format!("{path}.path"), e)),
+        (None, Some(s), None, None) => PathPattern::parse_prefix(s).map_err(|e| (format!("{path}.prefix"), e)),
+        (None, None, Some(s), None) => PathPattern::parse_regex(s).map_err(|e| (format!("{path}.regex"), e)),
+        (None, None, None, Some(g)) => grpc_pattern(g).map_err(|e| (format!("{path}.grpc"), e)),
         _ => Err((
             path.to_string(),
-            "exactly one of path, prefix or regex is required".to_string(),
+            "exactly one of path, prefix, regex or grpc is required".to_string(),
         )),
     };
     let host = r.host.as_ref().and_then(|h| {
@@ -528,6 +531,23 @@ fn matcher(r: &RawRoute, path: &str, p: &mut Problems) -> Option<RouteMatcher> {
             p.push(field, e);
             None
         }
+    }
+}
+
+/// gRPC calls are `POST /<package>.<Service>/<Method>`: one method is an exact path, a
+/// whole service a prefix.
+fn grpc_pattern(g: &super::raw::RawGrpcRoute) -> Result<PathPattern, String> {
+    let name_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    let service = g.service.as_deref().unwrap_or("");
+    if !name_ok(service) {
+        return Err(format!(
+            "service \"{service}\" must be a fully qualified gRPC service name (helloworld.Greeter)"
+        ));
+    }
+    match g.method.as_deref() {
+        Some(m) if name_ok(m) && !m.contains('.') => PathPattern::parse_path(&format!("/{service}/{m}")),
+        Some(m) => Err(format!("method \"{m}\" must be a gRPC method name (SayHello)")),
+        None => PathPattern::parse_prefix(&format!("/{service}/")),
     }
 }
 

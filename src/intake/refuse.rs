@@ -103,6 +103,7 @@ fn record(ctx: &RequestCtx, refusal: &Refusal, logged: &Logged, metrics: &Metric
             cache: None,
             json: None,
             parts: &[],
+            grpc_status: None,
         });
     }
     if server.access_log {

@@ -12,6 +12,11 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// `grpc-status` labels, by code (0 OK .. 16 UNAUTHENTICATED).
+const GRPC_STATUS: [&str; 17] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+];
+
 /// Seconds; from 1 ms to 30 s, the range of a gateway hop.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -34,6 +39,7 @@ pub struct Metrics {
     cache_entries: IntGauge,
     json_transform: IntCounterVec,
     aggregate_parts: IntCounterVec,
+    grpc: IntCounterVec,
 }
 
 /// What one finished request contributes.
@@ -52,6 +58,8 @@ pub struct RequestRecord<'a> {
     pub json: Option<&'static str>,
     /// An aggregate answer's parts.
     pub parts: &'a [crate::request::PartReport],
+    /// A gRPC call's `grpc-status`.
+    pub grpc_status: Option<u8>,
 }
 
 impl<'a> RequestRecord<'a> {
@@ -70,6 +78,7 @@ impl<'a> RequestRecord<'a> {
             cache: ctx.cache.map(|c| c.label()),
             json: ctx.json_outcome.map(|o| o.label()),
             parts: &ctx.parts,
+            grpc_status: ctx.grpc_status,
         }
     }
 }
@@ -169,6 +178,14 @@ impl Metrics {
             ),
             &["route", "part", "result"],
         )?;
+        let grpc = IntCounterVec::new(
+            Opts::new(
+                "gateway_grpc_requests_total",
+                "gRPC calls answered, by route and grpc-status (the upstream's, or the gateway's own)",
+            ),
+            &["route", "grpc_status"],
+        )?;
+        registry.register(Box::new(grpc.clone()))?;
         registry.register(Box::new(json_transform.clone()))?;
         registry.register(Box::new(aggregate_parts.clone()))?;
         registry.register(Box::new(cache.clone()))?;
@@ -202,6 +219,7 @@ impl Metrics {
             cache_entries,
             json_transform,
             aggregate_parts,
+            grpc,
         })
     }
 
@@ -220,6 +238,10 @@ impl Metrics {
         }
         if let Some(result) = r.json {
             self.json_transform.with_label_values(&[r.route, result]).inc();
+        }
+        if let Some(status) = r.grpc_status {
+            let label = GRPC_STATUS.get(usize::from(status)).copied().unwrap_or("other");
+            self.grpc.with_label_values(&[r.route, label]).inc();
         }
         for part in r.parts {
             self.aggregate_parts

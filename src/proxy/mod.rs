@@ -23,10 +23,10 @@ use bytes::Bytes;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, Result};
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -71,6 +71,21 @@ impl ProxyHttp for Gateway {
     /// streams properly ended), off unless a route turns it on.
     fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
         modules.add_module(crate::filters::compression::EdgeCompression::builder());
+        modules.add_module(Box::new(GrpcWeb));
+    }
+
+    /// Before the modules see the request: a gRPC-Web request is bridged to gRPC (the route,
+    /// not known yet, must allow it: checked in `request_filter`).
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let content_type = session.req_header().headers.get(http::header::CONTENT_TYPE);
+        ctx.grpc = content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        ctx.grpc_web = ctx.grpc && content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc-web"));
+        if ctx.grpc_web {
+            if let Some(bridge) = session.downstream_modules_ctx.get_mut::<GrpcWebBridge>() {
+                bridge.init();
+            }
+        }
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -82,7 +97,12 @@ impl ProxyHttp for Gateway {
         if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
             ctx.span = Some(Box::new(spans.start(trace, ctx.started)));
         }
-        let decision = admit::decide(session, ctx).await;
+        let mut decision = admit::decide(session, ctx).await;
+        if ctx.grpc_web && matches!(decision, Decision::Proxy) && !ctx.route().is_some_and(|r| r.grpc_web) {
+            decision = Decision::Reject(GatewayError::BadRequest(
+                "gRPC-Web is not enabled on this route (grpc_web: true)",
+            ));
+        }
         if let Some(compression) = ctx.route().and_then(|r| r.compression.as_ref()) {
             let (modules, req) = (
                 &mut session.downstream_modules_ctx,
@@ -188,6 +208,12 @@ impl ProxyHttp for Gateway {
             return Ok(());
         }
         ctx.upstream_ttfb = ctx.upstream_started.map(|t| t.elapsed());
+        if ctx.grpc {
+            if let Some(status) = grpc_status(&resp.headers) {
+                // A trailers-only answer.
+                ctx.grpc_status = Some(status);
+            }
+        }
         let failed = ctx.pool().is_some_and(|p| p.is_failure_status(resp.status.as_u16()));
         upstream::record(ctx, !failed);
         if let Some(edits) = ctx.route().and_then(|r| r.json.as_ref()) {
@@ -196,6 +222,20 @@ impl ProxyHttp for Gateway {
             match json_body::start(resp, edits, has_body) {
                 Ok(body) => ctx.json_body = Some(Box::new(body)),
                 Err(outcome) => ctx.json_outcome = Some(outcome),
+            }
+        }
+        Ok(())
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.grpc {
+            if let Some(status) = grpc_status(trailers) {
+                ctx.grpc_status = Some(status);
             }
         }
         Ok(())
@@ -266,10 +306,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
-        let err = match &ctx.error {
-            Some(decided) => Cow::Borrowed(decided),
-            None => Cow::Owned(GatewayError::from_pingora(e)),
-        };
+        // Owned: answering writes into the context (a gRPC status) while reading the error.
+        let err = ctx.error.clone().unwrap_or_else(|| GatewayError::from_pingora(e));
         let code = err.status();
         // Once a final response header went out, all that can be done is to cut the
         // connection. An interim one (the upstream's `100 Continue`) does not count: the
@@ -313,6 +351,11 @@ impl ProxyHttp for Gateway {
             otel::finish(*span, otel::SpanEnd::of(session, ctx));
         }
     }
+}
+
+/// The `grpc-status` of a gRPC answer's trailers (or trailers-only headers).
+fn grpc_status(headers: &http::HeaderMap) -> Option<u8> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 /// A 1xx response other than `101 Switching Protocols`: more responses follow.

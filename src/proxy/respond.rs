@@ -3,10 +3,11 @@
 
 use super::RequestCtx;
 use crate::filters::response_headers;
-use crate::request::GatewayError;
+use crate::request::{grpc, GatewayError};
 use bytes::Bytes;
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use pingora::http::ResponseHeader;
+use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
 use serde::Serialize;
 
@@ -20,10 +21,40 @@ struct ErrorBody<'a> {
     request_id: &'a str,
 }
 
-/// `{"error": "...", "status": N, "request_id": "..."}` with the error's status.
-pub async fn error(session: &mut Session, ctx: &RequestCtx, err: &GatewayError) -> pingora::Result<()> {
+/// `{"error": "...", "status": N, "request_id": "..."}` with the error's status; to a gRPC
+/// call, a trailers-only gRPC answer instead.
+pub async fn error(session: &mut Session, ctx: &mut RequestCtx, err: &GatewayError) -> pingora::Result<()> {
+    if grpc::is_grpc(session.req_header()) {
+        return grpc_error(session, ctx, err).await;
+    }
     let (resp, body) = error_response(ctx, err)?;
     send(session, ctx, resp, body).await
+}
+
+/// HTTP 200 with `grpc-status` and `grpc-message` in one HEADERS frame that ends the stream
+/// (gRPC's trailers-only answer), plus the gateway's usual headers.
+async fn grpc_error(session: &mut Session, ctx: &mut RequestCtx, err: &GatewayError) -> pingora::Result<()> {
+    let status = grpc::status_of(err);
+    ctx.grpc_status = Some(status);
+    let mut resp = ResponseHeader::build(200, Some(8))?;
+    resp.insert_header(CONTENT_TYPE, "application/grpc")?;
+    resp.insert_header("grpc-status", status.to_string())?;
+    resp.insert_header("grpc-message", grpc::encode_message(&err.message()))?;
+    if let Some(challenge) = err.challenge() {
+        resp.insert_header(WWW_AUTHENTICATE, challenge)?;
+    }
+    if let GatewayError::RateLimited { retry_after } = err {
+        resp.insert_header(RETRY_AFTER, *retry_after)?;
+    }
+    if session.req_header().version < http::Version::HTTP_2 {
+        // gRPC-Web over HTTP/1.1: the empty body needs its length.
+        resp.insert_header(CONTENT_LENGTH, 0)?;
+    }
+    response_headers::finish(&mut resp, ctx)?;
+    session
+        .write_response_tasks(vec![HttpTask::Header(Box::new(resp), true)])
+        .await
+        .map(|_| ())
 }
 
 /// The header (without the JSON framing headers `send` adds) and body of an error answer.

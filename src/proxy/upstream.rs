@@ -39,6 +39,10 @@ pub async fn next_peer(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Box<
             let upgrade = req.headers.contains_key(http::header::UPGRADE);
             let timeout = if upgrade {
                 Some(route.websocket_idle_timeout)
+            } else if let Some(deadline) = crate::request::grpc::timeout(req) {
+                // The gRPC call's own deadline (its upstream gets `grpc-timeout` too); a
+                // read that waits longer is DEADLINE_EXCEEDED.
+                Some(route.timeout.map_or(deadline, |t| t.min(deadline)))
             } else {
                 route.timeout
             };

@@ -64,6 +64,13 @@ pub struct RequestCtx {
     pub json_body: Option<Box<crate::filters::json_body::JsonBody>>,
     /// What the `json` edits did with the response body.
     pub json_outcome: Option<crate::filters::json_body::JsonOutcome>,
+    /// A gRPC call (`Content-Type: application/grpc…`, gRPC-Web included).
+    pub grpc: bool,
+    /// A gRPC-Web call, bridged to gRPC.
+    pub grpc_web: bool,
+    /// The call's `grpc-status` (gRPC requests), from the upstream's trailers or headers, or
+    /// the gateway's own answer.
+    pub grpc_status: Option<u8>,
     /// Headers the forward-auth service's 2xx answer sets on the upstream request.
     pub auth_headers: Vec<(http::HeaderName, HeaderValue)>,
     /// An aggregate answer's parts, in config order.
@@ -109,6 +116,9 @@ impl RequestCtx {
             json_outcome: None,
             parts: Vec::new(),
             auth_headers: Vec::new(),
+            grpc_status: None,
+            grpc: false,
+            grpc_web: false,
         }
     }
 

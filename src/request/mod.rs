@@ -6,6 +6,7 @@
 mod cache_outcome;
 mod ctx;
 mod error;
+pub mod grpc;
 mod part_report;
 pub mod trace;
 

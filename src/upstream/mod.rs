@@ -14,6 +14,7 @@
 
 mod circuit;
 pub mod client;
+mod grpc_health;
 mod health;
 mod least_conn;
 mod split;
@@ -125,7 +126,15 @@ impl UpstreamPool {
             None => {
                 let registry = HealthRegistry::with_equivalence(address_key);
                 if let Some(hc) = &config.health_check {
-                    registry.set_health_check(health::http_check(name, hc, config.tls.as_ref())?);
+                    registry.set_health_check(match &hc.grpc {
+                        Some(service) => Box::new(grpc_health::GrpcHealthCheck::new(
+                            name,
+                            hc,
+                            config.tls.as_ref(),
+                            service,
+                        )?),
+                        None => health::http_check(name, hc, config.tls.as_ref())?,
+                    });
                 }
                 let schedule = config
                     .health_check
