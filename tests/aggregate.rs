@@ -121,6 +121,11 @@ async fn parts_are_called_in_parallel_and_merged_in_the_seed_shape() {
         "only named headers go"
     );
 
+    // The line is written after the answer went out: wait for it.
+    eventually(Duration::from_secs(5), "the request's access-log line", || async {
+        gw.access_log().iter().any(|l| l["request_id"] == rid)
+    })
+    .await;
     let line = gw
         .access_log()
         .into_iter()
