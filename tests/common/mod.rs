@@ -532,6 +532,23 @@ impl Gateway {
         r.text().await.expect("metrics text")
     }
 
+    /// /metrics once it contains every one of `lines`: requests are counted in the logging
+    /// phase, after their answer went out. Panics with the text after 5 s.
+    pub async fn metrics_with(&self, lines: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.metrics_text().await;
+            if lines.iter().all(|l| text.contains(l)) {
+                return text;
+            }
+            if Instant::now() > deadline {
+                let missing: Vec<&&str> = lines.iter().filter(|l| !text.contains(**l)).collect();
+                panic!("/metrics lacks {missing:?}:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `gateway_downstream_errors_total{kind}` now (0 before the first).
     pub async fn downstream_errors(&self, kind: &str) -> u64 {
         let prefix = format!("gateway_downstream_errors_total{{kind=\"{kind}\"}} ");
