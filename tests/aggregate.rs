@@ -320,3 +320,51 @@ async fn auth_and_limits_apply_before_any_part_is_called() {
     assert_eq!(status, 429);
     assert_eq!(up.orders.hits(), 1, "the limited request called nothing");
 }
+
+#[tokio::test]
+async fn parts_reach_tls_upstreams_and_retry_past_a_dead_target() {
+    // The TLS upstream is another gatehouse with a certificate from the test CA, in front
+    // of a plain mock.
+    let pki = TestPki::new();
+    let (cert, key) = pki.leaf("edge", "orders.test", 0, 10);
+    let backend = MockUpstream::start("orders").await;
+    let tls_port = free_port();
+    let _edge = Gateway::start(&format!(
+        "tls: {{ listen: [\"127.0.0.1:{tls_port}\"], certs: [{{ cert: \"{}\", key: \"{}\" }}] }}\nupstreams: {{ b: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: b }}]\n",
+        cert.display(),
+        key.display(),
+        backend.addr()
+    ))
+    .await;
+    let plain = MockUpstream::start("plain").await;
+    let dead = free_port();
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  secure: {{ targets: ["127.0.0.1:{tls_port}"], tls: true, sni: orders.test, ca_file: "{}" }}
+  flaky: {{ targets: ["127.0.0.1:{dead}", "{}"], retries: 1 }}
+routes:
+  - name: both
+    path: /both
+    aggregate:
+      - {{ name: orders, upstream: secure, path: /orders, required: true }}
+      - {{ name: plain, upstream: flaky, path: /p, required: true }}
+"#,
+        pki.ca_path().display(),
+        plain.addr()
+    ))
+    .await;
+    for _ in 0..4 {
+        let r = gw.get("/both").await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], "success", "{body}");
+        assert_eq!(body["data"]["orders"]["upstream"], "orders", "over verified TLS");
+        assert_eq!(body["data"]["plain"]["path"], "/p");
+    }
+    assert_eq!(
+        plain.hits(),
+        4,
+        "each call that met the dead target was retried on the live one"
+    );
+}
