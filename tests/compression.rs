@@ -193,3 +193,61 @@ routes: [{{ name: all, prefix: /, upstream: u, cache: {{ ttl: 60s }} }}]
     assert_eq!(decode("br", &b2), doc.as_bytes());
     assert_eq!(b3, doc.as_bytes());
 }
+
+#[tokio::test]
+async fn compression_streams_the_body_instead_of_holding_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that sends half of a 2 MiB JSON body, waits 3 s, then the rest.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let half = big_json().into_bytes().repeat(5);
+    let origin = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let half = half.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    2 * half.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+                let _ = conn.write_all(&half).await;
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                let _ = conn.write_all(&half).await;
+            });
+        }
+    });
+    let gw = Gateway::start(&format!(
+        "compression: true\nupstreams: {{ u: {{ targets: [\"{addr}\"] }} }}\nroutes: [{{ name: all, prefix: /, upstream: u }}]\n"
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let mut r = client()
+        .get(gw.url("/slow"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let first = r.chunk().await.unwrap().expect("a first compressed chunk");
+    assert!(!first.is_empty());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "compressed bytes of the first half arrive before the second half is sent ({:?})",
+        started.elapsed()
+    );
+    let mut body = first.to_vec();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3));
+    assert_eq!(decode("gzip", &body).len(), 2 * big_json().len() * 5);
+    origin.abort();
+}
