@@ -259,7 +259,8 @@ fn json_edits(raw: &RawJsonEdits, path: &str, p: &mut Problems) -> JsonEdits {
     };
     let remove = paths("remove", &raw.remove);
     let mask = paths("mask", &raw.mask);
-    if remove.is_empty() && mask.is_empty() {
+    let listed = |l: &Option<Vec<String>>| l.as_ref().is_some_and(|l| !l.is_empty());
+    if !listed(&raw.remove) && !listed(&raw.mask) {
         p.push(path, "lists nothing to remove or mask");
     }
     JsonEdits {
