@@ -12,106 +12,14 @@
 //! The upstream is asked for identity (`Accept-Encoding` is not forwarded), so the cache
 //! keeps one identity copy and compresses each answer, hits included, on the way out.
 //!
-//! [`EdgeCompression`] is the downstream module: Pingora's compression context, plus the
-//! end of brotli streams. Pingora 0.9's brotli encoder flushes at the end of a body but
-//! never closes the stream, and strict decoders (the brotli crate, curl) refuse a stream
-//! without its last meta-block. After a flush the stream is byte-aligned, so the closing
-//! empty last meta-block is one byte, `0x03` (ISLAST = 1, ISLASTEMPTY = 1).
+//! The compressing itself happens in the downstream module (edge_module.rs).
 
+use super::edge_module::EdgeModule;
 use crate::config::model::{CompressionConfig, Encoding};
-use async_trait::async_trait;
-use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::modules::http::{HttpModule, HttpModuleBuilder, HttpModuleCtx, Module, ModuleBuilder};
-use pingora::protocols::http::compression::{Algorithm, ResponseCompressionCtx};
-
-/// The byte that ends a flushed brotli stream: an empty last meta-block.
-const BROTLI_END: u8 = 0x03;
-
-/// The downstream compression module (off until a route turns it on).
-pub struct EdgeCompression {
-    ctx: ResponseCompressionCtx,
-    /// The body is being brotli-compressed by the gateway.
-    brotli: bool,
-    finished: bool,
-}
-
-impl EdgeCompression {
-    /// The module for `HttpModules::add_module`.
-    pub fn builder() -> ModuleBuilder {
-        Box::new(EdgeCompressionBuilder)
-    }
-
-    fn finish(&mut self, out: Option<Bytes>) -> Option<Bytes> {
-        if !self.brotli || self.finished {
-            return out;
-        }
-        self.finished = true;
-        let mut end = BytesMut::with_capacity(out.as_ref().map_or(0, Bytes::len) + 1);
-        if let Some(out) = out {
-            end.extend_from_slice(&out);
-        }
-        end.put_u8(BROTLI_END);
-        Some(end.freeze())
-    }
-}
-
-struct EdgeCompressionBuilder;
-
-impl HttpModuleBuilder for EdgeCompressionBuilder {
-    fn init(&self) -> Module {
-        Box::new(EdgeCompression {
-            ctx: ResponseCompressionCtx::new(0, false, false),
-            brotli: false,
-            finished: false,
-        })
-    }
-
-    fn order(&self) -> i16 {
-        // After the other modules: compression is the last change to the body.
-        i16::MIN / 2
-    }
-}
-
-#[async_trait]
-impl HttpModule for EdgeCompression {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-
-    async fn response_header_filter(&mut self, resp: &mut ResponseHeader, end_of_stream: bool) -> pingora::Result<()> {
-        self.ctx.response_header_filter(resp, end_of_stream);
-        self.brotli = self.ctx.get_info().is_some_and(|(name, ..)| name == "brotli");
-        Ok(())
-    }
-
-    fn response_body_filter(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) -> pingora::Result<()> {
-        if !self.ctx.is_enabled() || self.finished {
-            return Ok(());
-        }
-        let compressed = self.ctx.response_body_filter(body.as_ref(), end_of_stream);
-        if compressed.is_some() {
-            *body = compressed;
-        }
-        if end_of_stream {
-            *body = self.finish(body.take());
-        }
-        Ok(())
-    }
-
-    fn response_done_filter(&mut self) -> pingora::Result<Option<Bytes>> {
-        if !self.ctx.is_enabled() || self.finished {
-            return Ok(None);
-        }
-        let rest = self.ctx.response_body_filter(None, true);
-        Ok(self.finish(rest))
-    }
-}
+use pingora::modules::http::HttpModuleCtx;
+use pingora::protocols::http::compression::Algorithm;
 
 pub struct Compression(CompressionConfig);
 
@@ -122,7 +30,7 @@ impl Compression {
 
     /// After routing: turns the module on with the codings this client takes.
     pub fn on_request(&self, modules: &mut HttpModuleCtx, req: &RequestHeader) {
-        let Some(module) = modules.get_mut::<EdgeCompression>().map(|m| &mut m.ctx) else {
+        let Some(module) = modules.get_mut::<EdgeModule>().map(|m| &mut m.compression) else {
             return;
         };
         if !module.is_header_phase() {
@@ -157,7 +65,7 @@ impl Compression {
 
     /// Before the response header goes out: off for what the route does not compress.
     pub fn on_response(&self, modules: &mut HttpModuleCtx, resp: &ResponseHeader) {
-        let Some(module) = modules.get_mut::<EdgeCompression>().map(|m| &mut m.ctx) else {
+        let Some(module) = modules.get_mut::<EdgeModule>().map(|m| &mut m.compression) else {
             return;
         };
         if !module.is_header_phase() || self.allows(resp) {

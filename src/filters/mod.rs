@@ -27,6 +27,7 @@ pub mod client_ip;
 pub mod compression;
 pub mod cookie_token;
 pub mod cors;
+pub mod edge_module;
 pub mod forward_auth;
 pub mod forwarded;
 pub mod header_edits;

@@ -12,6 +12,7 @@ pub use respond::error_wire;
 use crate::aggregate::Caller;
 use crate::cache::{self, ResponseCache};
 use crate::drain::Drain;
+use crate::filters::edge_module::EdgeModule;
 use crate::filters::{body_limit, json_body, response_headers};
 use crate::observe::metrics::{self, Metrics};
 use crate::observe::otel::{self, SpanExport};
@@ -23,7 +24,6 @@ use bytes::Bytes;
 use pingora::cache::key::HashBinary;
 use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorSource, Result};
@@ -67,11 +67,10 @@ impl ProxyHttp for Gateway {
         RequestCtx::new(self.snapshot.load_full())
     }
 
-    /// Response compression is gatehouse's own module (Pingora's context, with brotli
-    /// streams properly ended), off unless a route turns it on.
+    /// One module of gatehouse's own (gRPC-Web bridge, compression with brotli streams
+    /// properly ended), off unless a request turns it on.
     fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
-        modules.add_module(crate::filters::compression::EdgeCompression::builder());
-        modules.add_module(Box::new(GrpcWeb));
+        modules.add_module(EdgeModule::builder());
     }
 
     /// Before the modules see the request: a gRPC-Web request is bridged to gRPC (the route,
@@ -81,8 +80,8 @@ impl ProxyHttp for Gateway {
         ctx.grpc = content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         ctx.grpc_web = ctx.grpc && content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc-web"));
         if ctx.grpc_web {
-            if let Some(bridge) = session.downstream_modules_ctx.get_mut::<GrpcWebBridge>() {
-                bridge.init();
+            if let Some(edge) = session.downstream_modules_ctx.get_mut::<EdgeModule>() {
+                edge.bridge_grpc_web();
             }
         }
         Ok(())
