@@ -125,3 +125,164 @@ fn the_soak_harness_runs_mixed_traffic_and_reports() {
         .find(|e| e.file_name().to_string_lossy().ends_with("-soak.md"));
     assert!(report.is_some(), "no -soak.md report written");
 }
+
+/// Runs `bash loadtest/<script>` as a 1 s smoke (QUICK=1, nothing pinned, no quiet wait,
+/// no noise redo, the debug gatehouse), its report in a temp dir; returns the report.
+fn smoke_run(script: &str, suffix: &str, extra: &[(&str, &str)]) -> String {
+    let results = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("bash")
+        .arg(format!("loadtest/{script}"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .envs([
+            ("QUICK", "1"),
+            ("DURATION", "1"),
+            ("WARMUP", "0"),
+            ("REPS", "1"),
+            ("BUILD", "0"),
+            ("PIN", "0"),
+            ("QUIET_TIMEOUT", "0"),
+            ("NOISE_MAX", "100"),
+            ("GATEHOUSE_BIN", env!("CARGO_BIN_EXE_gatehouse")),
+        ])
+        .envs(extra.iter().copied())
+        .env("RESULTS", results.path())
+        .output()
+        .unwrap_or_else(|e| panic!("run bash loadtest/{script}: {e}"));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{log}");
+    std::fs::read_dir(results.path())
+        .expect("results dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(suffix))
+        .map(|p| std::fs::read_to_string(p).expect("read report"))
+        .unwrap_or_else(|| panic!("no *{suffix} report written; log:\n{log}"))
+}
+
+/// The cells of the first table row whose first cell is `first`.
+fn row<'a>(report: &'a str, first: &str) -> Vec<&'a str> {
+    let head = format!("| {first} |");
+    let line = report
+        .lines()
+        .find(|l| l.starts_with(&head))
+        .unwrap_or_else(|| panic!("no `{head}` row in the report:\n{report}"));
+    line.trim_matches('|').split('|').map(str::trim).collect()
+}
+
+/// A number of the report (`1.2k`, `268,597`, `14975`), as f64.
+fn num(cell: &str) -> f64 {
+    let (digits, scale) = match cell.strip_suffix('k') {
+        Some(d) => (d, 1000.0),
+        None => (cell, 1.0),
+    };
+    digits
+        .replace(',', "")
+        .parse::<f64>()
+        .unwrap_or_else(|_| panic!("not a number: {cell:?}"))
+        * scale
+}
+
+fn need(tools: &[&str], what: &str) {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    assert!(
+        missing.is_empty() || is_root(),
+        "the {what} smoke run needs {missing:?}: `make test-deps` installs them (a test that cannot run fails)"
+    );
+}
+
+#[test]
+fn the_compression_harness_measures_gzip_against_nginx() {
+    need(&["nginx", "wrk", "curl", "python3"], "compression");
+    // 2 connections: the debug build compresses slowly, and a response must not outlast
+    // wrk's 2 s timeout.
+    let report = smoke_run("compression.sh", "-compression.md", &[("CONNS", "2")]);
+    // | peer | coding | bytes/response | req/s | req/s range | proxy CPU µs/response | ...
+    for peer in ["gatehouse-gzip", "nginx-gzip", "gatehouse-identity", "nginx-identity"] {
+        let cells = row(&report, peer);
+        assert!(
+            num(cells[2]) > 0.0 && num(cells[3]) > 0.0 && num(cells[5]) > 0.0,
+            "{peer}: {cells:?}"
+        );
+        assert_eq!(cells[10], "0", "{peer} had errors: {cells:?}");
+    }
+    // gzip is smaller on the wire than identity (checked to decode to the origin's bytes).
+    assert!(num(row(&report, "gatehouse-gzip")[2]) < num(row(&report, "gatehouse-identity")[2]));
+    for proxy in ["gatehouse", "nginx"] {
+        let cells = row(&report, proxy);
+        assert_eq!(cells[1], "gzip", "{cells:?}");
+    }
+}
+
+#[test]
+fn the_aggregate_harness_compares_one_aggregate_call_with_three_client_calls() {
+    need(&["curl", "python3"], "aggregate");
+    let report = smoke_run("aggregate.sh", "-aggregate.md", &[]);
+    // | mode | what | ops | p50 ms | p99 ms | mean ms | p50 / aggregate p50 | CPU µs/op | errors | runs |
+    let mut p50 = Vec::new();
+    for mode in ["aggregate", "sequential", "parallel", "single"] {
+        let cells = row(&report, mode);
+        assert!(
+            num(cells[2]) > 0.0 && num(cells[3]) > 0.0 && num(cells[4]) > 0.0,
+            "{mode}: {cells:?}"
+        );
+        assert_eq!(cells[8], "0", "{mode} had errors: {cells:?}");
+        p50.push(num(cells[3]));
+    }
+    // Three 20 ms parts one after the other take longer than the three at once.
+    assert!(
+        p50[1] > p50[0],
+        "sequential p50 {} ms not above aggregate {} ms:\n{report}",
+        p50[1],
+        p50[0]
+    );
+}
+
+#[test]
+fn the_grpc_harness_measures_unary_calls_through_gatehouse_and_direct() {
+    need(&["curl", "python3"], "gRPC");
+    // The server and client of examples/grpc_bench.rs, built in this test's profile and
+    // target dir (cargo test does not build examples for a single test target).
+    let profile_dir = std::env::current_exe()
+        .expect("test binary path")
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir");
+    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    build
+        .args(["build", "--locked", "--example", "grpc_bench", "--target-dir"])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let built = build.output().expect("run cargo build --example grpc_bench");
+    assert!(
+        built.status.success(),
+        "cargo build --example grpc_bench failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let bin = profile_dir.join("examples").join("grpc_bench");
+    let report = smoke_run(
+        "grpc.sh",
+        "-grpc.md",
+        &[
+            ("GRPC_BENCH_BIN", bin.to_str().expect("utf-8 path")),
+            ("CONCURRENCY", "8"),
+        ],
+    );
+    // | peer | calls | req/s | req/s range | p50 ms | p99 ms | gatehouse CPU µs/call | µs range | server CPU | errors | runs |
+    for peer in ["gatehouse", "direct"] {
+        let cells = row(&report, peer);
+        assert!(
+            num(cells[1]) > 0.0 && num(cells[2]) > 0.0 && num(cells[4]) > 0.0,
+            "{peer}: {cells:?}"
+        );
+        assert_eq!(cells[9], "0", "{peer} had errors: {cells:?}");
+    }
+    assert!(
+        num(row(&report, "gatehouse")[6]) > 0.0,
+        "no gatehouse CPU per call:\n{report}"
+    );
+    assert!(report.contains("req/s ratio gatehouse/direct"), "{report}");
+}
