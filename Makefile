@@ -9,7 +9,7 @@ BIN    := target/release/gatehouse
 # Demo upstreams the bundled config routes to.
 DEMO_PORTS := 9001 9002
 
-.PHONY: all deps test-deps build run test fuzz soak check lint lint-deploy fmt bench bench-cache bench-tls upgrade certs clean image image-local compose-config kubernetes-config
+.PHONY: all deps test-deps build run test fuzz soak check lint lint-deploy fmt bench bench-cache bench-tls bench-compression bench-aggregate bench-grpc upgrade certs clean image image-local compose-config kubernetes-config
 
 all: build
 
@@ -111,6 +111,19 @@ bench-cache: build
 ## bench-tls: TLS handshake rate and h2 throughput, gatehouse vs nginx (same certificate)
 bench-tls: build
 	BUILD=0 python3 loadtest/tls_h2.py
+
+## bench-compression: CPU per gzip-compressed ~1 MiB JSON response, gatehouse vs nginx (loadtest/compression.sh)
+bench-compression: build
+	BUILD=0 bash loadtest/compression.sh
+
+## bench-aggregate: latency of an aggregate route of 3 parts vs 3 client calls (loadtest/aggregate.sh)
+bench-aggregate: build
+	BUILD=0 bash loadtest/aggregate.sh
+
+## bench-grpc: gRPC unary calls/s and CPU per call, through gatehouse vs direct (loadtest/grpc.sh)
+bench-grpc: build
+	$(CARGO) build --release --locked --example grpc_bench
+	BUILD=0 bash loadtest/grpc.sh
 
 ## upgrade: graceful binary upgrade of a running daemon (new binary with -u, SIGQUIT to
 ##          the old one; see deploy/upgrade.sh); `kill -HUP` reloads the config only
