@@ -108,6 +108,8 @@ impl Echo for EchoService {
 struct Backend {
     addr: std::net::SocketAddr,
     health: tonic_health::server::HealthReporter,
+    /// TCP connections accepted.
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -117,14 +119,25 @@ impl Backend {
         let addr = listener.local_addr().unwrap();
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<EchoServer<EchoService>>().await;
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = connections.clone();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(move |conn| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            conn
+        });
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(health_service)
                 .add_service(EchoServer::new(EchoService))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .serve_with_incoming(incoming)
                 .await;
         });
-        Backend { addr, health, task }
+        Backend {
+            addr,
+            health,
+            connections,
+            task,
+        }
     }
 }
 
@@ -328,6 +341,34 @@ async fn every_call_kind_with_its_trailers_over_h2c_and_tls() {
         "gateway_grpc_requests_total{grpc_status=\"0\",route=\"bidi\"} 2",
     ])
     .await;
+}
+
+#[tokio::test]
+async fn concurrent_calls_share_upstream_h2_connections() {
+    let backend = Backend::start().await;
+    let gw = Gateway::start(&config(&backend, "h2_streams: 50", "")).await;
+    let client = h2c_client(&gw).await;
+    // One call first: a connection the 20 concurrent ones can join (calls that start at
+    // the same instant with no connection yet each open one).
+    client.clone().unary(Msg::default()).await.expect("first call");
+    let calls = (0..20).map(|i| {
+        let mut client = client.clone();
+        async move {
+            client
+                .unary(Msg {
+                    text: "sleep:300".into(),
+                    n: i,
+                })
+                .await
+                .map(|r| r.into_inner().n)
+        }
+    });
+    let started = Instant::now();
+    let answers = futures_util::future::join_all(calls).await;
+    assert!(answers.iter().all(|a| a.is_ok()), "{answers:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "the 20 calls overlapped");
+    let opened = backend.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(opened <= 4, "20 concurrent calls over {opened} upstream connections");
 }
 
 /// A raw gRPC call over h2c: the status the gateway answers with, from the headers of a

@@ -174,6 +174,8 @@ pub struct UpstreamConfig {
     pub retry_non_idempotent: bool,
     pub tls: Option<UpstreamTls>,
     pub h2: bool,
+    /// With h2: streams one upstream connection carries at once.
+    pub h2_streams: usize,
     /// Where more targets are discovered at runtime.
     pub targets_from: Option<TargetsFrom>,
 }
@@ -650,6 +652,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_RETRIES: u32 = 1;
+/// Streams per upstream h2 connection (the usual SETTINGS_MAX_CONCURRENT_STREAMS floor).
+pub const DEFAULT_H2_STREAMS: usize = 100;
 pub const DEFAULT_HC_PATH: &str = "/health";
 pub const DEFAULT_HC_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_HC_TIMEOUT: Duration = Duration::from_secs(1);

@@ -194,6 +194,8 @@ pub struct RawUpstream {
     pub ca_file: Option<String>,
     /// Speak HTTP/2 to the upstream (ALPN h2 over TLS; prior knowledge over plain TCP).
     pub h2: Option<bool>,
+    /// With h2: concurrent requests (streams) one upstream connection carries (default 100).
+    pub h2_streams: Option<usize>,
     /// Targets discovered at runtime, added to `targets`: `{ etcd: "/services/users/" }`.
     pub targets_from: Option<RawTargetsFrom>,
 }

@@ -221,6 +221,14 @@ fn upstream(name: &str, raw: &RawUpstream, p: &mut Problems) -> Option<UpstreamC
         retry_non_idempotent: traffic.retry_non_idempotent,
         tls: tls::upstream_tls(raw, &path, p),
         h2: raw.h2.unwrap_or(false),
+        h2_streams: match raw.h2_streams {
+            None => DEFAULT_H2_STREAMS,
+            Some(n) if (1..=1000).contains(&n) => n,
+            Some(_) => {
+                p.push(format!("{path}.h2_streams"), "must be between 1 and 1000");
+                DEFAULT_H2_STREAMS
+            }
+        },
         targets_from,
         retries: raw.retries.unwrap_or(DEFAULT_RETRIES),
         connect_timeout: positive_duration(

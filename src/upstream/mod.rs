@@ -313,6 +313,8 @@ fn peer_template(addr: std::net::SocketAddr, config: &UpstreamConfig) -> Result<
         // Over TLS, ALPN may still settle on h1; in clear text, h2 means prior knowledge.
         let min = if tls.is_some() { 1 } else { 2 };
         peer.options.set_http_version(2, min);
+        // Pingora's default is one stream per connection: a connection per concurrent call.
+        peer.options.max_h2_streams = config.h2_streams;
     }
     Ok(peer)
 }
