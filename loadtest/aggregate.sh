@@ -22,7 +22,7 @@
 #        aggregate   1 GET /agg                          (expected ≈ the slowest part)
 #        sequential  GET /a, then /b, then /c            (expected ≈ the sum)
 #        parallel    GET /a, /b, /c at once on 3 conns   (the client doing the fan-out)
-#        single      GET /a                              (one part through gatehouse: the floor)
+#        single      GET of the slowest part (/a when all are equal): the floor
 #   6. prints a Markdown table (p50/p99 over every operation of every rep) and saves it as
 #      loadtest/results/<stamp>-aggregate.md (the runs in .csv, every latency in .raw).
 #
@@ -60,6 +60,8 @@ DURATION="${DURATION%s}" WARMUP="${WARMUP%s}"   # plain seconds (run.sh's "10s" 
 read -r -a delays <<<"$DELAYS"
 [[ ${#delays[@]} -eq 3 ]] || die "DELAYS needs 3 values (ms for parts a, b, c), got '$DELAYS'"
 for d in "${delays[@]}"; do [[ "$d" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad delay '$d' in DELAYS"; done
+# The single mode's part: the slowest (the first of the slowest when they are equal).
+SLOWEST="$(python3 -c 'import sys; d = [float(x) for x in sys.argv[1:]]; print("/" + "abc"[d.index(max(d))])' "${delays[@]}")"
 for m in $MODES; do
     [[ " aggregate sequential parallel single " == *" $m "* ]] || die "unknown mode '$m' in MODES (aggregate, sequential, parallel, single)"
 done
@@ -127,7 +129,7 @@ log "measuring: $REPS rep(s) × $(wc -w <<<"$MODES") modes × ${DURATION}s (afte
 for rep in $(seq "$REPS"); do
     for mode in $MODES; do
         "${LOAD_PIN[@]}" python3 "$HERE/features.py" agg-run --port "$GH_PORT" --mode "$mode" \
-            --parts /a,/b,/c --rep "$rep" --duration "$DURATION" --warmup "$WARMUP" \
+            --parts /a,/b,/c --single "$SLOWEST" --rep "$rep" --duration "$DURATION" --warmup "$WARMUP" \
             --proxy-pid "$GH_PID" --ours "$GH_PID,$UP_PID" \
             --quiet-max "$QUIET_MAX" --quiet-timeout "$QUIET_TIMEOUT" \
             --noise-max "$NOISE_MAX" --redo "$REDO" --csv "$CSV" --raw "$RAW"
@@ -139,7 +141,7 @@ done
 # ---------------------------------------------------------------------------------------
 report_meta
 args=(--stamp "$STAMP" --delays "$(tr ' ' , <<<"${delays[*]}")" --noise-max "$NOISE_MAX" "${META[@]}"
-    --meta "route: \`aggregate:\` of 3 parts a, b, c (GET /a, /b, /c on upstreams a, b, c), route timeout 5s; proxied routes /a, /b, /c to the same upstreams"
+    --meta "route: \`aggregate:\` of 3 parts a, b, c (GET /a, /b, /c on upstreams a, b, c), route timeout 5s; proxied routes /a, /b, /c to the same upstreams; single = GET $SLOWEST, the slowest part"
     --meta "upstreams: python3 asyncio (loadtest/features.py agg-upstreams), HTTP/1.1 keep-alive, a ~100-byte JSON object after ${delays[0]} / ${delays[1]} / ${delays[2]} ms (a / b / c)"
     --meta "client: python3 asyncio, closed loop, keep-alive connections (1; 3 for parallel), latency of each operation from its first byte sent to its last byte read"
     --meta "runs: $REPS rep(s) × ${DURATION}s per mode after ${WARMUP}s warm-up, modes interleaved; p50/p99 over every operation of every kept run; CPU µs/op = gatehouse's utime+stime during the run ÷ operations"
