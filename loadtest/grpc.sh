@@ -24,6 +24,8 @@
 #
 # Knobs (environment):
 #   DURATION=10 WARMUP=2 REPS=5 (seconds, seconds, count) CONCURRENCY=64 CHANNELS=4
+#   H2_STREAMS= (the upstream's `h2_streams`, streams per upstream h2 connection; unset =
+#   gatehouse's default; 1 = Pingora's own default, one connection per call in flight)
 #   QUICK=0 PIN=1 BUILD=1 GATEHOUSE_BIN=target/release/gatehouse
 #   GRPC_BENCH_BIN=target/release/examples/grpc_bench RESULTS=loadtest/results KEEP_TMP=0
 #   QUIET_MAX=0.15 QUIET_TIMEOUT=30 NOISE_MAX=0.25 REDO=2 (QUICK: QUIET_TIMEOUT=3 REDO=0)
@@ -45,6 +47,8 @@ WARMUP="${WARMUP:-2}"
 REPS="${REPS:-5}"
 CONCURRENCY="${CONCURRENCY:-64}"
 CHANNELS="${CHANNELS:-4}"
+H2_STREAMS="${H2_STREAMS:-}"
+[[ -z "$H2_STREAMS" || "$H2_STREAMS" =~ ^[1-9][0-9]*$ ]] || die "H2_STREAMS must be a positive number, got '$H2_STREAMS'"
 BUILD="${BUILD:-1}"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}"
 GRPC_BENCH_BIN="${GRPC_BENCH_BIN:-$ROOT/target/release/examples/grpc_bench}"
@@ -72,7 +76,9 @@ pin_layout "the Echo server and the client (grpc_bench)"
 read -r SERVER_PORT GH_PORT < <(free_ports 2)
 
 # gatehouse: the minimal peer with h2c on its listener, the server as an h2 upstream and
-# one gRPC route for every method of echo.Echo.
+# one gRPC route for every method of echo.Echo (H2_STREAMS: its `h2_streams`).
+UPSTREAM_EXTRA=""
+[[ -z "$H2_STREAMS" ]] || UPSTREAM_EXTRA=$'\n'"    h2_streams: $H2_STREAMS"
 {
     gatehouse_head gatehouse "$GH_PORT"
     cat <<EOF
@@ -81,7 +87,7 @@ upstreams:
   echo:
     targets: ["127.0.0.1:$SERVER_PORT"]
     h2: true
-    keepalive_timeout: 60s
+    keepalive_timeout: 60s$UPSTREAM_EXTRA
 routes:
   - name: echo
     grpc: { service: echo.Echo }
@@ -140,7 +146,7 @@ done
 report_meta
 tonic_ver="$(sed -n '/^name = "tonic"$/{n;s/^version = "\(.*\)"$/\1/p;q}' "$ROOT/Cargo.lock" 2>/dev/null || true)"
 args=(--stamp "$STAMP" --noise-max "$NOISE_MAX" "${META[@]}"
-    --meta "gatehouse config: \`h2c: true\`, upstream \`{ targets: [server], h2: true }\`, route \`grpc: { service: echo.Echo }\`"
+    --meta "gatehouse config: \`h2c: true\`, upstream \`{ targets: [server], h2: true$([[ -z "$H2_STREAMS" ]] || echo ", h2_streams: $H2_STREAMS") }\`, route \`grpc: { service: echo.Echo }\`"
     --meta "server: examples/grpc_bench.rs \`server\` (tonic ${tonic_ver:-?}, h2c, Unary echoes Msg { text, n }), binary built $(date -r "$GRPC_BENCH_BIN" '+%F %H:%M')"
     --meta "client: examples/grpc_bench.rs \`client\`: $CONCURRENCY tasks over $CHANNELS h2c connections, each calling Unary in a closed loop; direct = client → server"
     --meta "runs: $REPS rep(s) × ${DURATION}s after ${WARMUP}s warm-up, peers interleaved; medians; CPU µs/call = utime+stime during the run ÷ successful calls"
@@ -149,7 +155,7 @@ args=(--stamp "$STAMP" --noise-max "$NOISE_MAX" "${META[@]}"
 # direct runs' connections are closed by then), next to the client's CHANNELS.
 if command -v ss >/dev/null 2>&1; then
     up_conns="$(ss -Htn state established "( dport = :$SERVER_PORT )" | wc -l)"
-    args+=(--note "gatehouse → server: $up_conns established h2 connections after the runs, for $CONCURRENCY concurrent calls on $CHANNELS client connections (Pingora's upstream peers allow \`max_h2_streams\` streams per connection, 1 unless set)")
+    args+=(--note "gatehouse → server: $up_conns established h2 connections after the runs, for $CONCURRENCY concurrent calls on $CHANNELS client connections (the upstream's \`h2_streams\`: ${H2_STREAMS:-unset, the default})")
 fi
 n="$(python3 "$HERE/helper.py" logsummary gatehouse "$TMP/gatehouse.log")"
 [[ -z "$n" ]] || args+=(--note "$n")
