@@ -14,7 +14,8 @@ DEMO_PORTS := 9001 9002
 all: build
 
 # what:package pairs (a command, or a file) the build needs: cmake for Pingora's zlib-ng,
-# protoc and the protobuf well-known types for the etcd client (fleet mode).
+# protoc and the protobuf well-known types for the etcd client (fleet mode) and build.rs
+# (the gRPC test service of tests/grpc.rs).
 BUILD_DEPS := cmake:cmake protoc:protobuf-compiler \
 	/usr/include/google/protobuf/descriptor.proto:libprotobuf-dev
 
