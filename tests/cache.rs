@@ -633,3 +633,61 @@ async fn objects_over_max_object_size_are_not_stored() {
     }
     assert_eq!(origin.hits("/big"), 2);
 }
+
+/// `Cache-Status` (RFC 9211) of an answer.
+async fn cache_status(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = client().request(method.parse().unwrap(), gw.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("request");
+    resp.headers()
+        .get("cache-status")
+        .map_or("(none)".into(), |v| v.to_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn cache_status_says_what_the_cache_did_in_rfc_9211_terms() {
+    let (_origin, gw) = start("").await;
+    assert_eq!(
+        cache_status(&gw, "GET", "/cs/max-age", &[]).await,
+        "gatehouse; fwd=uri-miss; fwd-status=200; stored"
+    );
+    let hit = cache_status(&gw, "GET", "/cs/max-age", &[]).await;
+    let ttl: i64 = hit
+        .strip_prefix("gatehouse; hit; ttl=")
+        .unwrap_or_else(|| panic!("{hit}"))
+        .parse()
+        .unwrap();
+    assert!((55..=60).contains(&ttl), "{hit}");
+    assert_eq!(
+        cache_status(&gw, "GET", "/cs/no-store", &[]).await,
+        "gatehouse; fwd=uri-miss; fwd-status=200",
+        "not stored"
+    );
+    assert_eq!(
+        cache_status(&gw, "POST", "/cs/max-age", &[]).await,
+        "gatehouse; fwd=method; fwd-status=200"
+    );
+    assert_eq!(
+        cache_status(&gw, "GET", "/plain/max-age", &[]).await,
+        "(none)",
+        "not a caching route"
+    );
+
+    // A stored copy past its freshness, confirmed by the origin (304).
+    cache_status(&gw, "GET", "/cs/etag", &[]).await;
+    // (max-age=1: a poll, since how soon it is stale depends on the clock's second.)
+    let mut etag_status = String::new();
+    for _ in 0..50 {
+        etag_status = cache_status(&gw, "GET", "/cs/etag", &[]).await;
+        if etag_status.contains("fwd=stale") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        etag_status.starts_with("gatehouse; fwd=stale; fwd-status=304; ttl="),
+        "{etag_status}"
+    );
+}

@@ -9,6 +9,7 @@
 //! a stored response `Vary`s on select among its variants.
 
 pub mod policy;
+pub mod status;
 pub mod storage;
 
 use crate::config::model::{CacheSettings, RouteCache};

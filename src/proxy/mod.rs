@@ -153,7 +153,9 @@ impl ProxyHttp for Gateway {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(cache::admit(session, resp, ctx))
+        let decision = cache::admit(session, resp, ctx);
+        ctx.cache_stored = matches!(decision, RespCacheable::Cacheable(_));
+        Ok(decision)
     }
 
     fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
@@ -271,6 +273,8 @@ impl ProxyHttp for Gateway {
         ctx.cache = cache::outcome(session, ctx);
         if let Some(outcome) = ctx.cache {
             resp.insert_header("x-cache", outcome.header_value())?;
+            let status = cache::status::value(session, outcome, resp.status.as_u16(), ctx.cache_stored);
+            resp.insert_header("cache-status", status)?;
             self.cache.invalidate_after(session, resp.status.as_u16(), ctx);
         }
         response_headers::upstream_response(resp, ctx)?;

@@ -60,6 +60,8 @@ pub struct RequestCtx {
     pub span: Option<Box<opentelemetry_sdk::trace::Span>>,
     /// How the response cache took part (caching routes only), once known.
     pub cache: Option<super::CacheOutcome>,
+    /// The upstream's answer was admitted into the cache.
+    pub cache_stored: bool,
     /// A JSON response body being collected for the route's `json` edits.
     pub json_body: Option<Box<crate::filters::json_body::JsonBody>>,
     /// What the `json` edits did with the response body.
@@ -112,6 +114,7 @@ impl RequestCtx {
             trace: None,
             span: None,
             cache: None,
+            cache_stored: false,
             json_body: None,
             json_outcome: None,
             parts: Vec::new(),
