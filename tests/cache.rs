@@ -201,6 +201,22 @@ fn standard(req: &Seen, n: usize) -> Reply {
                 reply(&[("cache-control", "max-age=1"), ("last-modified", lm)], body)
             }
         }
+        "validator-only" => {
+            // An ETag and no freshness at all.
+            if req
+                .headers
+                .get("if-none-match")
+                .is_some_and(|v| v.to_str().unwrap() == "\"v0\"")
+            {
+                Reply {
+                    status: 304,
+                    headers: vec![("etag", "\"v0\"".into())],
+                    ..Default::default()
+                }
+            } else {
+                reply(&[("etag", "\"v0\"")], body)
+            }
+        }
         "error" => Reply {
             status: 500,
             body: body.into_bytes(),
@@ -690,4 +706,34 @@ async fn cache_status_says_what_the_cache_did_in_rfc_9211_terms() {
         etag_status.starts_with("gatehouse; fwd=stale; fwd-status=304; ttl="),
         "{etag_status}"
     );
+}
+
+#[tokio::test]
+async fn ttl_none_stores_only_what_the_origin_made_fresh_or_revalidatable() {
+    let origin = Origin::start(standard).await;
+    let gw = Gateway::start(&format!(
+        "cache: {{ default_ttl: none }}\nupstreams: {{ origin: {{ targets: [\"{}\"] }} }}\nroutes: [{{ name: c, prefix: /, upstream: origin, cache: true }}]\n",
+        origin.addr
+    ))
+    .await;
+    // Nothing to go by: never stored (formerly stored already stale).
+    for _ in 0..2 {
+        assert_eq!(x_cache(&get(&gw, "/n/silent").await), "MISS");
+    }
+    assert_eq!(origin.hits("/n/silent"), 2);
+    assert_eq!(
+        cache_status(&gw, "GET", "/n/silent", &[]).await,
+        "gatehouse; fwd=uri-miss; fwd-status=200"
+    );
+    // A validator and no freshness: stored stale, every use revalidated.
+    assert_eq!(x_cache(&get(&gw, "/n/validator-only").await), "MISS");
+    let again = get(&gw, "/n/validator-only").await;
+    assert_eq!(
+        (x_cache(&again), again.body.as_str()),
+        ("REVALIDATED", "/n/validator-only #0")
+    );
+    assert_eq!(origin.last("/n/validator-only").headers["if-none-match"], "\"v0\"");
+    // The origin's own freshness still counts.
+    get(&gw, "/n/max-age").await;
+    assert_eq!(x_cache(&get(&gw, "/n/max-age").await), "HIT");
 }

@@ -53,6 +53,11 @@ pub fn admit(resp: &ResponseHeader, route: &RouteCache, authorized: bool) -> Res
         None => match calculate_expires_header_time(resp) {
             Some(expires) if cacheable_when_explicit(status) => expires,
             Some(_) => return Uncacheable(NoCacheReason::OriginNotCache),
+            // No freshness of the gateway's own (`ttl: none` / `0s`): kept only if it can be
+            // revalidated, and then stale from the start (every use asks the origin).
+            None if heuristically_cacheable(status) && route.ttl.is_zero() && !has_validator(resp) => {
+                return Uncacheable(NoCacheReason::Custom("no freshness, no validator"))
+            }
             None if heuristically_cacheable(status) => freshness_end(born, route.ttl),
             None => return Uncacheable(NoCacheReason::OriginNotCache),
         },
@@ -69,6 +74,11 @@ pub fn admit(resp: &ResponseHeader, route: &RouteCache, authorized: bool) -> Res
         meta.set_epoch_override(born);
     }
     RespCacheable::Cacheable(meta)
+}
+
+/// An `ETag` or `Last-Modified` to revalidate with.
+fn has_validator(resp: &ResponseHeader) -> bool {
+    resp.headers.contains_key(http::header::ETAG) || resp.headers.contains_key(http::header::LAST_MODIFIED)
 }
 
 /// Whether a stored response may answer a request with credentials: only if the origin

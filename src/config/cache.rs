@@ -30,7 +30,7 @@ pub fn settings(raw: Option<&RawCache>, p: &mut Problems) -> CacheSettings {
     };
     let duration = |value: &Option<String>, path: &str, default: Duration, p: &mut Problems| match value {
         None => default,
-        Some(s) => parse_duration(s).unwrap_or_else(|e| {
+        Some(s) => ttl(s).unwrap_or_else(|e| {
             p.push(path, e);
             default
         }),
@@ -60,6 +60,15 @@ pub fn settings(raw: Option<&RawCache>, p: &mut Problems) -> CacheSettings {
     }
 }
 
+/// A duration, or `none` (= 0): no freshness of the gateway's own, so an answer without
+/// the origin's is stored only when it can be revalidated, and never served unchecked.
+fn ttl(s: &str) -> Result<Duration, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 /// A route's `cache:`; `None` when the route does not cache (or caching is off).
 pub fn route(
     value: Option<&serde_yaml::Value>,
@@ -79,7 +88,7 @@ pub fn route(
         Value::Mapping(map) => {
             for (k, v) in map {
                 match (k.as_str(), v) {
-                    (Some("ttl"), Value::String(s)) => match parse_duration(s) {
+                    (Some("ttl"), Value::String(s)) => match ttl(s) {
                         Ok(d) => policy.ttl = d,
                         Err(e) => p.push(format!("{path}.ttl"), e),
                     },
