@@ -10,6 +10,7 @@ use crate::routing::PathPattern;
 use crate::template::Template;
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Request headers gatehouse writes itself: changing them needs `override: true`.
 const GATEWAY_REQUEST_HEADERS: [&str; 10] = [
@@ -339,24 +340,8 @@ fn part<T>(
     upstreams: &BTreeMap<String, T>,
     p: &mut Problems,
 ) -> Option<PartConfig> {
-    let upstream = match raw.upstream.as_deref() {
-        Some(u) if upstreams.contains_key(u) => u.to_string(),
-        Some(u) => {
-            p.push(format!("{field}.upstream"), format!("unknown upstream \"{u}\""));
-            return None;
-        }
-        None => {
-            p.push(format!("{field}.upstream"), "required");
-            return None;
-        }
-    };
-    let template = raw.path.as_deref().unwrap_or("/");
-    if !template.starts_with('/') {
-        p.push(format!("{field}.path"), format!("\"{template}\" must start with /"));
-    }
-    let path = Template::compile(template, pattern)
-        .map_err(|e| p.push(format!("{field}.path"), format!("part {name}: {e}")))
-        .ok()?;
+    let upstream = known_upstream(raw.upstream.as_deref(), upstreams, field, "required", p)?;
+    let path = path_template(raw.path.as_deref(), pattern, field, &format!("part {name}: "), p)?;
     let mut query = Vec::new();
     for (k, v) in raw.query.iter().flatten() {
         if !is_query_name(k) {
@@ -395,18 +380,6 @@ fn part<T>(
                 .ok()
         })
         .collect();
-    let duration = |key: &str, value: &Option<String>, p: &mut Problems| match value.as_deref().map(parse_duration) {
-        None => None,
-        Some(Ok(d)) if !d.is_zero() => Some(d),
-        Some(Ok(_)) => {
-            p.push(format!("{field}.{key}"), "must be greater than zero");
-            None
-        }
-        Some(Err(e)) => {
-            p.push(format!("{field}.{key}"), e);
-            None
-        }
-    };
     Some(PartConfig {
         name: name.to_string(),
         upstream,
@@ -414,13 +387,13 @@ fn part<T>(
         path,
         query,
         headers,
-        timeout: duration("timeout", &raw.timeout, p),
+        timeout: positive_duration(&raw.timeout, &format!("{field}.timeout"), p),
         required: raw.required.unwrap_or(false),
-        cache: duration("cache", &raw.cache, p),
+        cache: positive_duration(&raw.cache, &format!("{field}.cache"), p),
     })
 }
 
-const DEFAULT_FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `forward_auth:` of a route (checked only with `auth: forward`).
 pub fn forward_auth<T>(
@@ -432,24 +405,14 @@ pub fn forward_auth<T>(
 ) -> Option<ForwardAuthConfig> {
     let raw = r.forward_auth.as_ref()?;
     let field = format!("{path}.forward_auth");
-    let upstream = match raw.upstream.as_deref() {
-        Some(u) if upstreams.contains_key(u) => u.to_string(),
-        Some(u) => {
-            p.push(format!("{field}.upstream"), format!("unknown upstream \"{u}\""));
-            return None;
-        }
-        None => {
-            p.push(format!("{field}.upstream"), "required: the pool of the auth service");
-            return None;
-        }
-    };
-    let template = raw.path.as_deref().unwrap_or("/");
-    if !template.starts_with('/') {
-        p.push(format!("{field}.path"), format!("\"{template}\" must start with /"));
-    }
-    let path_template = Template::compile(template, pattern)
-        .map_err(|e| p.push(format!("{field}.path"), e))
-        .ok()?;
+    let upstream = known_upstream(
+        raw.upstream.as_deref(),
+        upstreams,
+        &field,
+        "required: the pool of the auth service",
+        p,
+    )?;
+    let path_template = path_template(raw.path.as_deref(), pattern, &field, "", p)?;
     let names = |key: &str, list: &Option<Vec<String>>, default: &[&str], p: &mut Problems| -> Vec<HeaderName> {
         let given: Vec<String> = match list {
             Some(l) => l.clone(),
@@ -475,24 +438,67 @@ pub fn forward_auth<T>(
             );
         }
     }
-    let duration = |key: &str, value: &Option<String>, p: &mut Problems| match value.as_deref().map(parse_duration) {
-        None => None,
-        Some(Ok(d)) if !d.is_zero() => Some(d),
-        Some(Ok(_)) => {
-            p.push(format!("{field}.{key}"), "must be greater than zero");
-            None
-        }
-        Some(Err(e)) => {
-            p.push(format!("{field}.{key}"), e);
-            None
-        }
-    };
     Some(ForwardAuthConfig {
         upstream,
         path: path_template,
         headers_to_auth,
         headers_from_auth,
-        timeout: duration("timeout", &raw.timeout, p).unwrap_or(DEFAULT_FORWARD_TIMEOUT),
-        cache_ttl: duration("cache_ttl", &raw.cache_ttl, p),
+        timeout: positive_duration(&raw.timeout, &format!("{field}.timeout"), p).unwrap_or(DEFAULT_FORWARD_TIMEOUT),
+        cache_ttl: positive_duration(&raw.cache_ttl, &format!("{field}.cache_ttl"), p),
     })
+}
+
+/// `upstream:` of a part or of `forward_auth`: a pool the config defines.
+fn known_upstream<T>(
+    name: Option<&str>,
+    upstreams: &BTreeMap<String, T>,
+    field: &str,
+    when_missing: &str,
+    p: &mut Problems,
+) -> Option<String> {
+    match name {
+        Some(u) if upstreams.contains_key(u) => Some(u.to_string()),
+        Some(u) => {
+            p.push(format!("{field}.upstream"), format!("unknown upstream \"{u}\""));
+            None
+        }
+        None => {
+            p.push(format!("{field}.upstream"), when_missing);
+            None
+        }
+    }
+}
+
+/// `path:` of a part or of `forward_auth`: a template of an absolute path (default `/`);
+/// `context` prefixes a compile error (`part profile: `).
+fn path_template(
+    value: Option<&str>,
+    pattern: &PathPattern,
+    field: &str,
+    context: &str,
+    p: &mut Problems,
+) -> Option<Template> {
+    let template = value.unwrap_or("/");
+    if !template.starts_with('/') {
+        p.push(format!("{field}.path"), format!("\"{template}\" must start with /"));
+    }
+    Template::compile(template, pattern)
+        .map_err(|e| p.push(format!("{field}.path"), format!("{context}{e}")))
+        .ok()
+}
+
+/// An optional duration that must be above zero.
+fn positive_duration(value: &Option<String>, field: &str, p: &mut Problems) -> Option<Duration> {
+    match value.as_deref().map(parse_duration) {
+        None => None,
+        Some(Ok(d)) if !d.is_zero() => Some(d),
+        Some(Ok(_)) => {
+            p.push(field, "must be greater than zero");
+            None
+        }
+        Some(Err(e)) => {
+            p.push(field, e);
+            None
+        }
+    }
 }
