@@ -8,9 +8,13 @@
 //! GET and HEAD share an entry (HEAD is answered from the stored GET). The request headers
 //! a stored response `Vary`s on select among its variants.
 
+pub mod freshness;
 pub mod policy;
 pub mod status;
 pub mod storage;
+pub mod targeted;
+pub mod update;
+pub mod vary;
 
 use crate::config::model::{CacheSettings, RouteCache};
 use crate::request::{CacheOutcome, RequestCtx};
@@ -18,6 +22,7 @@ use http::Method;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::CachePhase;
 use pingora::cache::{CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness, NoCacheReason, RespCacheable};
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 use storage::MemoryStore;
@@ -70,14 +75,50 @@ impl ResponseCache {
     }
 
     /// After a successful unsafe request (POST, PUT, PATCH, DELETE) the stored answers
-    /// for its URL are dropped (RFC 9111 §4.4).
-    pub fn invalidate_after(&self, session: &Session, status: u16, ctx: &RequestCtx) {
+    /// for its URL, and for the same-host URLs its answer's `Location` and
+    /// `Content-Location` name, are dropped (RFC 9111 §4.4).
+    pub fn invalidate_after(&self, session: &Session, resp: &ResponseHeader, ctx: &RequestCtx) {
         let method = &session.req_header().method;
         let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
-        if unsafe_method && (200..400).contains(&status) && ctx.route().is_some_and(|r| r.cache.is_some()) {
-            if let Some(url) = request_url(session.req_header()) {
-                self.store.purge_urls(&url, false);
+        let success = (200..400).contains(&resp.status.as_u16());
+        if !(unsafe_method && success && ctx.route().is_some_and(|r| r.cache.is_some())) {
+            return;
+        }
+        let Some(url) = request_url(session.req_header()) else {
+            return;
+        };
+        self.store.purge_urls(&url, false);
+        for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            let named = resp.headers.get(name).and_then(|v| v.to_str().ok());
+            if let Some(target) = named.and_then(|v| same_host_url(&url, v)) {
+                self.store.purge_urls(&target, false);
             }
+        }
+    }
+}
+
+/// `reference` (absolute or relative) resolved against `base` (`host/path?query`), as a
+/// `host/path?query` key URL; `None` when it points at another host.
+fn same_host_url(base: &str, reference: &str) -> Option<String> {
+    let base = url::Url::parse(&format!("http://{base}")).ok()?;
+    let target = base.join(reference.trim()).ok()?;
+    if target.host_str() != base.host_str() || !matches!(target.scheme(), "http" | "https") {
+        return None;
+    }
+    let mut key = format!("{}{}", target.host_str()?, target.path());
+    if let Some(query) = target.query() {
+        key.push('?');
+        key.push_str(query);
+    }
+    Some(key)
+}
+
+/// Removes the targeted cache-control fields meant for this cache from an answer.
+pub fn strip_targeted(resp: &mut ResponseHeader, ctx: &RequestCtx) {
+    let settings = &ctx.snapshot.server.cache;
+    if settings.strip_targeted {
+        for name in &settings.targeted {
+            resp.remove_header(name);
         }
     }
 }
@@ -126,10 +167,32 @@ fn authorized(session: &Session, ctx: &RequestCtx) -> bool {
     ctx.identity.is_some() || session.req_header().headers.contains_key(http::header::AUTHORIZATION)
 }
 
+/// `upstream_response_filter`: a 304 answering a revalidation is kept until
+/// [`admit`] merges it into the stored response (Pingora hands `admit` its own merge).
+pub fn keep_not_modified(session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) {
+    if resp.status == http::StatusCode::NOT_MODIFIED && session.cache.phase() == CachePhase::Stale {
+        ctx.not_modified = Some(Box::new(resp.clone()));
+    }
+}
+
 /// `response_cache_filter`: may this upstream response be stored, and until when.
-pub fn admit(session: &Session, resp: &pingora::http::ResponseHeader, ctx: &RequestCtx) -> RespCacheable {
+pub fn admit(session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> RespCacheable {
+    let merged = match (ctx.not_modified.take(), session.cache.maybe_cache_meta()) {
+        (Some(not_modified), Some(stored)) => Some(update::merge_not_modified(stored.response_header(), &not_modified)),
+        _ => None,
+    };
+    let arrival = policy::Arrival {
+        at: std::time::SystemTime::now(),
+        response_delay: ctx.upstream_ttfb.unwrap_or_default(),
+    };
     match route_policy(ctx) {
-        Some(route) => policy::admit(resp, route, authorized(session, ctx)),
+        Some(route) => policy::admit(
+            merged.as_ref().unwrap_or(resp),
+            route,
+            &ctx.snapshot.server.cache,
+            authorized(session, ctx),
+            arrival,
+        ),
         None => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
     }
 }

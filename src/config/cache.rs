@@ -14,6 +14,8 @@ pub const MAX_OBJECT_SIZE_LIMIT: u64 = 64 << 20;
 /// The seeds' CACHE_TTL default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_HEURISTIC_MAX: Duration = Duration::from_secs(86_400);
+pub const DEFAULT_TARGETED_HEADER: &str = "gatehouse-cache-control";
 
 pub fn settings(raw: Option<&RawCache>, p: &mut Problems) -> CacheSettings {
     let default = RawCache::default();
@@ -57,7 +59,45 @@ pub fn settings(raw: Option<&RawCache>, p: &mut Problems) -> CacheSettings {
         max_object_size: max_object_size.min(MAX_OBJECT_SIZE_LIMIT),
         default_ttl: duration(&raw.default_ttl, "cache.default_ttl", DEFAULT_TTL, p),
         lock_timeout,
+        heuristic: raw.heuristic.unwrap_or(false),
+        heuristic_max: duration(&raw.heuristic_max, "cache.heuristic_max", DEFAULT_HEURISTIC_MAX, p),
+        targeted: targeted(raw, p),
+        strip_targeted: raw.strip_targeted.unwrap_or(true),
     }
+}
+
+/// The settings of a config without a `cache:` block.
+pub fn defaults() -> CacheSettings {
+    settings(None, &mut Problems::default())
+}
+
+/// The targeted cache-control fields obeyed, most specific first (RFC 9213 §2.2).
+fn targeted(raw: &RawCache, p: &mut Problems) -> Vec<http::HeaderName> {
+    let mut names = Vec::with_capacity(2);
+    let own = raw.targeted_header.as_deref().unwrap_or(DEFAULT_TARGETED_HEADER).trim();
+    if !own.eq_ignore_ascii_case("none") {
+        match http::HeaderName::from_bytes(own.as_bytes()) {
+            Ok(name) if is_reserved(&name) => p.push(
+                "cache.targeted_header",
+                format!("\"{own}\" is a standard field; use a name of its own, like Gatehouse-Cache-Control"),
+            ),
+            Ok(name) => names.push(name),
+            Err(_) => p.push(
+                "cache.targeted_header",
+                format!("\"{own}\" is not a header name (use Gatehouse-Cache-Control, or none)"),
+            ),
+        }
+    }
+    if raw.cdn_cache_control.unwrap_or(true) {
+        names.push(http::HeaderName::from_static("cdn-cache-control"));
+    }
+    names
+}
+
+fn is_reserved(name: &http::HeaderName) -> bool {
+    [http::header::CACHE_CONTROL, http::header::EXPIRES, http::header::PRAGMA]
+        .contains(name)
+        || name.as_str() == "cdn-cache-control"
 }
 
 /// A duration, or `none` (= 0): no freshness of the gateway's own, so an answer without

@@ -6,6 +6,7 @@
 //! YAML or the seeds' `routes.json`.
 
 mod cache;
+pub use cache::defaults as cache_defaults;
 pub mod client;
 mod compression;
 mod env;

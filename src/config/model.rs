@@ -115,6 +115,13 @@ pub struct CacheSettings {
     /// Freshness when the origin says nothing (a route's `ttl` replaces it).
     pub default_ttl: Duration,
     pub lock_timeout: Duration,
+    /// Heuristic freshness (RFC 9111 §4.2.2) from Last-Modified, at most `heuristic_max`.
+    pub heuristic: bool,
+    pub heuristic_max: Duration,
+    /// Targeted cache-control fields (RFC 9213) this cache obeys, most specific first.
+    pub targeted: Vec<http::HeaderName>,
+    /// Remove those fields from answers sent downstream.
+    pub strip_targeted: bool,
 }
 
 /// A route that caches its responses.

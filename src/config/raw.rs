@@ -114,6 +114,18 @@ pub struct RawCache {
     pub default_ttl: Option<String>,
     /// How long concurrent misses for one key wait for the one request that fetches it.
     pub lock_timeout: Option<String>,
+    /// Freshness of 10 % of the time since Last-Modified when the origin gives none
+    /// (default false: the route's ttl applies).
+    pub heuristic: Option<bool>,
+    /// Upper bound of that heuristic freshness (default 1d).
+    pub heuristic_max: Option<String>,
+    /// The targeted cache-control field meant for gatehouse (default
+    /// Gatehouse-Cache-Control; `none` turns it off).
+    pub targeted_header: Option<String>,
+    /// Obey CDN-Cache-Control (RFC 9213; default true).
+    pub cdn_cache_control: Option<bool>,
+    /// Remove the targeted fields from answers sent downstream (default true).
+    pub strip_targeted: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -209,6 +209,7 @@ impl ProxyHttp for Gateway {
             return Ok(());
         }
         ctx.upstream_ttfb = ctx.upstream_started.map(|t| t.elapsed());
+        cache::keep_not_modified(session, resp, ctx);
         if ctx.grpc {
             if let Some(status) = grpc_status(&resp.headers) {
                 // A trailers-only answer.
@@ -275,7 +276,8 @@ impl ProxyHttp for Gateway {
             resp.insert_header("x-cache", outcome.header_value())?;
             let status = cache::status::value(session, outcome, resp.status.as_u16(), ctx.cache_stored);
             resp.insert_header("cache-status", status)?;
-            self.cache.invalidate_after(session, resp.status.as_u16(), ctx);
+            self.cache.invalidate_after(session, resp, ctx);
+            cache::strip_targeted(resp, ctx);
         }
         response_headers::upstream_response(resp, ctx)?;
         if let Some(compression) = ctx.route().and_then(|r| r.compression.as_ref()) {

@@ -62,6 +62,8 @@ pub struct RequestCtx {
     pub cache: Option<super::CacheOutcome>,
     /// The upstream's answer was admitted into the cache.
     pub cache_stored: bool,
+    /// The upstream's 304 to a revalidation, until the cache merges it (`cache::admit`).
+    pub not_modified: Option<Box<pingora::http::ResponseHeader>>,
     /// A JSON response body being collected for the route's `json` edits.
     pub json_body: Option<Box<crate::filters::json_body::JsonBody>>,
     /// What the `json` edits did with the response body.
@@ -115,6 +117,7 @@ impl RequestCtx {
             span: None,
             cache: None,
             cache_stored: false,
+            not_modified: None,
             json_body: None,
             json_outcome: None,
             parts: Vec::new(),
