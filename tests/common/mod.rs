@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod origin;
 pub mod raw;
 
 use bytes::Bytes;
