@@ -82,7 +82,11 @@ async fn second_is_hit(gw: &Gateway, origin: &Origin, path: &str) -> bool {
     get(gw, path).await;
     let second = get(gw, path).await;
     let hit = origin.hits(path) == 1;
-    assert_eq!(hit, second.x_cache() == "HIT", "{path}: X-Cache agrees with the origin's count");
+    assert_eq!(
+        hit,
+        second.x_cache() == "HIT",
+        "{path}: X-Cache agrees with the origin's count"
+    );
     hit
 }
 
@@ -106,13 +110,19 @@ async fn age_uses_the_first_member_and_an_invalid_age_makes_the_response_stale()
 
     assert!(second_is_hit(&gw, &origin, "/list-fresh").await);
     let age: u64 = get(&gw, "/list-fresh").await.header("age").parse().unwrap();
-    assert!((10..100).contains(&age), "Age counts from the first member (10), got {age}");
+    assert!(
+        (10..100).contains(&age),
+        "Age counts from the first member (10), got {age}"
+    );
     assert!(!second_is_hit(&gw, &origin, "/list-stale").await, "7200 > max-age 3600");
     assert!(second_is_hit(&gw, &origin, "/lines").await);
     let age: u64 = get(&gw, "/lines").await.header("age").parse().unwrap();
     assert!((5..100).contains(&age), "the first line's value, got {age}");
     for invalid in ["/float", "/negative"] {
-        assert!(!second_is_hit(&gw, &origin, invalid).await, "{invalid}: invalid Age = stale");
+        assert!(
+            !second_is_hit(&gw, &origin, invalid).await,
+            "{invalid}: invalid Age = stale"
+        );
     }
 }
 
@@ -151,12 +161,18 @@ async fn expires_counts_from_the_origins_date_whatever_its_clock_says() {
     let gw = Gateway::start(&config(&origin, "")).await;
 
     for path in ["/behind", "/ahead", "/rfc850", "/asctime", "/lower"] {
-        assert!(second_is_hit(&gw, &origin, path).await, "{path}: fresh for Expires − Date = 60 s");
+        assert!(
+            second_is_hit(&gw, &origin, path).await,
+            "{path}: fresh for Expires − Date = 60 s"
+        );
         let ttl = get(&gw, path).await.header("cache-status").to_string();
         let ttl: i64 = ttl.rsplit("ttl=").next().unwrap().parse().unwrap();
         assert!((55..=60).contains(&ttl), "{path}: {ttl}");
     }
-    assert!(!second_is_hit(&gw, &origin, "/invalid").await, "an invalid Expires is in the past");
+    assert!(
+        !second_is_hit(&gw, &origin, "/invalid").await,
+        "an invalid Expires is in the past"
+    );
 
     // A day ahead, but only 1 s of freshness: gone after a second, not in a day.
     assert!(second_is_hit(&gw, &origin, "/ahead-short").await);
@@ -212,7 +228,11 @@ async fn a_304_replaces_every_stored_field_but_the_framing() {
         let links: Vec<_> = answer.headers.get_all("link").iter().collect();
         assert_eq!(links, ["</next>; rel=next"], "all lines of a field replaced");
     }
-    assert_eq!(get(&gw, "/doc").await.x_cache(), "HIT", "the 304's max-age=60 now governs");
+    assert_eq!(
+        get(&gw, "/doc").await.x_cache(),
+        "HIT",
+        "the 304's max-age=60 now governs"
+    );
     assert_eq!(origin.hits("/doc"), 2);
 }
 
@@ -244,7 +264,14 @@ async fn any_status_with_explicit_freshness_is_cached_and_others_are_not() {
     }
     assert!(second_is_hit(&gw, &origin, "/503/expires").await);
     // Without freshness only heuristically cacheable statuses get the route's ttl.
-    for (status, cached) in [(200, true), (404, true), (301, true), (302, false), (500, false), (503, false)] {
+    for (status, cached) in [
+        (200, true),
+        (404, true),
+        (301, true),
+        (302, false),
+        (500, false),
+        (503, false),
+    ] {
         let path = format!("/{status}/silent");
         assert_eq!(second_is_hit(&gw, &origin, &path).await, cached, "{path}");
     }
@@ -255,7 +282,11 @@ async fn heuristic_freshness_is_a_tenth_of_the_last_modified_age_when_enabled() 
     let script = |req: &Seen, n| {
         let lm = http_date(shifted(-1000));
         let date = http_date(SystemTime::now());
-        let status = if req.headers.contains_key("if-modified-since") { 304 } else { 200 };
+        let status = if req.headers.contains_key("if-modified-since") {
+            304
+        } else {
+            200
+        };
         with_status(status, &[("last-modified", &lm), ("date", &date)], format!("#{n}"))
     };
     let on = Origin::start(script).await;
@@ -269,7 +300,11 @@ async fn heuristic_freshness_is_a_tenth_of_the_last_modified_age_when_enabled() 
     let off = Origin::start(script).await;
     let gw_off = Gateway::start(&config(&off, "")).await;
     get(&gw_off, "/none/page").await;
-    assert_eq!(get(&gw_off, "/none/page").await.x_cache(), "REVALIDATED", "stored stale, revalidated");
+    assert_eq!(
+        get(&gw_off, "/none/page").await.x_cache(),
+        "REVALIDATED",
+        "stored stale, revalidated"
+    );
     assert_eq!(off.hits("/none/page"), 2);
 }
 
@@ -292,22 +327,49 @@ async fn cdn_and_gatehouse_cache_control_govern_this_cache_and_stay_here() {
     })
     .await;
     let gw = Gateway::start(&config(&origin, "")).await;
-    assert!(second_is_hit(&gw, &origin, "/cdn").await, "CDN-Cache-Control beats no-store");
+    assert!(
+        second_is_hit(&gw, &origin, "/cdn").await,
+        "CDN-Cache-Control beats no-store"
+    );
     let answer = get(&gw, "/cdn").await;
     assert_eq!(answer.header("cdn-cache-control"), "(none)", "removed downstream");
-    assert_eq!(answer.header("cache-control"), "no-store", "Cache-Control is for the client");
-    assert!(!second_is_hit(&gw, &origin, "/own").await, "Gatehouse-Cache-Control beats both");
+    assert_eq!(
+        answer.header("cache-control"),
+        "no-store",
+        "Cache-Control is for the client"
+    );
+    assert!(
+        !second_is_hit(&gw, &origin, "/own").await,
+        "Gatehouse-Cache-Control beats both"
+    );
     assert_eq!(get(&gw, "/own").await.header("gatehouse-cache-control"), "(none)");
-    assert!(second_is_hit(&gw, &origin, "/invalid").await, "an invalid targeted field is ignored");
-    assert!(second_is_hit(&gw, &origin, "/must-understand").await, "must-understand lifts no-store");
+    assert!(
+        second_is_hit(&gw, &origin, "/invalid").await,
+        "an invalid targeted field is ignored"
+    );
+    assert!(
+        second_is_hit(&gw, &origin, "/must-understand").await,
+        "must-understand lifts no-store"
+    );
 
     let renamed = Origin::start(|_: &Seen, n| {
-        reply(&[("cache-control", "no-store"), ("edge-control", "max-age=60")], format!("#{n}"))
+        reply(
+            &[("cache-control", "no-store"), ("edge-control", "max-age=60")],
+            format!("#{n}"),
+        )
     })
     .await;
-    let gw = Gateway::start(&config(&renamed, "targeted_header: Edge-Control, strip_targeted: false")).await;
+    let gw = Gateway::start(&config(
+        &renamed,
+        "targeted_header: Edge-Control, strip_targeted: false",
+    ))
+    .await;
     assert!(second_is_hit(&gw, &renamed, "/renamed").await);
-    assert_eq!(get(&gw, "/renamed").await.header("edge-control"), "max-age=60", "kept when asked");
+    assert_eq!(
+        get(&gw, "/renamed").await.header("edge-control"),
+        "max-age=60",
+        "kept when asked"
+    );
 }
 
 #[tokio::test]
@@ -315,7 +377,10 @@ async fn equal_accept_headers_share_one_variant() {
     let origin = Origin::start(|req: &Seen, n| {
         let h = |name| req.headers.get(name).map_or("-", |v| v.to_str().unwrap()).to_string();
         reply(
-            &[("cache-control", "max-age=60"), ("vary", "Accept-Encoding, Accept-Language")],
+            &[
+                ("cache-control", "max-age=60"),
+                ("vary", "Accept-Encoding, Accept-Language"),
+            ],
             format!("{} | {} #{n}", h("accept-encoding"), h("accept-language")),
         )
     })
@@ -333,10 +398,22 @@ async fn equal_accept_headers_share_one_variant() {
         ("br, gzip;q=1.0", "en-us;q=1, fr;q=0.500"),
     ] {
         let same = ask(ae, al).await;
-        assert_eq!((same.x_cache(), same.body.as_str()), ("HIT", first.body.as_str()), "{ae} / {al}");
+        assert_eq!(
+            (same.x_cache(), same.body.as_str()),
+            ("HIT", first.body.as_str()),
+            "{ae} / {al}"
+        );
     }
-    assert_eq!(ask("gzip", "en-US, fr;q=0.5").await.x_cache(), "MISS", "another coding list");
-    assert_eq!(ask("gzip, br", "en-US, fr;q=0.4").await.x_cache(), "MISS", "another q-value");
+    assert_eq!(
+        ask("gzip", "en-US, fr;q=0.5").await.x_cache(),
+        "MISS",
+        "another coding list"
+    );
+    assert_eq!(
+        ask("gzip, br", "en-US, fr;q=0.4").await.x_cache(),
+        "MISS",
+        "another q-value"
+    );
     assert_eq!(origin.hits("/v"), 3);
 }
 
@@ -368,7 +445,11 @@ async fn unsafe_requests_invalidate_what_location_and_content_location_name() {
     fetch(&gw, "POST", "/items", &host).await;
     assert_eq!(fetch(&gw, "GET", "/items/1", &host).await.x_cache(), "MISS", "Location");
     fetch(&gw, "PUT", "/items/2/edit", &host).await;
-    assert_eq!(fetch(&gw, "GET", "/items/2", &host).await.x_cache(), "MISS", "Content-Location");
+    assert_eq!(
+        fetch(&gw, "GET", "/items/2", &host).await.x_cache(),
+        "MISS",
+        "Content-Location"
+    );
     fetch(&gw, "PATCH", "/items/3/edit", &host).await;
     assert_eq!(
         fetch(&gw, "GET", "/items/3", &other).await.x_cache(),
@@ -376,5 +457,41 @@ async fn unsafe_requests_invalidate_what_location_and_content_location_name() {
         "another host's entry is not touched"
     );
     fetch(&gw, "DELETE", "/items/4", &host).await;
-    assert_eq!(fetch(&gw, "GET", "/items/5?x=1", &host).await.x_cache(), "MISS", "relative Location");
+    assert_eq!(
+        fetch(&gw, "GET", "/items/5?x=1", &host).await.x_cache(),
+        "MISS",
+        "relative Location"
+    );
+}
+
+#[tokio::test]
+async fn a_hit_carries_the_stored_responses_date_and_the_gateways_own_answers_carry_now() {
+    let stamped = http_date(shifted(-30));
+    let date = stamped.clone();
+    let origin =
+        Origin::start(move |_: &Seen, n| reply(&[("cache-control", "max-age=3600"), ("date", &date)], format!("#{n}")))
+            .await;
+    let gw = Gateway::start(&config(&origin, "")).await;
+    let miss = get(&gw, "/dated").await;
+    assert_eq!((miss.x_cache(), miss.header("date")), ("MISS", stamped.as_str()));
+    for _ in 0..2 {
+        let hit = get(&gw, "/dated").await;
+        assert_eq!(hit.x_cache(), "HIT");
+        assert_eq!(
+            hit.header("date"),
+            stamped,
+            "the stored response's Date, not the time of the hit"
+        );
+        assert!(hit.header("age").parse::<u64>().is_ok(), "with an Age");
+    }
+    // An answer the gateway makes itself is dated now.
+    let own = fetch(&gw, "GET", "/dated", &[("host", "bad host")]).await;
+    assert_eq!(own.status, 400, "the gateway refuses the Host itself");
+    let own_date = httpdate::parse_http_date(own.header("date")).expect("a Date on the gateway's answer");
+    let skew = SystemTime::now().duration_since(own_date).unwrap_or_default();
+    assert!(
+        skew < Duration::from_secs(5),
+        "{own:?} dated {skew:?} ago",
+        own = own.status
+    );
 }

@@ -190,15 +190,42 @@ pub fn cache_stats(store: &MemoryStore) -> Reply {
     )
 }
 
-/// `{"url": ...}` (one URL) or `{"prefix": ...}` (every URL starting so) of a purge, as
-/// the store's `host/path?query`. A scheme is ignored, the host is matched without its
-/// port and case; a value starting with `/` matches any host.
-pub fn purge_request(body: &[u8]) -> Result<(String, bool), String> {
-    const USAGE: &str = "body must be JSON {\"url\": \"host/path?query\"} or {\"prefix\": \"host/path\"}";
+/// What a purge drops (or, `soft`, marks stale).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Purge {
+    /// One URL, as the store's `host/path?query`.
+    Url(String, bool),
+    /// Every URL starting so.
+    Prefix(String, bool),
+    /// Every entry carrying any of these cache tags.
+    Tags(Vec<String>, bool),
+}
+
+/// `{"url": ...}`, `{"prefix": ...}` or `{"tags": [...]}`, with `"soft": true` to mark
+/// stale instead of dropping. A URL's scheme is ignored, the host is matched without
+/// its port and case; a value starting with `/` matches any host.
+pub fn purge_request(body: &[u8]) -> Result<Purge, String> {
+    const USAGE: &str = "body must be JSON {\"url\": \"host/path?query\"}, {\"prefix\": \"host/path\"} or {\"tags\": [\"tag\"]}, with \"soft\": true to mark stale instead of dropping";
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("{USAGE}: {e}"))?;
-    let (value, prefix) = match (v["url"].as_str(), v["prefix"].as_str()) {
-        (Some(url), None) => (url, false),
-        (None, Some(prefix)) => (prefix, true),
+    let soft = match v.get("soft") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("\"soft\" must be true or false".into()),
+    };
+    let (value, prefix) = match (v["url"].as_str(), v["prefix"].as_str(), v.get("tags")) {
+        (Some(url), None, None) => (url, false),
+        (None, Some(prefix), None) => (prefix, true),
+        (None, None, Some(Value::Array(tags))) => {
+            let tags: Vec<String> = tags
+                .iter()
+                .map(|t| t.as_str().filter(|t| !t.is_empty()).map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or("\"tags\" must be a list of non-empty strings")?;
+            if tags.is_empty() {
+                return Err("\"tags\" must name at least one tag".into());
+            }
+            return Ok(Purge::Tags(tags, soft));
+        }
         _ => return Err(USAGE.into()),
     };
     let rest = value
@@ -208,17 +235,23 @@ pub fn purge_request(body: &[u8]) -> Result<(String, bool), String> {
     if rest.is_empty() {
         return Err("url/prefix must not be empty".into());
     }
-    if rest.starts_with('/') {
-        return Ok((rest.to_string(), prefix));
-    }
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let host = match host.rfind(':') {
-        Some(i) if !host[i..].contains(']') => &host[..i],
-        _ => host,
+    let target = if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host = match host.rfind(':') {
+            Some(i) if !host[i..].contains(']') => &host[..i],
+            _ => host,
+        };
+        // A bare host purges its root exactly, or everything under it as a prefix.
+        let path = if path.is_empty() && !prefix { "/" } else { path };
+        format!("{}{path}", host.to_ascii_lowercase())
     };
-    // A bare host purges its root exactly, or everything under it as a prefix.
-    let path = if path.is_empty() && !prefix { "/" } else { path };
-    Ok((format!("{}{path}", host.to_ascii_lowercase()), prefix))
+    Ok(if prefix {
+        Purge::Prefix(target, soft)
+    } else {
+        Purge::Url(target, soft)
+    })
 }
 
 /// `{"method": "GET", "url": "http://host/path", "headers": {"Name": "value"}, "client_ip": "..."}`.

@@ -197,11 +197,26 @@ impl AdminApi {
             ("GET", ["admin", "stats"]) => api::stats(&self.metrics),
             ("GET", ["admin", "cache"]) => api::cache_stats(self.cache),
             ("POST", ["admin", "cache", "purge"]) => match api::purge_request(body) {
-                Ok((url, prefix)) => {
-                    let purged = self.cache.purge_urls(&url, prefix);
-                    let what = if prefix { "prefix" } else { "url" };
-                    audit(caller, "cache_purge", &format!("{what} {url}: {purged} purged"), "ok");
-                    Reply::Json(StatusCode::OK, json!({ "purged": purged, what: url }))
+                Ok(purge) => {
+                    let (purged, what, target, soft) = match &purge {
+                        api::Purge::Url(url, soft) => {
+                            (self.cache.purge_urls(url, false, *soft), "url", json!(url), *soft)
+                        }
+                        api::Purge::Prefix(p, soft) => {
+                            (self.cache.purge_urls(p, true, *soft), "prefix", json!(p), *soft)
+                        }
+                        api::Purge::Tags(tags, soft) => {
+                            (self.cache.purge_tags(tags, *soft), "tags", json!(tags), *soft)
+                        }
+                    };
+                    let kind = if soft { "soft" } else { "hard" };
+                    audit(
+                        caller,
+                        "cache_purge",
+                        &format!("{kind} {what} {target}: {purged} purged"),
+                        "ok",
+                    );
+                    Reply::Json(StatusCode::OK, json!({ "purged": purged, what: target, "soft": soft }))
                 }
                 Err(e) => error(StatusCode::BAD_REQUEST, e),
             },

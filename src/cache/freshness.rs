@@ -35,7 +35,11 @@ pub fn age(headers: &HeaderMap) -> Age {
         return Age::Invalid;
     }
     // All digits: the only parse failure left is overflow, which saturates.
-    Age::Seconds(first.parse::<u64>().map_or(DELTA_SECONDS_MAX, |s| s.min(DELTA_SECONDS_MAX)))
+    Age::Seconds(
+        first
+            .parse::<u64>()
+            .map_or(DELTA_SECONDS_MAX, |s| s.min(DELTA_SECONDS_MAX)),
+    )
 }
 
 /// An HTTP-date in any of its three forms (IMF-fixdate, RFC 850, asctime; RFC 9110
@@ -50,7 +54,11 @@ pub fn http_date(value: &str) -> Option<SystemTime> {
     let mut word_start = true;
     for c in value.chars() {
         if c.is_ascii_alphabetic() {
-            canonical.push(if word_start { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+            canonical.push(if word_start {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            });
             word_start = false;
         } else {
             canonical.push(c);
@@ -147,7 +155,10 @@ mod tests {
         assert_eq!(age(&headers(&[("age", "30")])), Age::Seconds(30));
         assert_eq!(age(&headers(&[("age", "7200, 0")])), Age::Seconds(7200));
         assert_eq!(age(&headers(&[("age", "5"), ("age", "99")])), Age::Seconds(5));
-        assert_eq!(age(&headers(&[("age", "99999999999999999999999")])), Age::Seconds(1 << 31));
+        assert_eq!(
+            age(&headers(&[("age", "99999999999999999999999")])),
+            Age::Seconds(1 << 31)
+        );
         for bad in ["1.5", "-1", "", "abc", "+3", "0x10"] {
             assert_eq!(age(&headers(&[("age", bad)])), Age::Invalid, "{bad:?}");
         }
@@ -181,13 +192,26 @@ mod tests {
             };
             let h = headers(&[
                 ("date", &httpdate::fmt_http_date(origin_now)),
-                ("expires", &httpdate::fmt_http_date(origin_now + Duration::from_secs(60))),
+                (
+                    "expires",
+                    &httpdate::fmt_http_date(origin_now + Duration::from_secs(60)),
+                ),
             ]);
             assert_eq!(expires_lifetime(&h, now), Some(Duration::from_secs(60)), "skew {skew}");
-            assert_eq!(initial_age(&h, now, Duration::ZERO), Some(Duration::ZERO), "skew {skew}");
+            assert_eq!(
+                initial_age(&h, now, Duration::ZERO),
+                Some(Duration::ZERO),
+                "skew {skew}"
+            );
         }
-        assert_eq!(expires_lifetime(&headers(&[("expires", "0")]), now), Some(Duration::ZERO));
-        let two = headers(&[("expires", "Sun, 06 Nov 2094 08:49:37 GMT"), ("expires", "Sun, 06 Nov 2094 08:49:37 GMT")]);
+        assert_eq!(
+            expires_lifetime(&headers(&[("expires", "0")]), now),
+            Some(Duration::ZERO)
+        );
+        let two = headers(&[
+            ("expires", "Sun, 06 Nov 2094 08:49:37 GMT"),
+            ("expires", "Sun, 06 Nov 2094 08:49:37 GMT"),
+        ]);
         assert_eq!(expires_lifetime(&two, now), Some(Duration::ZERO));
         assert_eq!(expires_lifetime(&headers(&[]), now), None);
     }
@@ -196,7 +220,10 @@ mod tests {
     fn initial_age_adds_the_round_trip_and_trusts_the_date_only_through_http10() {
         let now = SystemTime::now();
         let h = headers(&[("age", "10")]);
-        assert_eq!(initial_age(&h, now, Duration::from_secs(2)), Some(Duration::from_secs(12)));
+        assert_eq!(
+            initial_age(&h, now, Duration::from_secs(2)),
+            Some(Duration::from_secs(12))
+        );
         let old_date = httpdate::fmt_http_date(now - Duration::from_secs(100));
         let direct = headers(&[("age", "10"), ("date", &old_date)]);
         assert_eq!(initial_age(&direct, now, Duration::ZERO), Some(Duration::from_secs(10)));
@@ -211,10 +238,19 @@ mod tests {
         let now = SystemTime::now();
         let h = headers(&[
             ("date", &httpdate::fmt_http_date(now)),
-            ("last-modified", &httpdate::fmt_http_date(now - Duration::from_secs(1000))),
+            (
+                "last-modified",
+                &httpdate::fmt_http_date(now - Duration::from_secs(1000)),
+            ),
         ]);
-        assert_eq!(heuristic_lifetime(&h, now, Duration::from_secs(3600)), Some(Duration::from_secs(100)));
-        assert_eq!(heuristic_lifetime(&h, now, Duration::from_secs(30)), Some(Duration::from_secs(30)));
+        assert_eq!(
+            heuristic_lifetime(&h, now, Duration::from_secs(3600)),
+            Some(Duration::from_secs(100))
+        );
+        assert_eq!(
+            heuristic_lifetime(&h, now, Duration::from_secs(30)),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(heuristic_lifetime(&headers(&[]), now, Duration::from_secs(30)), None);
     }
 }

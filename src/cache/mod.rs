@@ -8,10 +8,13 @@
 //! GET and HEAD share an entry (HEAD is answered from the stored GET). The request headers
 //! a stored response `Vary`s on select among its variants.
 
+mod entry;
 pub mod freshness;
+mod index;
 pub mod policy;
 pub mod status;
 pub mod storage;
+pub mod tags;
 pub mod targeted;
 pub mod update;
 pub mod vary;
@@ -87,11 +90,11 @@ impl ResponseCache {
         let Some(url) = request_url(session.req_header()) else {
             return;
         };
-        self.store.purge_urls(&url, false);
+        self.store.purge_urls(&url, false, false);
         for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
             let named = resp.headers.get(name).and_then(|v| v.to_str().ok());
             if let Some(target) = named.and_then(|v| same_host_url(&url, v)) {
-                self.store.purge_urls(&target, false);
+                self.store.purge_urls(&target, false, false);
             }
         }
     }
@@ -113,11 +116,17 @@ fn same_host_url(base: &str, reference: &str) -> Option<String> {
     Some(key)
 }
 
-/// Removes the targeted cache-control fields meant for this cache from an answer.
-pub fn strip_targeted(resp: &mut ResponseHeader, ctx: &RequestCtx) {
+/// Removes the fields meant for this cache alone (targeted cache control, cache tags)
+/// from an answer going downstream.
+pub fn strip_cache_only_fields(resp: &mut ResponseHeader, ctx: &RequestCtx) {
     let settings = &ctx.snapshot.server.cache;
     if settings.strip_targeted {
         for name in &settings.targeted {
+            resp.remove_header(name);
+        }
+    }
+    if settings.strip_tags {
+        for name in &settings.tag_headers {
             resp.remove_header(name);
         }
     }

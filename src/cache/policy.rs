@@ -13,7 +13,10 @@ use std::time::{Duration, SystemTime};
 /// Statuses a cache may store with a freshness it picks itself (RFC 9110 §15.1,
 /// "heuristically cacheable"); here that freshness is the route's `ttl`.
 fn heuristically_cacheable(status: u16) -> bool {
-    matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 451 | 501)
+    matches!(
+        status,
+        200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 451 | 501
+    )
 }
 
 /// Statuses whose caching rules this cache implements, for `must-understand`
@@ -104,10 +107,12 @@ pub fn admit(
     }
     // The stored copy's age is computed from `born`; an origin Age would be stale.
     header.remove_header(&AGE);
+    let tags = super::tags::read(&header, &settings.tag_headers);
     let mut meta = CacheMeta::new(freshness_end(born, lifetime), arrival.at, swr, sie, header);
     if born != arrival.at {
         meta.set_epoch_override(born);
     }
+    super::tags::attach(&mut meta, tags);
     RespCacheable::Cacheable(meta)
 }
 
@@ -143,7 +148,8 @@ fn lifetime(
 
 /// Did the origin give the response a freshness of its own?
 fn explicit(cc: Option<&CacheControl>, targeted: bool, resp: &ResponseHeader) -> bool {
-    cc.is_some_and(|cc| cc.fresh_duration().is_some()) || (!targeted && resp.headers.contains_key(http::header::EXPIRES))
+    cc.is_some_and(|cc| cc.fresh_duration().is_some())
+        || (!targeted && resp.headers.contains_key(http::header::EXPIRES))
 }
 
 /// An `ETag` or `Last-Modified` to revalidate with.
@@ -348,12 +354,24 @@ mod status_tests {
     fn any_status_with_explicit_freshness_is_stored() {
         let s = defaults();
         for status in [200, 302, 303, 307, 400, 403, 404, 500, 502, 503] {
-            assert_eq!(fresh_for(status, &[("cache-control", "max-age=30")], &s), Some(30), "{status}");
+            assert_eq!(
+                fresh_for(status, &[("cache-control", "max-age=30")], &s),
+                Some(30),
+                "{status}"
+            );
         }
-        assert_eq!(fresh_for(500, &[], &s), None, "no freshness, not heuristically cacheable");
+        assert_eq!(
+            fresh_for(500, &[], &s),
+            None,
+            "no freshness, not heuristically cacheable"
+        );
         assert_eq!(fresh_for(500, &[("cache-control", "public")], &s), Some(300), "public");
         for never in [206, 304] {
-            assert_eq!(fresh_for(never, &[("cache-control", "max-age=30")], &s), None, "{never}");
+            assert_eq!(
+                fresh_for(never, &[("cache-control", "max-age=30")], &s),
+                None,
+                "{never}"
+            );
         }
     }
 
@@ -386,7 +404,10 @@ mod status_tests {
         let s = defaults();
         let h = [("cache-control", "no-store"), ("cdn-cache-control", "max-age=40")];
         assert_eq!(fresh_for(200, &h, &s), Some(40));
-        let h = [("cdn-cache-control", "max-age=40"), ("gatehouse-cache-control", "max-age=50")];
+        let h = [
+            ("cdn-cache-control", "max-age=40"),
+            ("gatehouse-cache-control", "max-age=50"),
+        ];
         assert_eq!(fresh_for(200, &h, &s), Some(50));
         let h = [("expires", "0"), ("cdn-cache-control", "stale-if-error=10")];
         assert_eq!(fresh_for(200, &h, &s), Some(300), "Expires ignored: route ttl");

@@ -1,8 +1,12 @@
 //! `MemoryStore`: the response cache's storage, a Pingora `Storage` in process memory with
 //! a hard size bound. Entries are weighed in KiB and evicted by TinyUFO (Pingora's own
 //! admission/eviction algorithm: S3-FIFO with TinyLFU), so a scan of one-off URLs cannot
-//! push the popular ones out. A side index by URL serves purges by exact URL and prefix.
+//! push the popular ones out. A side index ([`Index`]) serves purges by URL, prefix and
+//! cache tag; a soft purge marks entries stale instead of dropping them.
 
+use super::entry::{owned, weigh, Entry};
+use super::index::Index;
+use super::tags;
 use bytes::Bytes;
 use pingora::cache::key::{CacheHashKey, HashBinary};
 use pingora::cache::storage::{
@@ -13,89 +17,13 @@ use pingora::cache::{CacheKey, CacheMeta, Storage};
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType, Result};
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 use tinyufo::TinyUfo;
 
 /// Hits stream the body in slices of this size (no copy: they share the stored buffer).
 const READ_CHUNK: usize = 64 * 1024;
-/// What an entry costs beyond its body and header bytes: the structs, the TinyUFO and
-/// index slots, allocator rounding (measured with loadtest/cache_rss.sh).
-const ENTRY_OVERHEAD: usize = 1024;
-/// Per stored header field, beyond its name and value bytes: its slot in the map.
-const FIELD_OVERHEAD: usize = 96;
-
-/// One stored response. Immutable: a refresh (304 revalidation) replaces the entry.
-struct Entry {
-    key: HashBinary,
-    /// `host/path?query`, for purges.
-    url: Arc<str>,
-    /// Pingora's own serialized meta fields (freshness, age reference, variance), without
-    /// the header, which is kept parsed so a hit does not decompress it.
-    internal: Vec<u8>,
-    header: ResponseHeader,
-    body: Bytes,
-    weight_kib: u16,
-}
-
-impl Entry {
-    fn meta(&self) -> Result<CacheMeta> {
-        let mut meta = CacheMeta::deserialize(&self.internal, &EMPTY_HEADER)?;
-        *meta.response_header_mut() = self.header.clone();
-        Ok(meta)
-    }
-
-    fn bytes(&self) -> u64 {
-        u64::from(self.weight_kib) * 1024
-    }
-}
-
-/// The serialized form of an empty response header, paired with an entry's `internal`
-/// bytes to rebuild its `CacheMeta` (Pingora only builds one from both halves).
-static EMPTY_HEADER: LazyLock<Vec<u8>> = LazyLock::new(|| {
-    // Cannot fail for 200; if it did, every lookup would error and count as a miss.
-    let Ok(header) = ResponseHeader::build(200, Some(0)) else {
-        return Vec::new();
-    };
-    let meta = CacheMeta::new(
-        std::time::SystemTime::UNIX_EPOCH,
-        std::time::SystemTime::UNIX_EPOCH,
-        0,
-        0,
-        header,
-    );
-    meta.serialize().map(|(_, h)| h).unwrap_or_default()
-});
-
-fn weigh(header: &ResponseHeader, internal: &[u8], url: &str, body_len: usize) -> u16 {
-    let header_bytes: usize = header
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + FIELD_OVERHEAD)
-        .sum();
-    let total = body_len + header_bytes + internal.len() + url.len() + ENTRY_OVERHEAD;
-    total.div_ceil(1024).clamp(1, u16::MAX as usize) as u16
-}
-
-/// A copy of `header` that owns its bytes: the parsed upstream header's values can share
-/// the whole read buffer they were parsed from (header and the start of the body), which
-/// a stored entry would keep alive. The copy also drops the original-case map (HTTP/1
-/// clients read names case-insensitively, HTTP/2 sends them lower case anyway).
-fn owned(header: &ResponseHeader) -> ResponseHeader {
-    let mut copy = match ResponseHeader::build_no_case(header.status, Some(header.headers.len())) {
-        Ok(copy) => copy,
-        Err(_) => return header.clone(),
-    };
-    copy.set_version(header.version);
-    for (name, value) in header.headers.iter() {
-        let value = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-        // Appending a field that already parsed cannot fail.
-        let _ = copy.append_header(name.clone(), value);
-    }
-    copy
-}
-
 /// What TinyUFO holds for a key: a response, or the tombstone of a purged one.
 #[derive(Clone)]
 enum Slot {
@@ -105,8 +33,8 @@ enum Slot {
 
 pub struct MemoryStore {
     entries: TinyUfo<HashBinary, Slot>,
-    /// Every live entry by key, for purges and the counters (TinyUFO cannot be iterated).
-    index: Mutex<HashMap<HashBinary, Arc<Entry>>>,
+    /// Every live entry by key and by tag, for purges and the counters.
+    index: Mutex<Index>,
     bytes: AtomicU64,
     max_object_size: AtomicU64,
     limit: u64,
@@ -128,7 +56,7 @@ impl MemoryStore {
         let estimated_entries = (kib / 8).clamp(1024, 1 << 20);
         MemoryStore {
             entries: TinyUfo::new(kib, estimated_entries),
-            index: Mutex::new(HashMap::new()),
+            index: Mutex::new(Index::default()),
             bytes: AtomicU64::new(0),
             max_object_size: AtomicU64::new(max_object_size),
             limit: max_size,
@@ -151,9 +79,9 @@ impl MemoryStore {
         }
     }
 
-    /// Removes every entry whose URL (`host/path?query`) is `url` or, with `prefix`,
+    /// Purges every entry whose URL (`host/path?query`) is `url` or, with `prefix`,
     /// starts with it. A `url` starting with `/` matches any host. Returns how many.
-    pub fn purge_urls(&self, url: &str, prefix: bool) -> usize {
+    pub fn purge_urls(&self, url: &str, prefix: bool, soft: bool) -> usize {
         let matches = |stored: &str| {
             let stored = if url.starts_with('/') {
                 stored.find('/').map_or(stored, |i| &stored[i..])
@@ -172,10 +100,51 @@ impl MemoryStore {
             .filter(|e| matches(&e.url))
             .map(|e| e.key)
             .collect();
-        doomed.iter().filter(|key| self.remove(key)).count()
+        self.purge_keys(&doomed, soft)
     }
 
-    fn lock_index(&self) -> std::sync::MutexGuard<'_, HashMap<HashBinary, Arc<Entry>>> {
+    /// Purges every entry carrying any of `tags`; costs the entries with those tags.
+    pub fn purge_tags(&self, tags: &[String], soft: bool) -> usize {
+        let mut doomed: Vec<HashBinary> = {
+            let index = self.lock_index();
+            tags.iter().flat_map(|t| index.tagged(t)).collect()
+        };
+        doomed.sort_unstable();
+        doomed.dedup();
+        self.purge_keys(&doomed, soft)
+    }
+
+    /// A hard purge drops the entries; a soft one marks them stale, so the next use
+    /// revalidates and `stale-while-revalidate` / `stale-if-error` still apply.
+    fn purge_keys(&self, keys: &[HashBinary], soft: bool) -> usize {
+        if soft {
+            keys.iter().filter(|key| self.expire(key)).count()
+        } else {
+            keys.iter().filter(|key| self.remove(key)).count()
+        }
+    }
+
+    fn expire(&self, key: &HashBinary) -> bool {
+        let Some(old) = self.lock_index().get(key).cloned() else {
+            return false;
+        };
+        let Ok(mut meta) = old.meta() else {
+            return self.remove(key);
+        };
+        let now = SystemTime::now();
+        meta.expire_at(now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
+        let Ok((internal, _)) = meta.serialize() else {
+            return self.remove(key);
+        };
+        // The body and tags are shared, not copied.
+        self.insert(Entry {
+            internal,
+            ..(*old).clone()
+        });
+        true
+    }
+
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, Index> {
         // The index holds plain data: a panic elsewhere cannot leave it half-updated.
         self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -191,7 +160,7 @@ impl MemoryStore {
     fn insert(&self, entry: Entry) {
         let entry = Arc::new(entry);
         let mut index = self.lock_index();
-        if let Some(old) = index.insert(entry.key, entry.clone()) {
+        if let Some(old) = index.insert(entry.clone()) {
             self.bytes.fetch_sub(old.bytes(), Ordering::Relaxed);
         }
         self.bytes.fetch_add(entry.bytes(), Ordering::Relaxed);
@@ -214,7 +183,7 @@ impl MemoryStore {
     /// Every write to TinyUFO happens under the index lock: its weight accounting is not
     /// safe when writes race on one key. Writes are misses, far rarer than hits, and reads
     /// (`get`) stay lock-free.
-    fn put_locked(&self, index: &mut HashMap<HashBinary, Arc<Entry>>, key: HashBinary, slot: Slot, weight: u16) {
+    fn put_locked(&self, index: &mut Index, key: HashBinary, slot: Slot, weight: u16) {
         for kv in self.entries.force_put(key, slot, weight) {
             let Slot::Live(evicted) = kv.data else { continue };
             // Only if the index still points at this very entry (not a newer one).
@@ -256,6 +225,7 @@ impl Storage for MemoryStore {
             url,
             internal,
             header: owned(meta.response_header()),
+            tags: tags::of(meta),
             chunks: Vec::new(),
             size: 0,
             max_size: self.max_object_size.load(Ordering::Relaxed),
@@ -292,6 +262,7 @@ impl Storage for MemoryStore {
             header,
             body: old.body.clone(),
             weight_kib,
+            tags: tags::of(meta),
         });
         Ok(true)
     }
@@ -363,6 +334,7 @@ struct BodyWriter {
     url: Arc<str>,
     internal: Vec<u8>,
     header: ResponseHeader,
+    tags: Arc<[Arc<str>]>,
     chunks: Vec<Bytes>,
     size: usize,
     max_size: u64,
@@ -397,6 +369,7 @@ impl HandleMiss for BodyWriter {
             header: self.header,
             body,
             weight_kib,
+            tags: self.tags,
         });
         Ok(MissFinishType::Created(size))
     }
@@ -418,9 +391,16 @@ mod tests {
     }
 
     async fn put(store: &'static MemoryStore, url: &str, body: &[u8]) {
+        put_tagged(store, url, body, &[]).await
+    }
+
+    async fn put_tagged(store: &'static MemoryStore, url: &str, body: &[u8], tags: &[&str]) {
         let key = CacheKey::new(url, "");
+        let mut meta = meta();
+        let tags: Vec<Arc<str>> = tags.iter().map(|t| Arc::from(*t)).collect();
+        super::tags::attach(&mut meta, super::tags::CacheTags(tags.into()));
         let mut miss = store
-            .get_miss_handler(&key, &meta(), &Span::inactive().handle())
+            .get_miss_handler(&key, &meta, &Span::inactive().handle())
             .await
             .unwrap();
         miss.write_body(Bytes::copy_from_slice(body), true).await.unwrap();
@@ -487,7 +467,7 @@ mod tests {
                     let url = format!("a.test/{}", (i * 7 + t) % 64);
                     match i % 5 {
                         0 => {
-                            s.purge_urls(&url, false);
+                            s.purge_urls(&url, false, false);
                         }
                         1 | 2 => put(s, &url, &vec![t as u8; 1000 + (i % 9) * 4000]).await,
                         _ => {
@@ -514,10 +494,44 @@ mod tests {
         for url in ["a.test/p/1", "a.test/p/2", "a.test/q", "b.test/p/1"] {
             put(s, url, b"x").await;
         }
-        assert_eq!(s.purge_urls("a.test/q", false), 1);
+        assert_eq!(s.purge_urls("a.test/q", false, false), 1);
         assert!(read(s, "a.test/q").await.is_none());
-        assert_eq!(s.purge_urls("/p/", true), 3);
+        assert_eq!(s.purge_urls("/p/", true, false), 3);
         assert_eq!(s.stats().entries, 0);
         assert_eq!(s.stats().bytes, 0);
+    }
+
+    async fn fresh(store: &'static MemoryStore, url: &str) -> Option<bool> {
+        let key = CacheKey::new(url, "");
+        let (meta, _) = store.lookup(&key, &Span::inactive().handle()).await.unwrap()?;
+        Some(meta.is_fresh(std::time::SystemTime::now()))
+    }
+
+    #[tokio::test]
+    async fn purges_by_tag_hard_and_soft_and_forgets_tags_of_evicted_entries() {
+        let s = store(1 << 20);
+        put_tagged(s, "a.test/1", b"1", &["product-1", "catalog"]).await;
+        put_tagged(s, "a.test/2", b"2", &["product-2", "catalog"]).await;
+        put_tagged(s, "a.test/3", b"3", &[]).await;
+        assert_eq!(s.purge_tags(&["product-1".into()], false), 1);
+        assert!(read(s, "a.test/1").await.is_none());
+        assert_eq!(fresh(s, "a.test/2").await, Some(true));
+        // Soft: still there, stale, body intact.
+        assert_eq!(s.purge_tags(&["catalog".into(), "nothing".into()], true), 1);
+        assert_eq!(fresh(s, "a.test/2").await, Some(false));
+        assert_eq!(read(s, "a.test/2").await.unwrap(), b"2");
+        assert_eq!(fresh(s, "a.test/3").await, Some(true));
+        // A replaced entry keeps only its new tags; a removed one leaves no tag behind.
+        put_tagged(s, "a.test/2", b"2b", &["product-2"]).await;
+        assert_eq!(s.purge_tags(&["catalog".into()], false), 0);
+        s.purge_urls("a.test/2", false, false);
+        assert_eq!(s.lock_index().tag_count(), 0);
+
+        let small = store(64 * 1024);
+        for i in 0..200 {
+            put_tagged(small, &format!("a.test/{i}"), &[1u8; 4000], &[&format!("t{i}"), "all"]).await;
+        }
+        let index = small.lock_index();
+        assert!(index.tag_count() <= index.len() + 1, "evicted entries' tags are gone");
     }
 }

@@ -32,7 +32,11 @@ fn is_sf_dictionary(value: &str) -> bool {
     if value.is_empty() {
         return false;
     }
-    split_members(value).is_some_and(|members| members.iter().all(|m| is_member(m.trim_matches(|c| c == ' ' || c == '\t'))))
+    split_members(value).is_some_and(|members| {
+        members
+            .iter()
+            .all(|m| is_member(m.trim_matches(|c| c == ' ' || c == '\t')))
+    })
 }
 
 /// Splits on commas outside quoted strings; `None` for an unterminated string.
@@ -119,7 +123,15 @@ mod tests {
         ] {
             assert!(is_sf_dictionary(ok), "{ok}");
         }
-        for bad in ["", "max-age=", "Max-Age=60", "max-age=\"60", "max-age=60,,", "max-age=6 0", "max-age=1.2345"] {
+        for bad in [
+            "",
+            "max-age=",
+            "Max-Age=60",
+            "max-age=\"60",
+            "max-age=60,,",
+            "max-age=6 0",
+            "max-age=1.2345",
+        ] {
             assert!(!is_sf_dictionary(bad), "{bad}");
         }
     }
@@ -137,7 +149,11 @@ mod tests {
         h.insert("cdn-cache-control", "max-age=2".parse().unwrap());
         assert_eq!(governing(&h, &names).0.unwrap().max_age().unwrap(), Some(2));
         h.insert("gatehouse-cache-control", "MAX-AGE=3".parse().unwrap());
-        assert_eq!(governing(&h, &names).0.unwrap().max_age().unwrap(), Some(2), "invalid: skipped");
+        assert_eq!(
+            governing(&h, &names).0.unwrap().max_age().unwrap(),
+            Some(2),
+            "invalid: skipped"
+        );
         h.insert("gatehouse-cache-control", "max-age=3".parse().unwrap());
         assert_eq!(governing(&h, &names).0.unwrap().max_age().unwrap(), Some(3));
     }

@@ -91,7 +91,14 @@ mod tests {
         );
         let merged = merge_not_modified(&stored, &fresh);
         assert_eq!(merged.status, 200);
-        let get = |n: &str| merged.headers.get_all(n).iter().map(|v| v.to_str().unwrap()).collect::<Vec<_>>();
+        let get = |n: &str| {
+            merged
+                .headers
+                .get_all(n)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(get("content-type"), ["text/markdown"]);
         assert_eq!(get("content-length"), ["5"]);
         assert_eq!(get("x-version"), ["2"]);

@@ -12,7 +12,10 @@ use http::header::GetAll;
 use http::HeaderValue;
 
 pub fn normalised(name: &str, lines: GetAll<'_, HeaderValue>) -> String {
-    let unordered_list = matches!(name, "accept" | "accept-encoding" | "accept-language" | "accept-charset");
+    let unordered_list = matches!(
+        name,
+        "accept" | "accept-encoding" | "accept-language" | "accept-charset"
+    );
     if !unordered_list {
         let parts: Vec<&[u8]> = lines.iter().map(|v| trim(v.as_bytes())).collect();
         return String::from_utf8_lossy(&parts.join(&b","[..])).into_owned();
@@ -65,8 +68,14 @@ fn member(raw: &str) -> Option<String> {
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     &bytes[start..end]
 }
 
@@ -85,13 +94,22 @@ mod tests {
 
     #[test]
     fn equal_accept_lists_normalise_alike() {
-        assert_eq!(norm("accept-encoding", &["gzip, br"]), norm("accept-encoding", &["br,GZIP"]));
+        assert_eq!(
+            norm("accept-encoding", &["gzip, br"]),
+            norm("accept-encoding", &["br,GZIP"])
+        );
         assert_eq!(norm("accept-encoding", &["gzip", "br"]), "br,gzip");
         assert_eq!(norm("accept-language", &["en-US, fr;q=0.50"]), "en-us,fr;q=0.5");
         assert_eq!(norm("accept-language", &["fr ; q=0.5,en-us;q=1.0"]), "en-us,fr;q=0.5");
-        assert_ne!(norm("accept-language", &["fr;q=0.5"]), norm("accept-language", &["fr;q=0.4"]));
+        assert_ne!(
+            norm("accept-language", &["fr;q=0.5"]),
+            norm("accept-language", &["fr;q=0.4"])
+        );
         assert_eq!(norm("accept-encoding", &["gzip;q=0"]), "gzip;q=0");
-        assert_eq!(norm("accept", &["text/html, , application/json"]), "application/json,text/html");
+        assert_eq!(
+            norm("accept", &["text/html, , application/json"]),
+            "application/json,text/html"
+        );
     }
 
     #[test]

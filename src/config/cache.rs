@@ -63,7 +63,33 @@ pub fn settings(raw: Option<&RawCache>, p: &mut Problems) -> CacheSettings {
         heuristic_max: duration(&raw.heuristic_max, "cache.heuristic_max", DEFAULT_HEURISTIC_MAX, p),
         targeted: targeted(raw, p),
         strip_targeted: raw.strip_targeted.unwrap_or(true),
+        tag_headers: tag_headers(raw, p),
+        strip_tags: raw.strip_tags.unwrap_or(true),
     }
+}
+
+fn tag_headers(raw: &RawCache, p: &mut Problems) -> Vec<http::HeaderName> {
+    let Some(names) = &raw.tag_headers else {
+        return vec![
+            http::HeaderName::from_static("cache-tag"),
+            http::HeaderName::from_static("surrogate-key"),
+        ];
+    };
+    let mut headers = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        match http::HeaderName::from_bytes(name.trim().as_bytes()) {
+            Ok(header) if is_reserved(&header) || header == http::header::VARY => p.push(
+                format!("cache.tag_headers[{i}]"),
+                format!("\"{name}\" is a standard field with a meaning of its own; use Cache-Tag or Surrogate-Key"),
+            ),
+            Ok(header) => headers.push(header),
+            Err(_) => p.push(
+                format!("cache.tag_headers[{i}]"),
+                format!("\"{name}\" is not a header name (use Cache-Tag, Surrogate-Key)"),
+            ),
+        }
+    }
+    headers
 }
 
 /// The settings of a config without a `cache:` block.
@@ -95,8 +121,7 @@ fn targeted(raw: &RawCache, p: &mut Problems) -> Vec<http::HeaderName> {
 }
 
 fn is_reserved(name: &http::HeaderName) -> bool {
-    [http::header::CACHE_CONTROL, http::header::EXPIRES, http::header::PRAGMA]
-        .contains(name)
+    [http::header::CACHE_CONTROL, http::header::EXPIRES, http::header::PRAGMA].contains(name)
         || name.as_str() == "cdn-cache-control"
 }
 

@@ -122,6 +122,10 @@ pub struct CacheSettings {
     pub targeted: Vec<http::HeaderName>,
     /// Remove those fields from answers sent downstream.
     pub strip_targeted: bool,
+    /// Fields whose values tag a response for purges by tag (Cache-Tag, Surrogate-Key).
+    pub tag_headers: Vec<http::HeaderName>,
+    /// Remove the tag fields from answers sent downstream.
+    pub strip_tags: bool,
 }
 
 /// A route that caches its responses.

@@ -126,6 +126,11 @@ pub struct RawCache {
     pub cdn_cache_control: Option<bool>,
     /// Remove the targeted fields from answers sent downstream (default true).
     pub strip_targeted: Option<bool>,
+    /// Response fields that tag an answer for purges by tag (default [Cache-Tag,
+    /// Surrogate-Key]; [] turns tagging off).
+    pub tag_headers: Option<Vec<String>>,
+    /// Remove the tag fields from answers sent downstream (default true).
+    pub strip_tags: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -277,7 +277,7 @@ impl ProxyHttp for Gateway {
             let status = cache::status::value(session, outcome, resp.status.as_u16(), ctx.cache_stored);
             resp.insert_header("cache-status", status)?;
             self.cache.invalidate_after(session, resp, ctx);
-            cache::strip_targeted(resp, ctx);
+            cache::strip_cache_only_fields(resp, ctx);
         }
         response_headers::upstream_response(resp, ctx)?;
         if let Some(compression) = ctx.route().and_then(|r| r.compression.as_ref()) {
