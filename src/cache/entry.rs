@@ -43,7 +43,7 @@ impl Entry {
 
 /// The serialized form of an empty response header, paired with an entry's `internal`
 /// bytes to rebuild its `CacheMeta` (Pingora only builds one from both halves).
-static EMPTY_HEADER: LazyLock<Vec<u8>> = LazyLock::new(|| {
+pub static EMPTY_HEADER: LazyLock<Vec<u8>> = LazyLock::new(|| {
     // Cannot fail for 200; if it did, every lookup would error and count as a miss.
     let Ok(header) = ResponseHeader::build(200, Some(0)) else {
         return Vec::new();

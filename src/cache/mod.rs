@@ -9,6 +9,7 @@
 //! a stored response `Vary`s on select among its variants.
 
 mod entry;
+mod fill;
 pub mod freshness;
 mod index;
 pub mod policy;

@@ -5,19 +5,18 @@
 //! cache tag; a soft purge marks entries stale instead of dropping them.
 
 use super::entry::{owned, weigh, Entry};
+use super::fill::{Fill, FillSink, FillWriter};
 use super::index::Index;
 use super::tags;
 use bytes::Bytes;
 use pingora::cache::key::{CacheHashKey, HashBinary};
-use pingora::cache::storage::{
-    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType,
-};
+use pingora::cache::storage::{HandleHit, HitHandler, MissHandler, PurgeOutcome, PurgeTarget, PurgeType};
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheKey, CacheMeta, Storage};
-use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType, Result};
 use std::any::Any;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tinyufo::TinyUfo;
@@ -35,6 +34,11 @@ pub struct MemoryStore {
     entries: TinyUfo<HashBinary, Slot>,
     /// Every live entry by key and by tag, for purges and the counters.
     index: Mutex<Index>,
+    /// Responses being written, readable as they arrive ([`Fill`]); usually one per key.
+    fills: Mutex<HashMap<HashBinary, Vec<Arc<Fill>>>>,
+    /// How many fills are in `fills`: lookups skip its lock when there are none.
+    active_fills: AtomicUsize,
+    next_fill: AtomicU64,
     bytes: AtomicU64,
     max_object_size: AtomicU64,
     limit: u64,
@@ -57,6 +61,9 @@ impl MemoryStore {
         MemoryStore {
             entries: TinyUfo::new(kib, estimated_entries),
             index: Mutex::new(Index::default()),
+            fills: Mutex::new(HashMap::new()),
+            active_fills: AtomicUsize::new(0),
+            next_fill: AtomicU64::new(1),
             bytes: AtomicU64::new(0),
             max_object_size: AtomicU64::new(max_object_size),
             limit: max_size,
@@ -144,6 +151,23 @@ impl MemoryStore {
         true
     }
 
+    /// The newest fill in progress for `key` (or the one with the streaming-write `tag`).
+    fn current_fill(&self, key: &HashBinary, tag: Option<&[u8]>) -> Option<Arc<Fill>> {
+        if self.active_fills.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let fills = self.lock_fills();
+        let list = fills.get(key)?;
+        match tag {
+            Some(tag) => list.iter().find(|f| f.has_tag(tag)).cloned(),
+            None => list.last().cloned(),
+        }
+    }
+
+    fn lock_fills(&self) -> std::sync::MutexGuard<'_, HashMap<HashBinary, Vec<Arc<Fill>>>> {
+        self.fills.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn lock_index(&self) -> std::sync::MutexGuard<'_, Index> {
         // The index holds plain data: a panic elsewhere cannot leave it half-updated.
         self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -198,7 +222,13 @@ impl MemoryStore {
 #[async_trait::async_trait]
 impl Storage for MemoryStore {
     async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(entry) = self.get(&key.combined_bin()) else {
+        let key = key.combined_bin();
+        // A fill in progress is newer than any stored copy (which is stale, or it would
+        // not be refilled): read it as it arrives.
+        if let Some(fill) = self.current_fill(&key, None) {
+            return fill_hit(&fill).map(Some);
+        }
+        let Some(entry) = self.get(&key) else {
             return Ok(None);
         };
         let meta = entry.meta()?;
@@ -211,6 +241,25 @@ impl Storage for MemoryStore {
         Ok(Some((meta, Box::new(hit))))
     }
 
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        tag: Option<&[u8]>,
+        trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        match tag {
+            Some(tag) => match self.current_fill(&key.combined_bin(), Some(tag)) {
+                Some(fill) => fill_hit(&fill).map(Some),
+                None => Ok(None),
+            },
+            None => self.lookup(key, trace).await,
+        }
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
     async fn get_miss_handler(
         &'static self,
         key: &CacheKey,
@@ -219,16 +268,22 @@ impl Storage for MemoryStore {
     ) -> Result<MissHandler> {
         let (internal, _) = meta.serialize()?;
         let url: Arc<str> = key.primary_key_str().map_or("", super::key_url).into();
-        Ok(Box::new(BodyWriter {
-            store: self,
-            key: key.combined_bin(),
-            url,
+        let id = self.next_fill.fetch_add(1, Ordering::Relaxed);
+        let fill = Arc::new(Fill::new(
+            id,
+            key.combined_bin(),
             internal,
-            header: owned(meta.response_header()),
+            owned(meta.response_header()),
+        ));
+        self.lock_fills().entry(fill.key).or_default().push(fill.clone());
+        self.active_fills.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(FillWriter {
+            sink: self,
+            fill,
+            url,
             tags: tags::of(meta),
-            chunks: Vec::new(),
-            size: 0,
             max_size: self.max_object_size.load(Ordering::Relaxed),
+            finished: false,
         }))
     }
 
@@ -267,8 +322,55 @@ impl Storage for MemoryStore {
         Ok(true)
     }
 
+    /// Soft purge of one entry (Pingora's own purge API).
+    async fn expire(&'static self, target: PurgeTarget<'_>, _trace: &SpanHandle) -> Result<PurgeOutcome> {
+        Ok(if self.expire(&target.key().combined_bin()) {
+            PurgeOutcome::Expired
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
         self
+    }
+}
+
+fn fill_hit(fill: &Arc<Fill>) -> Result<(CacheMeta, HitHandler)> {
+    let mut meta = CacheMeta::deserialize(&fill.internal, &super::entry::EMPTY_HEADER)?;
+    *meta.response_header_mut() = fill.header.clone();
+    Ok((meta, Box::new(fill.reader())))
+}
+
+impl FillSink for MemoryStore {
+    fn complete(&self, fill: &Arc<Fill>, url: Arc<str>, tags: Arc<[Arc<str>]>) -> usize {
+        let body = fill.body();
+        let size = body.len();
+        let weight_kib = weigh(&fill.header, &fill.internal, &url, size);
+        self.insert(Entry {
+            key: fill.key,
+            url,
+            internal: fill.internal.clone(),
+            header: fill.header.clone(),
+            body,
+            weight_kib,
+            tags,
+        });
+        size
+    }
+
+    fn forget(&self, fill: &Arc<Fill>) {
+        let mut fills = self.lock_fills();
+        if let Some(list) = fills.get_mut(&fill.key) {
+            let before = list.len();
+            list.retain(|f| !Arc::ptr_eq(f, fill));
+            if list.len() < before {
+                self.active_fills.fetch_sub(1, Ordering::Relaxed);
+            }
+            if list.is_empty() {
+                fills.remove(&fill.key);
+            }
+        }
     }
 }
 
@@ -326,55 +428,6 @@ impl HandleHit for BodyReader {
     }
 }
 
-/// Collects a response body as it streams from the origin; stored whole at `finish`, so
-/// readers never see a partial entry (concurrent misses wait on the cache lock instead).
-struct BodyWriter {
-    store: &'static MemoryStore,
-    key: HashBinary,
-    url: Arc<str>,
-    internal: Vec<u8>,
-    header: ResponseHeader,
-    tags: Arc<[Arc<str>]>,
-    chunks: Vec<Bytes>,
-    size: usize,
-    max_size: u64,
-}
-
-#[async_trait::async_trait]
-impl HandleMiss for BodyWriter {
-    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        self.size += data.len();
-        if self.size as u64 > self.max_size {
-            return Error::e_explain(ErrorType::InternalError, "response larger than cache.max_object_size");
-        }
-        if !data.is_empty() {
-            self.chunks.push(data);
-        }
-        Ok(())
-    }
-
-    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        // One exact-size buffer: the store's accounting is what memory really holds.
-        let body = match self.chunks.len() {
-            0 => Bytes::new(),
-            1 => Bytes::copy_from_slice(&self.chunks[0]),
-            _ => Bytes::from(self.chunks.concat()),
-        };
-        let weight_kib = weigh(&self.header, &self.internal, &self.url, body.len());
-        let size = body.len();
-        self.store.insert(Entry {
-            key: self.key,
-            url: self.url,
-            internal: self.internal,
-            header: self.header,
-            body,
-            weight_kib,
-            tags: self.tags,
-        });
-        Ok(MissFinishType::Created(size))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,7 +439,7 @@ mod tests {
 
     fn meta() -> CacheMeta {
         let now = std::time::SystemTime::now();
-        let header = ResponseHeader::build(200, None).unwrap();
+        let header = pingora::http::ResponseHeader::build(200, None).unwrap();
         CacheMeta::new(now + std::time::Duration::from_secs(60), now, 0, 0, header)
     }
 
