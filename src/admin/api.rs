@@ -184,9 +184,12 @@ pub fn target_request(body: &[u8]) -> Result<(String, u16), String> {
 /// What the response cache holds.
 pub fn cache_stats(store: &MemoryStore) -> Reply {
     let s = store.stats();
+    let disk = s
+        .disk
+        .map(|(entries, bytes, limit)| json!({ "entries": entries, "bytes": bytes, "max_size": limit }));
     Reply::Json(
         StatusCode::OK,
-        json!({ "entries": s.entries, "bytes": s.bytes, "max_size": s.limit }),
+        json!({ "entries": s.entries, "bytes": s.bytes, "max_size": s.limit, "disk": disk }),
     )
 }
 

@@ -29,6 +29,20 @@ pub struct Entry {
     pub tags: Arc<[Arc<str>]>,
 }
 
+impl super::index::Indexed for Entry {
+    fn key(&self) -> HashBinary {
+        self.key
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn tags(&self) -> &[Arc<str>] {
+        &self.tags
+    }
+}
+
 impl Entry {
     pub fn meta(&self) -> Result<CacheMeta> {
         let mut meta = CacheMeta::deserialize(&self.internal, &EMPTY_HEADER)?;

@@ -220,7 +220,7 @@ impl HandleHit for FillReader {
 /// What the store does when a fill ends.
 pub trait FillSink: Send + Sync {
     /// The fill is complete: keep it as an entry.
-    fn complete(&self, fill: &Arc<Fill>, url: Arc<str>, tags: Arc<[Arc<str>]>) -> usize;
+    fn complete(&'static self, fill: &Arc<Fill>, url: Arc<str>, tags: Arc<[Arc<str>]>) -> usize;
     /// The fill is over (complete or not): stop offering it to lookups.
     fn forget(&self, fill: &Arc<Fill>);
 }

@@ -2,37 +2,61 @@
 //! keys under each cache tag, so a purge by tag costs the entries with the tag, not a
 //! scan of the store.
 
-use super::entry::Entry;
 use pingora::cache::key::HashBinary;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-#[derive(Default)]
-pub struct Index {
-    entries: HashMap<HashBinary, Arc<Entry>>,
+/// What the index needs of an entry (a memory entry or a disk one).
+pub trait Indexed {
+    fn key(&self) -> HashBinary;
+    fn url(&self) -> &str;
+    fn tags(&self) -> &[Arc<str>];
+}
+
+pub struct Index<E> {
+    entries: HashMap<HashBinary, Arc<E>>,
     by_tag: HashMap<Arc<str>, HashSet<HashBinary>>,
 }
 
-impl Index {
-    /// Adds `entry`, returning the one it replaces.
-    pub fn insert(&mut self, entry: Arc<Entry>) -> Option<Arc<Entry>> {
-        for tag in entry.tags.iter() {
-            self.by_tag.entry(tag.clone()).or_default().insert(entry.key);
+impl<E> Default for Index<E> {
+    fn default() -> Self {
+        Index {
+            entries: HashMap::new(),
+            by_tag: HashMap::new(),
         }
-        let old = self.entries.insert(entry.key, entry.clone())?;
+    }
+}
+
+impl<E: Indexed> Index<E> {
+    /// Adds `entry`, returning the one it replaces.
+    pub fn insert(&mut self, entry: Arc<E>) -> Option<Arc<E>> {
+        let key = entry.key();
+        for tag in entry.tags() {
+            self.by_tag.entry(tag.clone()).or_default().insert(key);
+        }
+        let old = self.entries.insert(key, entry.clone())?;
         // Tags the new version no longer has stop pointing at the key.
-        for tag in old.tags.iter().filter(|t| !entry.tags.contains(t)) {
-            self.untag(tag, &old.key);
+        for tag in old.tags().iter().filter(|t| !entry.tags().contains(t)) {
+            self.untag(tag, &key);
         }
         Some(old)
     }
 
-    pub fn remove(&mut self, key: &HashBinary) -> Option<Arc<Entry>> {
+    pub fn remove(&mut self, key: &HashBinary) -> Option<Arc<E>> {
         let old = self.entries.remove(key)?;
-        for tag in old.tags.iter() {
+        for tag in old.tags() {
             self.untag(tag, key);
         }
         Some(old)
+    }
+
+    /// The keys of entries whose URL passes `matches`.
+    pub fn matching_urls(&self, matches: impl Fn(&str) -> bool) -> Vec<HashBinary> {
+        self.entries
+            .values()
+            .filter(|e| matches(e.url()))
+            .map(|e| e.key())
+            .collect()
     }
 
     fn untag(&mut self, tag: &Arc<str>, key: &HashBinary) {
@@ -44,7 +68,7 @@ impl Index {
         }
     }
 
-    pub fn get(&self, key: &HashBinary) -> Option<&Arc<Entry>> {
+    pub fn get(&self, key: &HashBinary) -> Option<&Arc<E>> {
         self.entries.get(key)
     }
 
@@ -52,7 +76,8 @@ impl Index {
         self.entries.len()
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &Arc<Entry>> {
+    #[cfg(test)]
+    pub fn values(&self) -> impl Iterator<Item = &Arc<E>> {
         self.entries.values()
     }
 

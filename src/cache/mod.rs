@@ -8,6 +8,7 @@
 //! GET and HEAD share an entry (HEAD is answered from the stored GET). The request headers
 //! a stored response `Vary`s on select among its variants.
 
+pub mod disk;
 mod entry;
 mod fill;
 pub mod freshness;
@@ -41,8 +42,17 @@ pub struct ResponseCache {
 impl ResponseCache {
     /// Built once per process (its size is fixed for the process's life).
     pub fn new(settings: &CacheSettings) -> Self {
-        let store: &'static MemoryStore =
-            Box::leak(Box::new(MemoryStore::new(settings.max_size, settings.max_object_size)));
+        let mut store = MemoryStore::new(settings.max_size, settings.max_object_size);
+        if let Some(disk) = &settings.disk {
+            match disk::DiskTier::open(&disk.path, disk.max_size, disk.max_object_size) {
+                Ok(tier) => store = store.with_disk(Box::leak(Box::new(tier))),
+                Err(e) => log::error!(
+                    "cache.disk {}: {e}; serving with the memory tier alone",
+                    disk.path.display()
+                ),
+            }
+        }
+        let store: &'static MemoryStore = Box::leak(Box::new(store));
         // A writer that holds the lock this long is presumed dead and readers take over.
         let lock: &'static CacheLock = Box::leak(CacheLock::new_boxed(settings.lock_timeout));
         ResponseCache { store, lock }
@@ -75,7 +85,7 @@ impl ResponseCache {
             .enable(self.store, None, None, Some(self.lock), Some(overrides));
         session
             .cache
-            .set_max_file_size_bytes(usize::try_from(settings.max_object_size).unwrap_or(usize::MAX));
+            .set_max_file_size_bytes(usize::try_from(self.store.max_storable()).unwrap_or(usize::MAX));
     }
 
     /// After a successful unsafe request (POST, PUT, PATCH, DELETE) the stored answers

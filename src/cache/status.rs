@@ -7,9 +7,11 @@
 //!   `uri-miss` (nothing stored), `stale` (a stored copy was revalidated), `method` (an
 //!   unsafe method) or `request` (the request's credentials may not see the stored copy);
 //!   `; stored` when the answer was kept;
-//! - `; collapsed` when the request waited on another one filling the same entry.
+//! - `; collapsed` when the request waited on another one filling the same entry;
+//! - `; detail=disk` when a stored copy came from the disk tier.
 
 use super::CacheOutcome;
+use crate::request::RequestCtx;
 use pingora::proxy::Session;
 use std::fmt::Write;
 use std::time::SystemTime;
@@ -17,7 +19,8 @@ use std::time::SystemTime;
 /// The cache's name in the header.
 const NAME: &str = "gatehouse";
 
-pub fn value(session: &Session, outcome: CacheOutcome, status: u16, stored: bool) -> String {
+pub fn value(session: &Session, outcome: CacheOutcome, status: u16, ctx: &RequestCtx) -> String {
+    let stored = ctx.cache_stored;
     let mut out = String::with_capacity(48);
     out.push_str(NAME);
     let ttl = || {
@@ -48,6 +51,9 @@ pub fn value(session: &Session, outcome: CacheOutcome, status: u16, stored: bool
     }
     if session.cache.lock_duration().is_some() && outcome != CacheOutcome::Miss {
         out.push_str("; collapsed");
+    }
+    if ctx.cache_from_disk && outcome != CacheOutcome::Miss {
+        out.push_str("; detail=disk");
     }
     out
 }

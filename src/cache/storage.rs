@@ -4,6 +4,7 @@
 //! push the popular ones out. A side index ([`Index`]) serves purges by URL, prefix and
 //! cache tag; a soft purge marks entries stale instead of dropping them.
 
+use super::disk::DiskTier;
 use super::entry::{owned, weigh, Entry};
 use super::fill::{Fill, FillSink, FillWriter};
 use super::index::Index;
@@ -33,12 +34,14 @@ enum Slot {
 pub struct MemoryStore {
     entries: TinyUfo<HashBinary, Slot>,
     /// Every live entry by key and by tag, for purges and the counters.
-    index: Mutex<Index>,
+    index: Mutex<Index<Entry>>,
     /// Responses being written, readable as they arrive ([`Fill`]); usually one per key.
     fills: Mutex<HashMap<HashBinary, Vec<Arc<Fill>>>>,
     /// How many fills are in `fills`: lookups skip its lock when there are none.
     active_fills: AtomicUsize,
     next_fill: AtomicU64,
+    /// The disk tier, when `cache.disk` is set: written through, read on a memory miss.
+    disk: Option<&'static DiskTier>,
     bytes: AtomicU64,
     max_object_size: AtomicU64,
     limit: u64,
@@ -50,6 +53,8 @@ pub struct StoreStats {
     pub entries: usize,
     pub bytes: u64,
     pub limit: u64,
+    /// The disk tier's entries, bytes and bound, when there is one.
+    pub disk: Option<(usize, u64, u64)>,
 }
 
 impl MemoryStore {
@@ -64,6 +69,7 @@ impl MemoryStore {
             fills: Mutex::new(HashMap::new()),
             active_fills: AtomicUsize::new(0),
             next_fill: AtomicU64::new(1),
+            disk: None,
             bytes: AtomicU64::new(0),
             max_object_size: AtomicU64::new(max_object_size),
             limit: max_size,
@@ -83,7 +89,20 @@ impl MemoryStore {
             entries: self.lock_index().len(),
             bytes: self.bytes.load(Ordering::Relaxed),
             limit: self.limit,
+            disk: self.disk.map(|d| (d.entries(), d.bytes(), d.limit())),
         }
+    }
+
+    /// Adds the disk tier (at start, before the store is shared).
+    pub fn with_disk(mut self, disk: &'static DiskTier) -> Self {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// The largest answer either tier stores.
+    pub fn max_storable(&self) -> u64 {
+        let memory = self.max_object_size.load(Ordering::Relaxed);
+        self.disk.map_or(memory, |d| d.max_object_size.max(memory))
     }
 
     /// Purges every entry whose URL (`host/path?query`) is `url` or, with `prefix`,
@@ -101,12 +120,12 @@ impl MemoryStore {
                 stored == url
             }
         };
-        let doomed: Vec<HashBinary> = self
-            .lock_index()
-            .values()
-            .filter(|e| matches(&e.url))
-            .map(|e| e.key)
-            .collect();
+        let mut doomed: Vec<HashBinary> = self.lock_index().matching_urls(matches);
+        if let Some(disk) = self.disk {
+            doomed.extend(disk.matching_urls(matches));
+            doomed.sort_unstable();
+            doomed.dedup();
+        }
         self.purge_keys(&doomed, soft)
     }
 
@@ -116,6 +135,9 @@ impl MemoryStore {
             let index = self.lock_index();
             tags.iter().flat_map(|t| index.tagged(t)).collect()
         };
+        if let Some(disk) = self.disk {
+            doomed.extend(disk.tagged(tags));
+        }
         doomed.sort_unstable();
         doomed.dedup();
         self.purge_keys(&doomed, soft)
@@ -124,10 +146,14 @@ impl MemoryStore {
     /// A hard purge drops the entries; a soft one marks them stale, so the next use
     /// revalidates and `stale-while-revalidate` / `stale-if-error` still apply.
     fn purge_keys(&self, keys: &[HashBinary], soft: bool) -> usize {
+        let on_disk = |key: &HashBinary| {
+            self.disk
+                .is_some_and(|d| if soft { d.expire(key) } else { d.remove(key) })
+        };
         if soft {
-            keys.iter().filter(|key| self.expire(key)).count()
+            keys.iter().filter(|key| self.expire(key) | on_disk(key)).count()
         } else {
-            keys.iter().filter(|key| self.remove(key)).count()
+            keys.iter().filter(|key| self.remove(key) | on_disk(key)).count()
         }
     }
 
@@ -168,7 +194,7 @@ impl MemoryStore {
         self.fills.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn lock_index(&self) -> std::sync::MutexGuard<'_, Index> {
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, Index<Entry>> {
         // The index holds plain data: a panic elsewhere cannot leave it half-updated.
         self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -207,7 +233,7 @@ impl MemoryStore {
     /// Every write to TinyUFO happens under the index lock: its weight accounting is not
     /// safe when writes race on one key. Writes are misses, far rarer than hits, and reads
     /// (`get`) stay lock-free.
-    fn put_locked(&self, index: &mut Index, key: HashBinary, slot: Slot, weight: u16) {
+    fn put_locked(&self, index: &mut Index<Entry>, key: HashBinary, slot: Slot, weight: u16) {
         for kv in self.entries.force_put(key, slot, weight) {
             let Slot::Live(evicted) = kv.data else { continue };
             // Only if the index still points at this very entry (not a newer one).
@@ -229,7 +255,13 @@ impl Storage for MemoryStore {
             return fill_hit(&fill).map(Some);
         }
         let Some(entry) = self.get(&key) else {
-            return Ok(None);
+            return Ok(match self.disk {
+                Some(disk) => disk
+                    .lookup(&key)
+                    .await
+                    .map(|(meta, reader)| (meta, Box::new(reader) as HitHandler)),
+                None => None,
+            });
         };
         let meta = entry.meta()?;
         let end = entry.body.len();
@@ -282,7 +314,7 @@ impl Storage for MemoryStore {
             fill,
             url,
             tags: tags::of(meta),
-            max_size: self.max_object_size.load(Ordering::Relaxed),
+            max_size: self.max_storable(),
             finished: false,
         }))
     }
@@ -293,7 +325,8 @@ impl Storage for MemoryStore {
         _type: PurgeType,
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
-        let removed = self.remove(&target.key().combined_bin());
+        let key = target.key().combined_bin();
+        let removed = self.remove(&key) | self.disk.is_some_and(|d| d.remove(&key));
         Ok(if removed {
             PurgeOutcome::Purged(None)
         } else {
@@ -304,8 +337,11 @@ impl Storage for MemoryStore {
     /// A revalidation (the origin said 304) refreshes the entry's freshness and headers.
     async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<bool> {
         let key = key.combined_bin();
+        if let Some(disk) = self.disk {
+            disk.update_meta(key, meta);
+        }
         let Some(old) = self.get(&key) else {
-            return Ok(false);
+            return Ok(self.disk.is_some());
         };
         let (internal, _) = meta.serialize()?;
         let header = owned(meta.response_header());
@@ -324,7 +360,8 @@ impl Storage for MemoryStore {
 
     /// Soft purge of one entry (Pingora's own purge API).
     async fn expire(&'static self, target: PurgeTarget<'_>, _trace: &SpanHandle) -> Result<PurgeOutcome> {
-        Ok(if self.expire(&target.key().combined_bin()) {
+        let key = target.key().combined_bin();
+        Ok(if self.expire(&key) | self.disk.is_some_and(|d| d.expire(&key)) {
             PurgeOutcome::Expired
         } else {
             PurgeOutcome::NotFound
@@ -336,16 +373,28 @@ impl Storage for MemoryStore {
     }
 }
 
-fn fill_hit(fill: &Arc<Fill>) -> Result<(CacheMeta, HitHandler)> {
+fn fill_meta(fill: &Fill) -> Result<CacheMeta> {
     let mut meta = CacheMeta::deserialize(&fill.internal, &super::entry::EMPTY_HEADER)?;
     *meta.response_header_mut() = fill.header.clone();
-    Ok((meta, Box::new(fill.reader())))
+    Ok(meta)
+}
+
+fn fill_hit(fill: &Arc<Fill>) -> Result<(CacheMeta, HitHandler)> {
+    Ok((fill_meta(fill)?, Box::new(fill.reader())))
 }
 
 impl FillSink for MemoryStore {
-    fn complete(&self, fill: &Arc<Fill>, url: Arc<str>, tags: Arc<[Arc<str>]>) -> usize {
+    fn complete(&'static self, fill: &Arc<Fill>, url: Arc<str>, tags: Arc<[Arc<str>]>) -> usize {
         let body = fill.body();
         let size = body.len();
+        if let Some(disk) = self.disk.filter(|d| size as u64 <= d.max_object_size) {
+            if let Ok(meta) = fill_meta(fill) {
+                disk.store(fill.key, url.clone(), tags.clone(), &meta, body.clone());
+            }
+        }
+        if size as u64 > self.max_object_size.load(Ordering::Relaxed) {
+            return size; // on disk alone
+        }
         let weight_kib = weigh(&fill.header, &fill.internal, &url, size);
         self.insert(Entry {
             key: fill.key,

@@ -2,8 +2,8 @@
 //! each route's opt-in `cache:` (`true`, or `{ ttl: 60s, authorized: true }`).
 
 use super::error::Problems;
-use super::model::{CacheSettings, RouteCache};
-use super::raw::RawCache;
+use super::model::{CacheSettings, DiskCache, RouteCache};
+use super::raw::{RawCache, RawDiskCache};
 use super::units::{parse_duration, parse_size};
 use std::time::Duration;
 
@@ -65,7 +65,68 @@ pub fn settings(raw: Option<&RawCache>, p: &mut Problems) -> CacheSettings {
         strip_targeted: raw.strip_targeted.unwrap_or(true),
         tag_headers: tag_headers(raw, p),
         strip_tags: raw.strip_tags.unwrap_or(true),
+        disk: raw.disk.as_ref().and_then(|d| disk(d, p)),
     }
+}
+
+pub const DEFAULT_DISK_MAX_SIZE: u64 = 1 << 30;
+pub const DEFAULT_DISK_MAX_OBJECT_SIZE: u64 = 64 << 20;
+
+fn disk(raw: &RawDiskCache, p: &mut Problems) -> Option<DiskCache> {
+    let Some(path) = raw.path.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        p.push(
+            "cache.disk.path",
+            "is required: the directory for the cache's files (e.g. /var/cache/gatehouse)",
+        );
+        return None;
+    };
+    let size = |value: &Option<String>, field: &str, default: u64, p: &mut Problems| match value {
+        None => Some(default),
+        Some(s) => match parse_size(s) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                p.push(
+                    format!("cache.disk.{field}"),
+                    format!("\"{s}\" is not a size above zero (use 512MiB, 10GiB)"),
+                );
+                None
+            }
+        },
+    };
+    let max_size = size(&raw.max_size, "max_size", DEFAULT_DISK_MAX_SIZE, p)?;
+    let max_object_size = size(&raw.max_object_size, "max_object_size", DEFAULT_DISK_MAX_OBJECT_SIZE, p)?;
+    if max_object_size > crate::cache::disk::MAX_OBJECT_SIZE_LIMIT {
+        p.push("cache.disk.max_object_size", "must be at most 256MiB");
+        return None;
+    }
+    if max_object_size > max_size {
+        p.push("cache.disk.max_object_size", "must not exceed cache.disk.max_size");
+        return None;
+    }
+    // Refused now rather than failing on the first write.
+    let path = std::path::PathBuf::from(path);
+    if let Err(e) = writable(&path) {
+        p.push(
+            "cache.disk.path",
+            format!(
+                "{}: cannot create or write there ({e}); use a directory the gateway's user owns",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    Some(DiskCache {
+        path,
+        max_size,
+        max_object_size,
+    })
+}
+
+fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".probe.{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
 }
 
 fn tag_headers(raw: &RawCache, p: &mut Problems) -> Vec<http::HeaderName> {

@@ -126,6 +126,16 @@ pub struct CacheSettings {
     pub tag_headers: Vec<http::HeaderName>,
     /// Remove the tag fields from answers sent downstream.
     pub strip_tags: bool,
+    /// The disk tier; fixed for the life of the process.
+    pub disk: Option<DiskCache>,
+}
+
+/// `cache.disk`: answers also kept in files under `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskCache {
+    pub path: std::path::PathBuf,
+    pub max_size: u64,
+    pub max_object_size: u64,
 }
 
 /// A route that caches its responses.

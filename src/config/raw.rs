@@ -131,6 +131,18 @@ pub struct RawCache {
     pub tag_headers: Option<Vec<String>>,
     /// Remove the tag fields from answers sent downstream (default true).
     pub strip_tags: Option<bool>,
+    /// A disk tier beside the memory one.
+    pub disk: Option<RawDiskCache>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawDiskCache {
+    /// Directory of the entries' files (created if missing).
+    pub path: Option<String>,
+    /// Bound on the bytes on disk (default 1GiB).
+    pub max_size: Option<String>,
+    /// Larger answers are not stored on disk (default 64MiB, at most 256MiB).
+    pub max_object_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

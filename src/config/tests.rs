@@ -179,6 +179,40 @@ fn bad_cache_config_is_refused_with_its_path() {
 }
 
 #[test]
+fn disk_tier_and_targeting_settings_are_checked_at_load() {
+    let routes = "upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\nroutes: [{ prefix: /, upstream: u }]\n";
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let under_a_file = file.path().join("cache");
+    let text = format!(
+        "cache: {{ disk: {{ path: \"{}\" }}, targeted_header: Cache-Control, tag_headers: [Vary, \"bad name\"] }}\n{routes}",
+        under_a_file.display()
+    );
+    let all = messages(parse(&text).unwrap_err()).join("\n");
+    for expected in [
+        "cache.disk.path",
+        "cannot create or write there",
+        "cache.targeted_header",
+        "cache.tag_headers[0]",
+        "cache.tag_headers[1]",
+    ] {
+        assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+    }
+    let text = format!("cache: {{ disk: {{ path: \"\" , max_object_size: 1GiB }} }}\n{routes}");
+    assert!(messages(parse(&text).unwrap_err())
+        .join("\n")
+        .contains("cache.disk.path: is required"));
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "cache: {{ disk: {{ path: \"{}\", max_size: 2GiB }}, heuristic: true }}\n{routes}",
+        dir.path().display()
+    );
+    let c = parse(&text).unwrap();
+    let disk = c.server.cache.disk.unwrap();
+    assert_eq!((disk.max_size, disk.max_object_size), (2 << 30, 64 << 20));
+    assert!(c.server.cache.heuristic);
+}
+
+#[test]
 fn read_buffers_default_parse_and_are_bounded() {
     let routes = "upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\nroutes: [{ prefix: /, upstream: u }]\n";
     let c = parse(routes).unwrap();

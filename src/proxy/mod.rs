@@ -140,10 +140,11 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         meta: &CacheMeta,
-        _hit_handler: &mut HitHandler,
+        hit_handler: &mut HitHandler,
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
+        ctx.cache_from_disk = hit_handler.as_any().is::<cache::disk::DiskReader>();
         Ok(cache::hit_filter(session, meta, ctx))
     }
 
@@ -274,7 +275,7 @@ impl ProxyHttp for Gateway {
         ctx.cache = cache::outcome(session, ctx);
         if let Some(outcome) = ctx.cache {
             resp.insert_header("x-cache", outcome.header_value())?;
-            let status = cache::status::value(session, outcome, resp.status.as_u16(), ctx.cache_stored);
+            let status = cache::status::value(session, outcome, resp.status.as_u16(), ctx);
             resp.insert_header("cache-status", status)?;
             self.cache.invalidate_after(session, resp, ctx);
             cache::strip_cache_only_fields(resp, ctx);

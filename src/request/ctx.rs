@@ -64,6 +64,8 @@ pub struct RequestCtx {
     pub cache_stored: bool,
     /// The upstream's 304 to a revalidation, until the cache merges it (`cache::admit`).
     pub not_modified: Option<Box<pingora::http::ResponseHeader>>,
+    /// The hit was served from the disk tier.
+    pub cache_from_disk: bool,
     /// A JSON response body being collected for the route's `json` edits.
     pub json_body: Option<Box<crate::filters::json_body::JsonBody>>,
     /// What the `json` edits did with the response body.
@@ -118,6 +120,7 @@ impl RequestCtx {
             cache: None,
             cache_stored: false,
             not_modified: None,
+            cache_from_disk: false,
             json_body: None,
             json_outcome: None,
             parts: Vec::new(),
