@@ -264,6 +264,10 @@ async fn purges_reach_the_disk_and_the_disk_bound_holds() {
     .await;
     let stats = disk_stats(&gw).await;
     assert!(stats["bytes"].as_u64().unwrap() <= 1 << 20, "{stats}");
+    let metrics = gw
+        .metrics_with(&[&format!("gateway_cache_disk_entries {}", stats["entries"])])
+        .await;
+    assert!(metrics.contains("gateway_cache_disk_bytes "), "{metrics}");
     let on_disk: u64 = files(disk.path(), ".body")
         .iter()
         .map(|f| f.metadata().unwrap().len())
@@ -299,4 +303,46 @@ async fn purges_reach_the_disk_and_the_disk_bound_holds() {
     // A hard purge by URL removes the files.
     assert_eq!(purge(json!({ "url": format!("127.0.0.1{newest}") })).await, 1);
     assert_eq!(get(&gw, newest, &[]).await.x_cache, "MISS");
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
+}
+
+#[tokio::test]
+async fn a_graceful_upgrade_keeps_the_disk_tier() {
+    let origin = Origin::start(script).await;
+    let disk = tempfile::tempdir().unwrap();
+    let old = Gateway::start(&config(&origin, disk.path(), "", "")).await;
+    let first = get(&old, "/small/upgrade", &[]).await;
+    wait_on_disk(&old, 1).await;
+
+    // The new binary takes the listener over the upgrade socket, then the old one quits.
+    let mut new = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["run", "-u", "-c"])
+        .arg(&old.config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = old.dir.path().join("upgrade.sock");
+    eventually(Duration::from_secs(10), "upgrade socket", || {
+        let exists = sock.exists();
+        async move { exists }
+    })
+    .await;
+    old.signal("QUIT");
+    let old_pid = old.pid();
+    eventually(Duration::from_secs(15), "old process exited", || async {
+        !alive(old_pid)
+    })
+    .await;
+
+    let hit = get(&old, "/small/upgrade", &[]).await;
+    assert_eq!(hit.x_cache, "HIT", "served by the new process: {}", hit.cache_status);
+    assert!(hit.cache_status.ends_with("detail=disk"), "{}", hit.cache_status);
+    assert_eq!(hit.body, first.body);
+    assert_eq!(origin.hits("/small/upgrade"), 1);
+    let _ = new.kill();
+    let _ = new.wait();
 }

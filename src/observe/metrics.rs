@@ -37,6 +37,9 @@ pub struct Metrics {
     cache: IntCounterVec,
     cache_bytes: IntGauge,
     cache_entries: IntGauge,
+    /// The disk tier's bytes and entries; left at zero without one.
+    cache_disk_bytes: IntGauge,
+    cache_disk_entries: IntGauge,
     json_transform: IntCounterVec,
     aggregate_parts: IntCounterVec,
     grpc: IntCounterVec,
@@ -164,6 +167,9 @@ impl Metrics {
         )?;
         let cache_bytes = IntGauge::new("gateway_cache_bytes", "Bytes held by the response cache")?;
         let cache_entries = IntGauge::new("gateway_cache_entries", "Responses held by the response cache")?;
+        let cache_disk_bytes = IntGauge::new("gateway_cache_disk_bytes", "Bytes held by the cache's disk tier")?;
+        let cache_disk_entries =
+            IntGauge::new("gateway_cache_disk_entries", "Responses held by the cache's disk tier")?;
         let json_transform = IntCounterVec::new(
             Opts::new(
                 "gateway_json_transform_total",
@@ -191,6 +197,8 @@ impl Metrics {
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(cache_bytes.clone()))?;
         registry.register(Box::new(cache_entries.clone()))?;
+        registry.register(Box::new(cache_disk_bytes.clone()))?;
+        registry.register(Box::new(cache_disk_entries.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
@@ -217,6 +225,8 @@ impl Metrics {
             cache,
             cache_bytes,
             cache_entries,
+            cache_disk_bytes,
+            cache_disk_entries,
             json_transform,
             aggregate_parts,
             grpc,
@@ -270,6 +280,10 @@ impl Metrics {
     pub fn render(&self, snapshot: &Snapshot, config_hash: &str, cache: StoreStats) -> Vec<u8> {
         self.cache_bytes.set(i64::try_from(cache.bytes).unwrap_or(i64::MAX));
         self.cache_entries.set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
+        if let Some((entries, bytes, _)) = cache.disk {
+            self.cache_disk_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            self.cache_disk_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+        }
         self.upstream_healthy.reset();
         self.circuit_state.reset();
         for (name, pool) in &snapshot.upstreams {
