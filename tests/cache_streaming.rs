@@ -209,3 +209,86 @@ async fn a_fill_the_origin_breaks_off_is_never_served_as_complete_nor_stored() {
     let again = client().get(gw.url("/broken")).send().await.unwrap();
     assert_ne!(again.headers()["x-cache"], "HIT", "nothing was stored");
 }
+
+#[tokio::test]
+async fn range_miss_pass_forwards_the_range_and_serves_covered_ranges_from_the_stored_part() {
+    use common::origin::{reply, Origin, Reply, Seen};
+    const SIZE: usize = 100_000;
+    // An origin that honours single ranges.
+    let origin = Origin::start(|req: &Seen, _| {
+        let whole: Vec<u8> = (0..SIZE).map(pattern).collect();
+        let range = req.headers.get("range").map(|v| v.to_str().unwrap().to_string());
+        let Some(spec) = range.as_deref().and_then(|r| r.strip_prefix("bytes=")) else {
+            return reply(&[("cache-control", "max-age=600")], whole);
+        };
+        let (a, b) = spec.split_once('-').unwrap();
+        let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+        let content_range = format!("bytes {a}-{b}/{SIZE}");
+        Reply {
+            status: 206,
+            ..reply(
+                &[("cache-control", "max-age=600"), ("content-range", &content_range)],
+                whole[a..=b].to_vec(),
+            )
+        }
+    })
+    .await;
+    let gw = Gateway::start(&format!(
+        "cache: {{ range_miss: pass }}\nupstreams:\n  origin: {{ targets: [\"{}\"] }}\nroutes:\n  - {{ prefix: /, upstream: origin, cache: true }}\n",
+        origin.addr
+    ))
+    .await;
+    let fetch = |range: Option<&'static str>| {
+        let url = gw.url("/file");
+        async move {
+            let mut req = client().get(url);
+            if let Some(r) = range {
+                req = req.header("range", r);
+            }
+            let resp = req.send().await.unwrap();
+            let h = |n: &str| {
+                resp.headers()
+                    .get(n)
+                    .map_or(String::new(), |v| v.to_str().unwrap().to_string())
+            };
+            let (status, x_cache, content_range) = (resp.status().as_u16(), h("x-cache"), h("content-range"));
+            (status, x_cache, content_range, resp.bytes().await.unwrap().to_vec())
+        }
+    };
+    let expect = |from: usize, to: usize| (from..=to).map(pattern).collect::<Vec<u8>>();
+
+    let first = fetch(Some("bytes=1000-1999")).await;
+    assert_eq!(
+        (first.0, first.1.as_str(), first.3.clone()),
+        (206, "MISS", expect(1000, 1999))
+    );
+    assert_eq!(
+        origin.last("/file").headers["range"],
+        "bytes=1000-1999",
+        "the range went to the origin"
+    );
+
+    let inside = fetch(Some("bytes=1200-1299")).await;
+    assert_eq!((inside.0, inside.1.as_str()), (206, "HIT"));
+    assert_eq!(inside.2, format!("bytes 1200-1299/{SIZE}"));
+    assert_eq!(inside.3, expect(1200, 1299));
+    assert_eq!(origin.hits("/file"), 1);
+
+    let outside = fetch(Some("bytes=0-99")).await;
+    assert_eq!((outside.0, outside.3.clone()), (206, expect(0, 99)));
+    assert_eq!(
+        origin.hits("/file"),
+        2,
+        "a range the part does not hold goes to the origin"
+    );
+
+    let whole = fetch(None).await;
+    assert_eq!((whole.0, whole.3.len()), (200, SIZE));
+    assert_eq!(origin.hits("/file"), 3, "the whole object is not served from a part");
+    let from_whole = fetch(Some("bytes=5000-5009")).await;
+    assert_eq!(
+        (from_whole.0, from_whole.1.as_str(), from_whole.3),
+        (206, "HIT", expect(5000, 5009))
+    );
+    assert_eq!(origin.hits("/file"), 3);
+}

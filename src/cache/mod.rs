@@ -14,6 +14,7 @@ mod fill;
 pub mod freshness;
 mod index;
 pub mod policy;
+pub mod ranges;
 pub mod status;
 pub mod storage;
 pub mod tags;
@@ -187,6 +188,40 @@ fn authorized(session: &Session, ctx: &RequestCtx) -> bool {
     ctx.identity.is_some() || session.req_header().headers.contains_key(http::header::AUTHORIZATION)
 }
 
+/// `upstream_request_filter`: with `range_miss: pass`, a range request on a miss asks
+/// the origin for its range (Pingora removed it to fetch the whole object).
+pub fn pass_range(session: &Session, req: &mut pingora::http::RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    if !ctx.snapshot.server.cache.range_pass || session.cache.phase() != CachePhase::Miss || route_policy(ctx).is_none()
+    {
+        return Ok(());
+    }
+    let original = &session.req_header().headers;
+    for name in [http::header::RANGE, http::header::IF_RANGE] {
+        if let Some(value) = original.get(&name) {
+            req.insert_header(name, value.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// `range_header_filter`: a hit on a stored part is re-cut to the asked range; anything
+/// else gets Pingora's range handling of a whole representation.
+pub fn range_filter(session: &Session, resp: &mut ResponseHeader) -> pingora::proxy::RangeType {
+    let from_store = matches!(
+        session.cache.phase(),
+        CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating | CachePhase::Revalidated
+    );
+    if resp.status == http::StatusCode::PARTIAL_CONTENT {
+        return if from_store {
+            ranges::serve_from_part(session.req_header(), resp)
+        } else {
+            pingora::proxy::RangeType::None
+        };
+    }
+    // Pingora's default: at most 200 ranges in a multipart request.
+    pingora::proxy::range_header_filter(session.req_header(), resp, Some(200))
+}
+
 /// `upstream_response_filter`: a 304 answering a revalidation is kept until
 /// [`admit`] merges it into the stored response (Pingora hands `admit` its own merge).
 pub fn keep_not_modified(session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) {
@@ -221,6 +256,12 @@ pub fn admit(session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> 
 /// served; the request goes to the upstream as if the cache were not there.
 pub fn hit_filter(session: &Session, meta: &CacheMeta, ctx: &mut RequestCtx) -> Option<ForcedFreshness> {
     let route = route_policy(ctx)?;
+    // A stored part answers only the ranges it holds; anything else refetches.
+    if let Some(part) = ranges::stored_part(meta.response_header()).filter(|_| meta.response_header().status == 206) {
+        if !ranges::covers(part, session.req_header()) {
+            return Some(ForcedFreshness::ForceMiss);
+        }
+    }
     if authorized(session, ctx) && !policy::may_serve_authorized(meta, route) {
         ctx.cache = Some(CacheOutcome::Bypass);
         return Some(ForcedFreshness::ForceMiss);

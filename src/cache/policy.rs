@@ -25,10 +25,14 @@ fn understood(status: u16) -> bool {
     heuristically_cacheable(status) || matches!(status, 302 | 303 | 307)
 }
 
-/// Never stored whatever the origin says: a part of a representation (ranges are served
-/// from a whole stored one), a 304 (it updates a stored response, §4.3.4), interim answers.
-fn never_stored(status: u16) -> bool {
-    status == 206 || status == 304 || status < 200
+/// Never stored whatever the origin says: a 304 (it updates a stored response, §4.3.4),
+/// interim answers, and a part of a representation unless `range_miss: pass` asked for
+/// parts (with a single, complete-length `Content-Range`).
+fn never_stored(resp: &ResponseHeader, settings: &CacheSettings) -> bool {
+    match resp.status.as_u16() {
+        206 => !settings.range_pass || super::ranges::stored_part(resp).is_none(),
+        status => status == 304 || status < 200,
+    }
 }
 
 /// What the cache knows about how the response arrived.
@@ -60,7 +64,7 @@ pub fn admit(
 ) -> RespCacheable {
     use RespCacheable::Uncacheable;
     let status = resp.status.as_u16();
-    if never_stored(status) {
+    if never_stored(resp, settings) {
         return Uncacheable(NoCacheReason::OriginNotCache);
     }
     if varies_on_everything(resp) {

@@ -66,6 +66,14 @@ pub fn settings(raw: Option<&RawCache>, p: &mut Problems) -> CacheSettings {
         tag_headers: tag_headers(raw, p),
         strip_tags: raw.strip_tags.unwrap_or(true),
         disk: raw.disk.as_ref().and_then(|d| disk(d, p)),
+        range_pass: match raw.range_miss.as_deref().map(str::trim) {
+            None | Some("whole") => false,
+            Some("pass") => true,
+            Some(other) => {
+                p.push("cache.range_miss", format!("\"{other}\" is not whole or pass"));
+                false
+            }
+        },
     }
 }
 

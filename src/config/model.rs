@@ -128,6 +128,9 @@ pub struct CacheSettings {
     pub strip_tags: bool,
     /// The disk tier; fixed for the life of the process.
     pub disk: Option<DiskCache>,
+    /// A range request on a miss: fetch the whole object (`false`) or forward the range
+    /// and keep the 206 for the ranges it covers (`true`, `range_miss: pass`).
+    pub range_pass: bool,
 }
 
 /// `cache.disk`: answers also kept in files under `path`.

@@ -133,6 +133,9 @@ pub struct RawCache {
     pub strip_tags: Option<bool>,
     /// A disk tier beside the memory one.
     pub disk: Option<RawDiskCache>,
+    /// A range request on a miss: `whole` (fetch the whole object once, serve the range
+    /// from it; default) or `pass` (forward the range, keep the 206 for covered ranges).
+    pub range_miss: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

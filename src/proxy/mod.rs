@@ -159,6 +159,15 @@ impl ProxyHttp for Gateway {
         Ok(decision)
     }
 
+    fn range_header_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::proxy::RangeType {
+        cache::range_filter(session, resp)
+    }
+
     fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
         cache::policy::variance(meta, req)
     }
@@ -190,6 +199,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.upstream_started.get_or_insert_with(Instant::now);
+        cache::pass_range(session, req, ctx)?;
         if let Some(route) = ctx.route() {
             let original = session.req_header();
             for step in &route.upstream_chain {
