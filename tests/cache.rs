@@ -634,3 +634,33 @@ async fn ttl_none_stores_only_what_the_origin_made_fresh_or_revalidatable() {
     get(&gw, "/n/max-age").await;
     assert_eq!(x_cache(&get(&gw, "/n/max-age").await), "HIT");
 }
+
+#[tokio::test]
+async fn requests_that_waited_on_a_fill_say_collapsed() {
+    let origin = Origin::start(|req, n| Reply {
+        delay: Duration::from_millis(300),
+        ..reply(&[("cache-control", "max-age=60")], format!("{} #{n}", req.path))
+    })
+    .await;
+    let gw = Arc::new(Gateway::start(&config(origin.addr, "")).await);
+    let requests = (0..10).map(|_| {
+        let gw = gw.clone();
+        tokio::spawn(async move { cache_status(&gw, "GET", "/slow", &[]).await })
+    });
+    let statuses: Vec<String> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|s| s.unwrap())
+        .collect();
+    let fetched = statuses.iter().filter(|s| s.contains("fwd=uri-miss")).count();
+    let collapsed = statuses
+        .iter()
+        .filter(|s| s.starts_with("gatehouse; hit;") && s.ends_with("; collapsed"))
+        .count();
+    assert_eq!(fetched, 1, "{statuses:#?}");
+    assert_eq!(
+        collapsed, 9,
+        "every other request waited on the one fill: {statuses:#?}"
+    );
+    assert_eq!(origin.hits("/slow"), 1);
+}
