@@ -638,7 +638,8 @@ async fn ttl_none_stores_only_what_the_origin_made_fresh_or_revalidatable() {
 #[tokio::test]
 async fn requests_that_waited_on_a_fill_say_collapsed() {
     let origin = Origin::start(|req, n| Reply {
-        delay: Duration::from_millis(300),
+        // Long enough that all ten are in before the one fill ends.
+        delay: Duration::from_millis(1000),
         ..reply(&[("cache-control", "max-age=60")], format!("{} #{n}", req.path))
     })
     .await;
