@@ -9,7 +9,7 @@ BIN    := target/release/gatehouse
 # Demo upstreams the bundled config routes to.
 DEMO_PORTS := 9001 9002
 
-.PHONY: all deps test-deps build run test fuzz soak check lint lint-deploy fmt bench bench-cache bench-tls bench-compression bench-aggregate bench-grpc upgrade certs clean image image-local compose-config kubernetes-config
+.PHONY: all deps test-deps build run test fuzz soak check lint lint-deploy fmt bench bench-cache bench-cache-tiers bench-tls bench-compression bench-aggregate bench-grpc upgrade certs clean image image-local compose-config kubernetes-config
 
 all: build
 
@@ -108,6 +108,11 @@ fmt:
 ## bench-cache: cache HITs vs proxied requests vs nginx, same run (loadtest/run.sh)
 bench-cache: build
 	BUILD=0 PEERS="gatehouse gatehouse-cache nginx" bash loadtest/run.sh
+
+## bench-cache-tiers: cache HITs from memory and from the disk tier vs proxied, then RSS and
+##                    disk use under a disk tier 10× the memory bound (loadtest/cache_tiers.sh)
+bench-cache-tiers: build
+	BUILD=0 bash loadtest/cache_tiers.sh
 
 ## bench-tls: TLS handshake rate and h2 throughput, gatehouse vs nginx (same certificate)
 bench-tls: build
