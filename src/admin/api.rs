@@ -186,7 +186,7 @@ pub fn cache_stats(store: &MemoryStore) -> Reply {
     let s = store.stats();
     let disk = s
         .disk
-        .map(|(entries, bytes, limit)| json!({ "entries": entries, "bytes": bytes, "max_size": limit }));
+        .map(|d| json!({ "entries": d.entries, "bytes": d.bytes, "max_size": d.limit, "writes_dropped": d.dropped }));
     Reply::Json(
         StatusCode::OK,
         json!({ "entries": s.entries, "bytes": s.bytes, "max_size": s.limit, "disk": disk }),

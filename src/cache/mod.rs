@@ -46,7 +46,13 @@ impl ResponseCache {
         let mut store = MemoryStore::new(settings.max_size, settings.max_object_size);
         if let Some(disk) = &settings.disk {
             match disk::DiskTier::open(&disk.path, disk.max_size, disk.max_object_size) {
-                Ok(tier) => store = store.with_disk(Box::leak(Box::new(tier))),
+                Ok(tier) => {
+                    let tier: &'static disk::DiskTier = Box::leak(Box::new(tier));
+                    match tier.start_writer() {
+                        Ok(()) => store = store.with_disk(tier),
+                        Err(e) => log::error!("cache.disk: cannot start its writer thread: {e}"),
+                    }
+                }
                 Err(e) => log::error!(
                     "cache.disk {}: {e}; serving with the memory tier alone",
                     disk.path.display()

@@ -53,8 +53,17 @@ pub struct StoreStats {
     pub entries: usize,
     pub bytes: u64,
     pub limit: u64,
-    /// The disk tier's entries, bytes and bound, when there is one.
-    pub disk: Option<(usize, u64, u64)>,
+    /// The disk tier's, when there is one.
+    pub disk: Option<DiskStats>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskStats {
+    pub entries: usize,
+    pub bytes: u64,
+    pub limit: u64,
+    /// Answers not written because the writer was behind.
+    pub dropped: u64,
 }
 
 impl MemoryStore {
@@ -89,7 +98,12 @@ impl MemoryStore {
             entries: self.lock_index().len(),
             bytes: self.bytes.load(Ordering::Relaxed),
             limit: self.limit,
-            disk: self.disk.map(|d| (d.entries(), d.bytes(), d.limit())),
+            disk: self.disk.map(|d| DiskStats {
+                entries: d.entries(),
+                bytes: d.bytes(),
+                limit: d.limit(),
+                dropped: d.dropped(),
+            }),
         }
     }
 

@@ -280,9 +280,10 @@ impl Metrics {
     pub fn render(&self, snapshot: &Snapshot, config_hash: &str, cache: StoreStats) -> Vec<u8> {
         self.cache_bytes.set(i64::try_from(cache.bytes).unwrap_or(i64::MAX));
         self.cache_entries.set(i64::try_from(cache.entries).unwrap_or(i64::MAX));
-        if let Some((entries, bytes, _)) = cache.disk {
-            self.cache_disk_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
-            self.cache_disk_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+        if let Some(disk) = cache.disk {
+            self.cache_disk_bytes.set(i64::try_from(disk.bytes).unwrap_or(i64::MAX));
+            self.cache_disk_entries
+                .set(i64::try_from(disk.entries).unwrap_or(i64::MAX));
         }
         self.upstream_healthy.reset();
         self.circuit_state.reset();

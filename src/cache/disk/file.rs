@@ -140,7 +140,9 @@ fn write_atomic(target: &Path, chunks: &[&[u8]]) -> io::Result<()> {
 pub fn write_entry(dir: &Path, meta: &Meta, body: &[bytes::Bytes]) -> io::Result<()> {
     let (meta_path, body_path) = paths(dir, &meta.key);
     let sub = meta_path.parent().unwrap_or(dir);
-    fs::create_dir_all(sub)?;
+    if !sub.is_dir() {
+        fs::create_dir_all(sub)?;
+    }
     let chunks: Vec<&[u8]> = body.iter().map(|b| b.as_ref()).collect();
     write_atomic(&body_path, &chunks)?;
     write_atomic(&meta_path, &[&encode(meta)])?;

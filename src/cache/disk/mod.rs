@@ -17,7 +17,8 @@ use pingora::cache::key::HashBinary;
 use pingora::cache::CacheMeta;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use tinyufo::TinyUfo;
 
@@ -26,6 +27,17 @@ use tinyufo::TinyUfo;
 const UNIT: u64 = 4096;
 /// The largest object the disk tier can weigh.
 pub const MAX_OBJECT_SIZE_LIMIT: u64 = UNIT * u16::MAX as u64;
+/// Writes waiting for the writer thread, at most this many and this many body bytes:
+/// past either, an answer is not written to disk (and counted), so a burst of misses
+/// costs bounded memory instead of queueing without end.
+const QUEUE_ENTRIES: usize = 64;
+const QUEUE_BYTES: u64 = 64 << 20;
+
+/// Work for the writer thread.
+enum Job {
+    Write(file::Meta, Bytes),
+    RewriteMeta(file::Meta),
+}
 
 /// One entry on disk, as the index remembers it.
 pub struct DiskEntry {
@@ -63,6 +75,10 @@ pub struct DiskTier {
     bytes: AtomicU64,
     limit: u64,
     pub max_object_size: u64,
+    /// To the one writer thread (set by [`DiskTier::start_writer`]).
+    jobs: OnceLock<SyncSender<Job>>,
+    queued_bytes: AtomicU64,
+    dropped: AtomicU64,
 }
 
 impl DiskTier {
@@ -70,6 +86,7 @@ impl DiskTier {
     /// removed. Runs before the process serves, so the first request sees them all.
     pub fn open(dir: &Path, limit: u64, max_object_size: u64) -> std::io::Result<DiskTier> {
         std::fs::create_dir_all(dir)?;
+        Self::make_subdirs(dir)?;
         let units = (limit / UNIT).max(1) as usize;
         let tier = DiskTier {
             dir: Arc::new(dir.to_path_buf()),
@@ -78,6 +95,9 @@ impl DiskTier {
             bytes: AtomicU64::new(0),
             limit,
             max_object_size,
+            jobs: OnceLock::new(),
+            queued_bytes: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         };
         let started = std::time::Instant::now();
         let report = file::scan(dir, |meta| {
@@ -94,6 +114,14 @@ impl DiskTier {
         Ok(tier)
     }
 
+    /// Creates the 256 subdirectories once, so writes do not ask for them every time.
+    fn make_subdirs(dir: &Path) -> std::io::Result<()> {
+        for i in 0..=255u8 {
+            std::fs::create_dir_all(dir.join(hex::encode([i])))?;
+        }
+        Ok(())
+    }
+
     pub fn entries(&self) -> usize {
         self.lock_index().len()
     }
@@ -106,9 +134,62 @@ impl DiskTier {
         self.limit
     }
 
-    /// Writes an answer to disk in the background; it becomes visible to lookups once
-    /// its files are durable.
-    pub fn store(&'static self, key: HashBinary, url: Arc<str>, tags: Arc<[Arc<str>]>, meta: &CacheMeta, body: Bytes) {
+    /// Starts the thread that does every write, one at a time: disk writes never run on
+    /// the request path, and their number in flight is bounded.
+    pub fn start_writer(&'static self) -> std::io::Result<()> {
+        let (tx, rx) = sync_channel(QUEUE_ENTRIES);
+        std::thread::Builder::new()
+            .name("gatehouse-cache-disk".into())
+            .spawn(move || self.write_loop(rx))?;
+        let _ = self.jobs.set(tx);
+        Ok(())
+    }
+
+    fn write_loop(&'static self, jobs: Receiver<Job>) {
+        while let Ok(job) = jobs.recv() {
+            match job {
+                Job::Write(record, body) => {
+                    let len = body.len() as u64;
+                    match file::write_entry(&self.dir, &record, &[body]) {
+                        Ok(()) => {
+                            let tags: Vec<Arc<str>> = record.tags.iter().map(|t| Arc::from(t.as_str())).collect();
+                            self.admit(record.key, record.url.as_str().into(), tags.into(), record.body_len);
+                        }
+                        Err(e) => log::warn!("cache.disk: writing {}: {e}", record.url),
+                    }
+                    self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                }
+                Job::RewriteMeta(record) => {
+                    if let Err(e) = file::rewrite_meta(&self.dir, &record) {
+                        log::warn!("cache.disk: updating {}: {e}", record.url);
+                        self.remove(&record.key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn submit(&self, job: Job, bytes: u64) {
+        let Some(jobs) = self.jobs.get() else { return };
+        if self.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUE_BYTES {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = jobs.try_send(job) {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Answers not written to disk because the writer was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Queues an answer for the disk; it becomes visible to lookups once its files are
+    /// durable.
+    pub fn store(&self, key: HashBinary, url: Arc<str>, tags: Arc<[Arc<str>]>, meta: &CacheMeta, body: Bytes) {
         let Ok((internal, header)) = meta.serialize() else {
             return;
         };
@@ -120,32 +201,27 @@ impl DiskTier {
             header,
             body_len: body.len() as u64,
         };
-        tokio::task::spawn_blocking(move || match file::write_entry(&self.dir, &record, &[body]) {
-            Ok(()) => self.admit(key, url, tags, record.body_len),
-            Err(e) => log::warn!("cache.disk: writing {}: {e}", record.url),
-        });
+        let len = body.len() as u64;
+        self.submit(Job::Write(record, body), len);
     }
 
     /// A 304 or a soft purge changed an entry's meta: rewrite it, body untouched.
-    pub fn update_meta(&'static self, key: HashBinary, meta: &CacheMeta) {
+    pub fn update_meta(&self, key: HashBinary, meta: &CacheMeta) {
         let Some(entry) = self.get(&key) else { return };
         let Ok((internal, header)) = meta.serialize() else {
             return;
         };
-        let record = file::Meta {
-            key,
-            url: entry.url.to_string(),
-            tags: entry.tags.iter().map(|t| t.to_string()).collect(),
-            internal,
-            header,
-            body_len: entry.body_len,
-        };
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = file::rewrite_meta(&self.dir, &record) {
-                log::warn!("cache.disk: updating {}: {e}", record.url);
-                self.remove(&key);
-            }
-        });
+        self.submit(
+            Job::RewriteMeta(file::Meta {
+                key,
+                url: entry.url.to_string(),
+                tags: entry.tags.iter().map(|t| t.to_string()).collect(),
+                internal,
+                header,
+                body_len: entry.body_len,
+            }),
+            0,
+        );
     }
 
     /// The entry's meta and an open reader of its body; `None` when it is not on disk or
@@ -154,18 +230,23 @@ impl DiskTier {
         let entry = self.get(key)?;
         let dir = self.dir.clone();
         let key = *key;
-        let record = tokio::task::spawn_blocking(move || file::read_entry(&dir, &key))
-            .await
-            .ok()
-            .flatten();
-        let Some(record) = record.filter(|r| r.body_len == entry.body_len) else {
+        // One trip to the blocking pool: the meta, the body's length check, the open, and
+        // for a small body the bytes themselves.
+        let opened = tokio::task::spawn_blocking(move || {
+            let record = file::read_entry(&dir, &key)?;
+            let (_, body_path) = file::paths(&dir, &key);
+            let body = reader::Body::open(&body_path, record.body_len).ok()?;
+            Some((record, body))
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((record, body)) = opened.filter(|(r, _)| r.body_len == entry.body_len) else {
             self.remove(&key);
             return None;
         };
         let meta = CacheMeta::deserialize(&record.internal, &record.header).ok()?;
-        let (_, body_path) = file::paths(&self.dir, &key);
-        let reader = DiskReader::open(&body_path, record.body_len).await.ok()?;
-        Some((meta, reader))
+        Some((meta, DiskReader::new(body, record.body_len)))
     }
 
     /// Keys on disk whose URL passes `matches`, and those carrying a tag.

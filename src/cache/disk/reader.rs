@@ -1,6 +1,7 @@
 //! Streams a body from its file to one hit, 64 KiB at a time: a disk hit never holds the
-//! whole body in memory. A file that ends before its recorded length (cut while being
-//! read) fails the read, so the answer is broken off rather than served short.
+//! whole body in memory (a body of one chunk or less is read with the meta, in the same
+//! trip to the blocking pool). A file that ends before its recorded length (cut while
+//! being read) fails the read, so the answer is broken off rather than served short.
 
 use bytes::{Bytes, BytesMut};
 use pingora::cache::storage::HandleHit;
@@ -14,8 +15,36 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 const CHUNK: usize = 64 * 1024;
 
+/// A body as opened: read already (small), or a file to stream.
+pub enum Body {
+    Read(Bytes),
+    File(std::fs::File),
+}
+
+impl Body {
+    /// Blocking: runs on the blocking pool.
+    pub fn open(path: &Path, len: u64) -> std::io::Result<Body> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        if len > CHUNK as u64 {
+            return Ok(Body::File(file));
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut buf)?;
+        if buf.len() as u64 != len {
+            return Err(std::io::Error::other("cached body is not its recorded length"));
+        }
+        Ok(Body::Read(Bytes::from(buf)))
+    }
+}
+
+enum Source {
+    Read(Bytes),
+    File(tokio::fs::File),
+}
+
 pub struct DiskReader {
-    file: tokio::fs::File,
+    source: Source,
     len: u64,
     position: u64,
     end: u64,
@@ -24,35 +53,45 @@ pub struct DiskReader {
 }
 
 impl DiskReader {
-    pub async fn open(path: &Path, len: u64) -> std::io::Result<DiskReader> {
-        Ok(DiskReader {
-            file: tokio::fs::File::open(path).await?,
+    pub fn new(body: Body, len: u64) -> DiskReader {
+        let source = match body {
+            Body::Read(bytes) => Source::Read(bytes),
+            Body::File(file) => Source::File(tokio::fs::File::from_std(file)),
+        };
+        DiskReader {
+            source,
             len,
             position: 0,
             end: len,
             pending_seek: None,
-        })
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl HandleHit for DiskReader {
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
-        if let Some(to) = self.pending_seek.take() {
-            self.file
-                .seek(SeekFrom::Start(to))
-                .await
-                .map_err(|e| Error::because(ErrorType::InternalError, "seeking a cached body", e))?;
-        }
         if self.position >= self.end {
             return Ok(None);
+        }
+        let file = match &mut self.source {
+            Source::Read(bytes) => {
+                let (from, to) = (self.position as usize, (self.end as usize).min(bytes.len()));
+                self.position = self.end;
+                return Ok((from < to).then(|| bytes.slice(from..to)));
+            }
+            Source::File(file) => file,
+        };
+        if let Some(to) = self.pending_seek.take() {
+            file.seek(SeekFrom::Start(to))
+                .await
+                .map_err(|e| Error::because(ErrorType::InternalError, "seeking a cached body", e))?;
         }
         let want = usize::try_from(self.end - self.position).unwrap_or(CHUNK).min(CHUNK);
         let mut buf = BytesMut::zeroed(want);
         let mut filled = 0;
         while filled < want {
-            let n = self
-                .file
+            let n = file
                 .read(&mut buf[filled..])
                 .await
                 .map_err(|e| Error::because(ErrorType::InternalError, "reading a cached body", e))?;
