@@ -407,7 +407,9 @@ impl FillSink for MemoryStore {
             }
         }
         if size as u64 > self.max_object_size.load(Ordering::Relaxed) {
-            return size; // on disk alone
+            // On disk alone; an older, smaller version in memory must not shadow it.
+            self.remove(&fill.key);
+            return size;
         }
         let weight_kib = weigh(&fill.header, &fill.internal, &url, size);
         self.insert(Entry {
