@@ -245,7 +245,10 @@ routes: [{{ path: /x, upstream: api }}]
     .await;
     let r = gw.get("/x").await;
     let h = r.headers();
-    assert_eq!(h["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    assert!(
+        h.get("strict-transport-security").is_none(),
+        "HSTS never over plain HTTP (RFC 6797 §7.2); tests/tls.rs checks it over TLS"
+    );
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "strict-origin-when-cross-origin");
     assert_eq!(h["content-security-policy"], "default-src 'none'");

@@ -370,3 +370,46 @@ async fn with_watch_a_renewed_certificate_file_is_served_without_a_signal() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn hsts_is_on_by_default_over_https_only_and_configurable() {
+    let pki = TestPki::new();
+    let hsts = |extra_top: &'static str| {
+        let pki = &pki;
+        async move {
+            let e = edge(pki, "", extra_top).await;
+            let client = pki.client(&[("a.test", e.tls_port)]);
+            let mut over_tls = Vec::new();
+            for path in ["/x", "/health"] {
+                let r = client
+                    .get(format!("https://a.test:{}{path}", e.tls_port))
+                    .send()
+                    .await
+                    .unwrap();
+                over_tls.push(
+                    r.headers()
+                        .get("strict-transport-security")
+                        .map(|v| v.to_str().unwrap().to_string()),
+                );
+            }
+            let plain = e.gw.get("/x").await;
+            assert!(
+                plain.headers().get("strict-transport-security").is_none(),
+                "never over plain HTTP"
+            );
+            over_tls
+        }
+    };
+    let default = Some("max-age=63072000".to_string());
+    assert_eq!(
+        hsts("").await,
+        [default.clone(), default],
+        "proxied and the gateway's own answers"
+    );
+    let custom = Some("max-age=600; includeSubDomains".to_string());
+    assert_eq!(
+        hsts("security_headers: { hsts: \"max-age=600; includeSubDomains\" }\n").await,
+        [custom.clone(), custom]
+    );
+    assert_eq!(hsts("security_headers: { hsts: off }\n").await, [None, None]);
+}

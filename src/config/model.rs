@@ -617,6 +617,9 @@ pub struct CorsConfig {
 pub struct SecurityHeadersConfig {
     /// Added to every response that does not already carry them.
     pub add: Vec<(HeaderName, HeaderValue)>,
+    /// `Strict-Transport-Security`, added to answers over TLS only (RFC 6797 §7.2: never
+    /// over plain HTTP); on by default.
+    pub hsts: Option<HeaderValue>,
     /// Removed from every upstream response.
     pub remove: Vec<HeaderName>,
 }

@@ -538,7 +538,8 @@ pub struct RawCors {
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 pub struct RawSecurityHeaders {
-    /// Strict-Transport-Security value; none by default.
+    /// Strict-Transport-Security value on HTTPS answers (default max-age=63072000, two
+    /// years); `off` turns it off.
     pub hsts: Option<String>,
     /// `X-Content-Type-Options: nosniff` (default true).
     pub content_type_options: Option<bool>,

@@ -397,7 +397,6 @@ fn security_headers(raw: Option<&RawSecurityHeaders>, p: &mut Problems) -> Secur
             ),
         }
     };
-    header("strict-transport-security", "hsts", raw.hsts.as_deref());
     if raw.content_type_options.unwrap_or(true) {
         header("x-content-type-options", "content_type_options", Some("nosniff"));
     }
@@ -422,8 +421,38 @@ fn security_headers(raw: Option<&RawSecurityHeaders>, p: &mut Problems) -> Secur
     );
     SecurityHeadersConfig {
         add,
+        hsts: hsts(raw.hsts.as_deref(), p),
         remove: header_names(raw.remove.as_deref().unwrap_or_default(), "security_headers.remove", p),
     }
+}
+
+/// Two years, what the HSTS preload list asks for and scanners expect.
+pub const DEFAULT_HSTS: &str = "max-age=63072000";
+
+fn hsts(value: Option<&str>, p: &mut Problems) -> Option<HeaderValue> {
+    let value = value.map_or(DEFAULT_HSTS, str::trim);
+    if value.is_empty() || value.eq_ignore_ascii_case("off") || value.eq_ignore_ascii_case("none") {
+        return None;
+    }
+    let max_age_ok = value
+        .split(';')
+        .filter_map(|d| d.trim().split_once('='))
+        .any(|(k, v)| k.trim().eq_ignore_ascii_case("max-age") && v.trim().trim_matches('"').parse::<u64>().is_ok());
+    if !max_age_ok {
+        p.push(
+            "security_headers.hsts",
+            format!("\"{value}\" has no max-age=<seconds> (use \"{DEFAULT_HSTS}\", add \"; includeSubDomains\" if every subdomain is HTTPS, or off)"),
+        );
+        return None;
+    }
+    HeaderValue::from_str(value)
+        .map_err(|_| {
+            p.push(
+                "security_headers.hsts",
+                format!("\"{value}\" is not a valid header value"),
+            )
+        })
+        .ok()
 }
 
 fn cidrs(list: &Option<Vec<String>>, path: &str, p: &mut Problems) -> Vec<IpNet> {

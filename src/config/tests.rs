@@ -213,6 +213,24 @@ fn disk_tier_and_targeting_settings_are_checked_at_load() {
 }
 
 #[test]
+fn hsts_defaults_to_two_years_and_needs_a_max_age() {
+    let routes = "upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\nroutes: [{ prefix: /, upstream: u }]\n";
+    let c = parse(routes).unwrap();
+    assert_eq!(
+        c.security.headers.hsts.as_ref().map(|v| v.to_str().unwrap()),
+        Some("max-age=63072000")
+    );
+    let off = parse(&format!("security_headers: {{ hsts: off }}\n{routes}")).unwrap();
+    assert!(off.security.headers.hsts.is_none());
+    let all =
+        messages(parse(&format!("security_headers: {{ hsts: includeSubDomains }}\n{routes}")).unwrap_err()).join("\n");
+    assert!(
+        all.contains("security_headers.hsts") && all.contains("no max-age"),
+        "{all}"
+    );
+}
+
+#[test]
 fn read_buffers_default_parse_and_are_bounded() {
     let routes = "upstreams: { u: { targets: [\"127.0.0.1:9000\"] } }\nroutes: [{ prefix: /, upstream: u }]\n";
     let c = parse(routes).unwrap();

@@ -46,9 +46,15 @@ pub fn upstream_response(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora
 
 /// For every response.
 pub fn finish(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
-    for (name, value) in &ctx.snapshot.edge.config.headers.add {
+    let headers = &ctx.snapshot.edge.config.headers;
+    for (name, value) in &headers.add {
         if !resp.headers.contains_key(name) {
             resp.insert_header(name.clone(), value.clone())?;
+        }
+    }
+    if let Some(hsts) = headers.hsts.as_ref().filter(|_| ctx.scheme == "https") {
+        if !resp.headers.contains_key(http::header::STRICT_TRANSPORT_SECURITY) {
+            resp.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
         }
     }
     if let Some(policy) = ctx.route().and_then(|r| r.cors.as_ref()) {
