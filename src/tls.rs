@@ -5,7 +5,7 @@
 //! A name matches a certificate listing it exactly, else one listing `*.parent`; any other
 //! name (or none) gets the first certificate.
 
-use crate::config::model::LoadedCert;
+use crate::config::model::{LoadedCert, TlsPolicy};
 use crate::snapshot::SharedSnapshot;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
@@ -20,14 +20,32 @@ pub struct CertResolver {
 }
 
 impl CertResolver {
-    /// Settings for one TLS listener: TLS 1.2 at least (Mozilla's intermediate profile:
-    /// modern ciphers, TLS 1.3 preferred), h2 and http/1.1 by ALPN when `h2`.
-    pub fn settings(snapshot: SharedSnapshot, h2: bool) -> pingora::Result<TlsSettings> {
+    /// Settings for one TLS listener: the protocol versions, suites and groups of
+    /// `policy` (`tls.profile`: Mozilla's intermediate by default), h2 and http/1.1 by
+    /// ALPN when `h2`.
+    pub fn settings(snapshot: SharedSnapshot, h2: bool, policy: &TlsPolicy) -> pingora::Result<TlsSettings> {
         let status_snapshot = snapshot.clone();
         let mut settings = TlsSettings::with_callbacks(Box::new(CertResolver { snapshot }))?;
+        let failed = |what: &'static str| move |e| pingora::Error::because(pingora::ErrorType::InternalError, what, e);
+        let min = if policy.min_tls13 {
+            SslVersion::TLS1_3
+        } else {
+            SslVersion::TLS1_2
+        };
         settings
-            .set_min_proto_version(Some(SslVersion::TLS1_2))
-            .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "TLS 1.2 minimum", e))?;
+            .set_min_proto_version(Some(min))
+            .map_err(failed("tls.min_version"))?;
+        // The lists were tried on an OpenSSL context at load; these cannot fail unless
+        // the library changed under the process.
+        if let Some(ciphers) = &policy.ciphers {
+            settings.set_cipher_list(ciphers).map_err(failed("tls.ciphers"))?;
+        }
+        if let Some(suites) = &policy.ciphersuites {
+            settings.set_ciphersuites(suites).map_err(failed("tls.ciphersuites"))?;
+        }
+        if let Some(groups) = &policy.groups {
+            settings.set_groups_list(groups).map_err(failed("tls.groups"))?;
+        }
         if h2 {
             settings.enable_h2();
         }

@@ -413,3 +413,45 @@ async fn hsts_is_on_by_default_over_https_only_and_configurable() {
     );
     assert_eq!(hsts("security_headers: { hsts: off }\n").await, [None, None]);
 }
+
+#[tokio::test]
+async fn tls_policy_sets_versions_and_suites() {
+    let pki = TestPki::new();
+    let handshake = |port: u16, args: &'static [&'static str]| async move {
+        let out = tokio::task::spawn_blocking(move || s_client(port, args)).await.unwrap();
+        let agreed = !out.contains("Cipher is (NONE)") && out.contains("Cipher is ");
+        (agreed, out)
+    };
+
+    // Default (intermediate): TLS 1.2 with an AEAD ECDHE suite, not a CBC one.
+    let e = edge(&pki, "", "").await;
+    let (ok, out) = handshake(e.tls_port, &["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = handshake(e.tls_port, &["-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA"]).await;
+    assert!(!ok, "a CBC suite was agreed under the intermediate profile:\n{out}");
+
+    // min_version 1.3 (and profile modern): TLS 1.2 refused, 1.3 agreed.
+    for tls in [", min_version: \"1.3\"", ", profile: modern"] {
+        let e = edge(&pki, tls, "").await;
+        let (ok, out) = handshake(e.tls_port, &["-tls1_2"]).await;
+        assert!(!ok, "{tls}: TLS 1.2 agreed:\n{out}");
+        let (ok, out) = handshake(e.tls_port, &["-tls1_3"]).await;
+        assert!(ok && out.contains("TLSv1.3"), "{tls}:\n{out}");
+    }
+
+    // custom: exactly the named suite and group.
+    let e = edge(
+        &pki,
+        ", profile: custom, ciphers: \"ECDHE-RSA-AES256-GCM-SHA384\", groups: [P-256]",
+        "",
+    )
+    .await;
+    let (ok, out) = handshake(e.tls_port, &["-tls1_2", "-cipher", "ECDHE-RSA-AES256-GCM-SHA384"]).await;
+    assert!(ok, "{out}");
+    let (ok, _) = handshake(e.tls_port, &["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"]).await;
+    assert!(!ok, "a suite outside the custom list was agreed");
+    let (ok, _) = handshake(e.tls_port, &["-tls1_3", "-groups", "X25519"]).await;
+    assert!(!ok, "a group outside the custom list was agreed");
+    let (ok, out) = handshake(e.tls_port, &["-tls1_3", "-groups", "P-256"]).await;
+    assert!(ok, "{out}");
+}

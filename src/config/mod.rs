@@ -20,6 +20,7 @@ mod security;
 mod seed;
 mod suggest;
 mod tls;
+mod tls_policy;
 mod traffic;
 mod transform;
 mod units;

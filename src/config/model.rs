@@ -76,6 +76,8 @@ pub struct ServerSettings {
     pub tls_listen: Vec<SocketAddr>,
     /// ALPN offers h2 on the TLS listener.
     pub tls_h2: bool,
+    /// Protocol versions, suites and groups of the TLS listener (fixed for the process).
+    pub tls_policy: TlsPolicy,
     /// The plain listener answers 308 to https (health path excepted).
     pub redirect_http: bool,
     /// HTTP/2 with prior knowledge on the plain listener.
@@ -88,6 +90,19 @@ pub struct ServerSettings {
     pub tls_read_buffer: usize,
     pub cache: CacheSettings,
     pub client: ClientLimits,
+}
+
+/// What the HTTPS listener offers. `None` lists: OpenSSL's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// TLS 1.3 only (else 1.2 and 1.3).
+    pub min_tls13: bool,
+    /// TLS 1.2 suites (OpenSSL cipher string).
+    pub ciphers: Option<String>,
+    /// TLS 1.3 suites.
+    pub ciphersuites: Option<String>,
+    /// Key exchange groups, colon-separated.
+    pub groups: Option<String>,
 }
 
 /// What an HTTP/1.x client may send in a request head, and how long it may take.

@@ -160,6 +160,16 @@ pub struct RawTls {
     /// User-space read buffer per TLS client connection (default 64KiB, Pingora's: OpenSSL
     /// reads a record header, then the record, and the buffer saves a syscall for each).
     pub read_buffer: Option<String>,
+    /// Lowest protocol version: "1.2" (default) or "1.3".
+    pub min_version: Option<String>,
+    /// intermediate (default), modern (TLS 1.3 only) or custom.
+    pub profile: Option<String>,
+    /// With profile custom: TLS 1.2 suites (OpenSSL cipher string).
+    pub ciphers: Option<String>,
+    /// With profile custom: TLS 1.3 suites.
+    pub ciphersuites: Option<String>,
+    /// With profile custom: key exchange groups, most preferred first.
+    pub groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

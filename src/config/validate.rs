@@ -21,6 +21,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
     let tls_settings = tls::tls(raw.tls.as_ref(), &mut p, &mut security_warnings);
     server.tls_listen = tls_settings.listen;
     server.tls_h2 = tls_settings.h2;
+    server.tls_policy = super::tls_policy::policy(raw.tls.as_ref(), &mut p);
     server.redirect_http = tls_settings.redirect_http;
     let security = security::security(&raw, &mut p, &mut security_warnings);
     let traffic = traffic::traffic(&raw, &mut p);
@@ -124,6 +125,7 @@ fn server_settings(raw: &RawConfig, port: Option<u16>, p: &mut Problems) -> Serv
         tracing: tracing(raw, p),
         tls_listen: Vec::new(),
         tls_h2: true,
+        tls_policy: Default::default(),
         redirect_http: false,
         h2c: raw.h2c.unwrap_or(false),
         reuse_port: raw.reuse_port.unwrap_or(false),
