@@ -23,7 +23,17 @@ use std::time::{Duration, SystemTime};
 const LOOK_EVERY: Duration = Duration::from_millis(200);
 
 /// The config keys whose values are files the loader reads.
-const FILE_KEYS: [&str; 6] = ["cert", "key", "ocsp", "ca_file", "cert_file", "key_file"];
+const FILE_KEYS: [&str; 9] = [
+    "cert",
+    "key",
+    "ocsp",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "crl_file",
+    "client_cert",
+    "client_key",
+];
 
 pub struct WatchFiles {
     reloader: Arc<Reloader>,
@@ -79,6 +89,9 @@ fn named_files(value: &serde_json::Value, files: &mut Vec<PathBuf>) {
         serde_json::Value::Object(map) => {
             for (key, v) in map {
                 match v {
+                    // A route's `client_cert: required` shares the name of an upstream's file.
+                    serde_json::Value::String(word)
+                        if key == "client_cert" && matches!(word.as_str(), "required" | "optional") => {}
                     serde_json::Value::String(path) if FILE_KEYS.contains(&key.as_str()) => files.push(path.into()),
                     _ => named_files(v, files),
                 }

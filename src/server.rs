@@ -140,7 +140,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         );
     }
     for addr in &tls_listen {
-        let settings = CertResolver::settings(shared.clone(), tls_h2, &config.server.tls_policy)
+        let settings = CertResolver::settings(shared.clone(), *addr, tls_h2, &config.server.tls_policy)
             .map_err(|e| ConfigError::single("tls", "tls.listen", format!("cannot set up TLS: {e}")))?;
         proxy.add_listener(
             ListenerConfig::tcp(addr.to_string())

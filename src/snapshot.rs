@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
     /// Certificates of the HTTPS listener, chosen by SNI at each handshake.
     pub certs: Vec<crate::config::model::LoadedCert>,
+    /// Client certificates asked for on the HTTPS listeners (`tls.client_auth`).
+    pub client_auth: Option<Arc<crate::config::model::ClientAuth>>,
     /// The loaded config with secrets redacted, for /admin/config.
     pub document: serde_json::Value,
     /// SHA-256 of the loaded config (secrets included), hex.
@@ -185,6 +187,7 @@ impl Snapshot {
             upstreams,
             warnings,
             certs: config.certs,
+            client_auth: config.client_auth,
             document,
             config_hash,
         })

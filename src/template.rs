@@ -3,7 +3,8 @@
 //! expansion and is gone before a template is compiled.
 //!
 //! Variables: `{path.<param>}`, `{query.<name>}`, `{header.<name>}`, `{claims.<name>}`
-//! (dotted for nested claims), `{consumer}`, `{client_ip}`, `{request_id}`. `{{` and `}}`
+//! (dotted for nested claims), `{consumer}`, `{client_ip}`, `{request_id}`,
+//! `{client_cert.subject}`, `{client_cert.san}`, `{client_cert.fingerprint}`. `{{` and `}}`
 //! are literal braces. A variable the request lacks renders as nothing.
 
 use crate::routing::{ParamAt, PathPattern};
@@ -22,6 +23,34 @@ pub struct Vars<'a> {
     pub consumer: Option<&'a str>,
     pub client_ip: Option<IpAddr>,
     pub request_id: Option<&'a HeaderValue>,
+    /// The connection's verified client certificate (mTLS).
+    pub client_cert: Option<CertVars<'a>>,
+}
+
+/// Which part of a client certificate a template (or a rate-limit key) reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertField {
+    Subject,
+    San,
+    Fingerprint,
+}
+
+impl ClientCertField {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientCertField::Subject => "subject",
+            ClientCertField::San => "san",
+            ClientCertField::Fingerprint => "fingerprint",
+        }
+    }
+}
+
+/// What `{client_cert.subject|san|fingerprint}` read.
+#[derive(Clone, Copy)]
+pub struct CertVars<'a> {
+    pub subject: &'a str,
+    pub san: &'a str,
+    pub fingerprint: &'a str,
 }
 
 /// A compiled template.
@@ -49,6 +78,7 @@ enum Var {
     Consumer,
     ClientIp,
     RequestId,
+    ClientCert(ClientCertField),
 }
 
 /// Where a rendered value goes: into a URL, variables that do not come from the URL
@@ -123,7 +153,7 @@ impl Template {
     }
 }
 
-const KNOWN: &str = "path.<param>, query.<name>, header.<name>, claims.<name>, consumer, client_ip, request_id";
+const KNOWN: &str = "path.<param>, query.<name>, header.<name>, claims.<name>, consumer, client_ip, request_id, client_cert.subject|san|fingerprint";
 
 impl Var {
     fn parse(name: &str, pattern: &PathPattern) -> Result<Var, String> {
@@ -157,6 +187,14 @@ impl Var {
             "consumer" if arg.is_empty() => Ok(Var::Consumer),
             "client_ip" if arg.is_empty() => Ok(Var::ClientIp),
             "request_id" if arg.is_empty() => Ok(Var::RequestId),
+            "client_cert" => match arg {
+                "subject" => Ok(Var::ClientCert(ClientCertField::Subject)),
+                "san" => Ok(Var::ClientCert(ClientCertField::San)),
+                "fingerprint" => Ok(Var::ClientCert(ClientCertField::Fingerprint)),
+                _ => Err(format!(
+                    "{{client_cert.{arg}}}: expected client_cert.subject, client_cert.san or client_cert.fingerprint"
+                )),
+            },
             _ => Err(format!("unknown variable {{{name}}} (known: {KNOWN})")),
         }
     }
@@ -207,6 +245,16 @@ impl Var {
                 let id = vars.request_id.and_then(|v| v.to_str().ok());
                 push(out, id.unwrap_or(""), escape);
             }
+            Var::ClientCert(field) => {
+                if let Some(cert) = vars.client_cert {
+                    let value = match field {
+                        ClientCertField::Subject => cert.subject,
+                        ClientCertField::San => cert.san,
+                        ClientCertField::Fingerprint => cert.fingerprint,
+                    };
+                    push(out, value, escape);
+                }
+            }
         }
     }
 }
@@ -256,6 +304,11 @@ mod tests {
             consumer: Some("alice"),
             client_ip: "203.0.113.9".parse().ok(),
             request_id: Some(&id),
+            client_cert: Some(CertVars {
+                subject: "CN=a b",
+                san: "DNS:a.example",
+                fingerprint: "ab12",
+            }),
         };
         let t = Template::compile(
             "/p/{path.user}/{path.rest}?q={query.y}&t={header.x-tenant}&s={claims.sub}&o={claims.org.id}&g={claims.groups}&c={consumer}&ip={client_ip}&r={request_id}{{}}",
@@ -268,6 +321,13 @@ mod tests {
         );
         let h = Template::compile("{claims.sub} via {header.missing}!", &pattern()).unwrap();
         assert_eq!(h.render(&req, &ctx, Escape::Header), "auth0|7 via !");
+        let c = Template::compile(
+            "{client_cert.subject}|{client_cert.san}|{client_cert.fingerprint}",
+            &pattern(),
+        )
+        .unwrap();
+        assert_eq!(c.render(&req, &ctx, Escape::Url), "CN%3Da%20b|DNS%3Aa.example|ab12");
+        assert!(Template::compile("{client_cert.serial}", &pattern()).is_err());
     }
 
     #[test]

@@ -111,6 +111,7 @@ fn rate_key(key: &RateKey) -> String {
         RateKey::Subject => "sub".into(),
         RateKey::Route => "route".into(),
         RateKey::Header(h) => format!("header:{h}"),
+        RateKey::ClientCert(field) => format!("client_cert.{}", field.name()),
     }
 }
 

@@ -4,6 +4,7 @@
 //! route needs what.
 
 pub mod api_key;
+pub mod client_cert;
 mod identity;
 pub mod introspect;
 pub mod jwks;

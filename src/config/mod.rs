@@ -6,7 +6,9 @@
 //! YAML or the seeds' `routes.json`.
 
 mod cache;
+pub mod client_auth;
 pub use cache::defaults as cache_defaults;
+pub use tls::read_cert_key;
 pub mod client;
 mod compression;
 mod env;

@@ -5,6 +5,7 @@
 //! YAML keys in `raw.rs` are the stable contract.
 
 use crate::routing::RouteMatcher;
+pub use crate::template::ClientCertField;
 use crate::template::Template;
 use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
@@ -23,6 +24,8 @@ pub struct Config {
     pub traffic: TrafficConfig,
     /// Certificates of the HTTPS listener (hot: a reload replaces them).
     pub certs: Vec<LoadedCert>,
+    /// `tls.client_auth`: client certificates asked for on the HTTPS listeners (hot).
+    pub client_auth: Option<std::sync::Arc<ClientAuth>>,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// In config order; the router sorts them by specificity.
     pub routes: Vec<RouteConfig>,
@@ -166,6 +169,46 @@ pub struct RouteCache {
     pub authorized: bool,
 }
 
+/// `tls.client_auth`: which CAs a client certificate must chain to, which are revoked, and
+/// on which listeners a certificate is asked for.
+pub struct ClientAuth {
+    pub mode: ClientAuthMode,
+    /// The TLS listeners that ask (empty: all).
+    pub listen: Vec<std::net::SocketAddr>,
+    pub ca_file: String,
+    /// The trusted CAs (a client's chain must end at one).
+    pub cas: Vec<openssl::x509::X509>,
+    /// Revocation lists, each signature-checked against the CA that issued it.
+    pub crls: Vec<openssl::x509::X509Crl>,
+}
+
+impl ClientAuth {
+    pub fn applies_to(&self, listener: std::net::SocketAddr) -> bool {
+        self.listen.is_empty() || self.listen.contains(&listener)
+    }
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("mode", &self.mode)
+            .field("listen", &self.listen)
+            .field("ca_file", &self.ca_file)
+            .field("cas", &self.cas.len())
+            .field("crls", &self.crls.len())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuthMode {
+    /// No certificate, no handshake.
+    Require,
+    /// A certificate is asked for; without one the connection is made and routes decide
+    /// (`client_cert: required`). A certificate that does not verify still fails.
+    Optional,
+}
+
 /// A certificate and key read and checked at load.
 #[derive(Debug, Clone)]
 pub struct LoadedCert {
@@ -245,6 +288,8 @@ pub struct UpstreamTls {
     pub sni: String,
     pub verify: bool,
     pub ca_file: Option<String>,
+    /// The gateway's own certificate and key for upstreams that ask for one (mTLS).
+    pub client_cert: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,6 +353,8 @@ pub enum RateKey {
     Subject,
     Route,
     Header(HeaderName),
+    /// A verified client certificate's subject, SANs or SHA-256 fingerprint.
+    ClientCert(ClientCertField),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -521,6 +568,8 @@ pub struct RouteSecurity {
     pub cors: Option<CorsConfig>,
     /// GET requests may carry a body (HEAD never may).
     pub allow_get_body: bool,
+    /// `client_cert: required`: a verified client certificate, else 403.
+    pub client_cert_required: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

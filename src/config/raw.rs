@@ -170,6 +170,20 @@ pub struct RawTls {
     pub ciphersuites: Option<String>,
     /// With profile custom: key exchange groups, most preferred first.
     pub groups: Option<Vec<String>>,
+    /// Ask clients for a certificate (mTLS).
+    pub client_auth: Option<RawClientAuth>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawClientAuth {
+    /// PEM bundle of the CAs client certificates must chain to.
+    pub ca_file: Option<String>,
+    /// `require` (default: no certificate, no connection) or `optional` (routes decide).
+    pub mode: Option<String>,
+    /// PEM file of revocation lists (one per CA that issues client certificates).
+    pub crl_file: Option<String>,
+    /// The TLS listeners that ask for a certificate (default: all of `tls.listen`).
+    pub listen: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -234,6 +248,10 @@ pub struct RawUpstream {
     pub verify: Option<bool>,
     /// PEM bundle of CAs trusted for the upstream (default: the system store).
     pub ca_file: Option<String>,
+    /// The gateway's certificate (PEM, leaf first) for upstreams that ask for one (mTLS).
+    pub client_cert: Option<String>,
+    /// Its private key (PEM).
+    pub client_key: Option<String>,
     /// Speak HTTP/2 to the upstream (ALPN h2 over TLS; prior knowledge over plain TCP).
     pub h2: Option<bool>,
     /// With h2: concurrent requests (streams) one upstream connection carries (default 100).
@@ -359,6 +377,8 @@ pub struct RawRoute {
     pub split: Option<Vec<RawSplit>>,
     /// Let GET requests carry a body (default false: 400), for APIs that need it.
     pub allow_get_body: Option<bool>,
+    /// `required`: only connections with a verified client certificate (else 403).
+    pub client_cert: Option<String>,
     /// Instead of `upstream`: answer by calling these parts in parallel and merging
     /// their JSON.
     pub aggregate: Option<Vec<RawPart>>,

@@ -3,7 +3,7 @@
 
 use super::error::Problems;
 use super::model::*;
-use super::raw::{RawApiKeys, RawAuth, RawConfig, RawCors, RawIntrospection, RawJwt, RawRoute, RawSecurityHeaders};
+use super::raw::{RawApiKeys, RawConfig, RawCors, RawIntrospection, RawJwt, RawRoute, RawSecurityHeaders};
 use super::units::{parse_duration, parse_size};
 use http::{HeaderName, HeaderValue, Method};
 use ipnet::IpNet;
@@ -34,7 +34,8 @@ pub fn security(raw: &RawConfig, p: &mut Problems, warnings: &mut Vec<String>) -
 }
 
 /// The security keys of one route, checked against what the global config provides.
-pub fn route_security(r: &RawRoute, path: &str, raw_auth: Option<&RawAuth>, p: &mut Problems) -> RouteSecurity {
+pub fn route_security(r: &RawRoute, path: &str, raw: &RawConfig, p: &mut Problems) -> RouteSecurity {
+    let raw_auth = raw.auth.as_ref();
     let has_jwt = raw_auth.is_some_and(|a| a.jwt.is_some() || a.introspection.is_some());
     let has_keys = raw_auth.is_some_and(|a| a.api_keys.is_some());
     let auth = match r.auth.as_deref() {
@@ -83,7 +84,27 @@ pub fn route_security(r: &RawRoute, path: &str, raw_auth: Option<&RawAuth>, p: &
             "needs auth: jwt (scopes and roles come from the token)",
         );
     }
+    let client_cert_required = match r.client_cert.as_deref() {
+        None | Some("optional") => false,
+        Some("required") => {
+            if raw.tls.as_ref().is_none_or(|t| t.client_auth.is_none()) {
+                p.push(
+                    format!("{path}.client_cert"),
+                    "required needs tls.client_auth (ca_file, mode: optional or require)",
+                );
+            }
+            true
+        }
+        Some(other) => {
+            p.push(
+                format!("{path}.client_cert"),
+                format!("unknown value \"{other}\" (expected required or optional)"),
+            );
+            false
+        }
+    };
     RouteSecurity {
+        client_cert_required,
         auth,
         scopes,
         roles,

@@ -171,6 +171,8 @@ pub fn upstream_tls(raw: &RawUpstream, path: &str, p: &mut Problems) -> Option<U
             ("sni", raw.sni.is_some()),
             ("verify", raw.verify.is_some()),
             ("ca_file", raw.ca_file.is_some()),
+            ("client_cert", raw.client_cert.is_some()),
+            ("client_key", raw.client_key.is_some()),
         ] {
             if set {
                 p.push(format!("{path}.{key}"), "only applies with tls: true");
@@ -195,9 +197,46 @@ pub fn upstream_tls(raw: &RawUpstream, path: &str, p: &mut Problems) -> Option<U
             Err(e) => p.push(format!("{path}.ca_file"), format!("cannot read \"{ca}\": {e}")),
         }
     }
+    let client_cert = match (&raw.client_cert, &raw.client_key) {
+        (Some(cert), Some(key)) => {
+            upstream_client_cert(cert, key, path, p);
+            Some((cert.clone(), key.clone()))
+        }
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            p.push(
+                format!("{path}.client_cert"),
+                "client_cert and client_key go together (the gateway's certificate for upstream mTLS)",
+            );
+            None
+        }
+    };
     Some(UpstreamTls {
         sni,
         verify: raw.verify.unwrap_or(true),
         ca_file: raw.ca_file.clone(),
+        client_cert,
     })
+}
+
+/// The certificate the gateway presents to an upstream: readable, and the key its own.
+fn upstream_client_cert(cert: &str, key: &str, path: &str, p: &mut Problems) {
+    if let Err(e) = read_cert_key(cert, key) {
+        p.push(format!("{path}.client_cert"), e);
+    }
+}
+
+/// A PEM certificate chain (leaf first) and its PEM private key, checked to match.
+pub fn read_cert_key(cert: &str, key: &str) -> Result<(Vec<X509>, PKey<openssl::pkey::Private>), String> {
+    let cert_pem = std::fs::read(cert).map_err(|e| format!("cannot read \"{cert}\": {e}"))?;
+    let key_pem = std::fs::read(key).map_err(|e| format!("cannot read \"{key}\": {e}"))?;
+    let chain = X509::stack_from_pem(&cert_pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| format!("\"{cert}\" holds no PEM certificate"))?;
+    let key_pair = PKey::private_key_from_pem(&key_pem).map_err(|_| format!("\"{key}\" holds no PEM private key"))?;
+    if !chain[0].public_key().is_ok_and(|public| public.public_eq(&key_pair)) {
+        return Err(format!("\"{key}\" does not match the certificate \"{cert}\""));
+    }
+    Ok((chain, key_pair))
 }

@@ -67,6 +67,9 @@ pub fn rate_limit(raw: &RawRateLimit, path: &str, has_redis: bool, p: &mut Probl
         "api_key" => RateKey::ApiKey,
         "sub" => RateKey::Subject,
         "route" => RateKey::Route,
+        "client_cert.subject" => RateKey::ClientCert(ClientCertField::Subject),
+        "client_cert.san" => RateKey::ClientCert(ClientCertField::San),
+        "client_cert.fingerprint" => RateKey::ClientCert(ClientCertField::Fingerprint),
         other => match other
             .strip_prefix("header:")
             .map(|h| HeaderName::from_bytes(h.as_bytes()))
@@ -75,7 +78,7 @@ pub fn rate_limit(raw: &RawRateLimit, path: &str, has_redis: bool, p: &mut Probl
             _ => {
                 p.push(
                     format!("{path}.key"),
-                    format!("unknown key \"{other}\" (expected ip, api_key, sub, route or header:NAME)"),
+                    format!("unknown key \"{other}\" (expected ip, api_key, sub, route, header:NAME or client_cert.subject|san|fingerprint)"),
                 );
                 RateKey::ClientIp
             }

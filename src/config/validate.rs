@@ -20,6 +20,12 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
     let mut security_warnings = Vec::new();
     let tls_settings = tls::tls(raw.tls.as_ref(), &mut p, &mut security_warnings);
     server.tls_listen = tls_settings.listen;
+    let client_auth = super::client_auth::client_auth(
+        raw.tls.as_ref().and_then(|t| t.client_auth.as_ref()),
+        &server.tls_listen,
+        &mut p,
+        &mut security_warnings,
+    );
     server.tls_h2 = tls_settings.h2;
     server.tls_policy = super::tls_policy::policy(raw.tls.as_ref(), &mut p);
     server.redirect_http = tls_settings.redirect_http;
@@ -45,6 +51,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
             security,
             traffic,
             certs: tls_settings.certs,
+            client_auth,
             upstreams,
             routes,
             warnings,
@@ -471,7 +478,7 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
                 DEFAULT_WEBSOCKET_IDLE,
                 p,
             ),
-            security: security::route_security(r, &path, raw.auth.as_ref(), p),
+            security: security::route_security(r, &path, raw, p),
             cache: cache::route(r.cache.as_ref(), &path, caching, p),
             transform,
             compression: compression::policy(

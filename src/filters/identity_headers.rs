@@ -1,7 +1,9 @@
 //! The verified identity, for the backend: X-User-ID (`sub`), X-User-Roles, X-User-Scopes,
-//! X-Consumer. Client-sent copies are removed on every route, authenticated or not, so a
-//! backend can trust them.
+//! X-Consumer, and from a verified client certificate X-Client-Cert-Subject, -SAN,
+//! -Fingerprint and Client-Cert (RFC 9440). Client-sent copies are removed on every route,
+//! authenticated or not, so a backend can trust them.
 
+use crate::auth::client_cert;
 use crate::request::RequestCtx;
 use pingora::http::RequestHeader;
 
@@ -17,9 +19,19 @@ impl IdentityHeaders {
     pub fn apply(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
         // One pass over the names the client sent (a handful) instead of four removals,
         // each of which parses the name and looks in two maps: clients rarely send these.
-        if req.headers.keys().any(|n| IDENTITY.contains(&n.as_str())) {
-            for name in IDENTITY {
-                req.remove_header(name);
+        if req.headers.keys().any(|n| {
+            let n = n.as_str();
+            IDENTITY.contains(&n) || client_cert::HEADERS.contains(&n)
+        }) {
+            for name in IDENTITY.iter().chain(&client_cert::HEADERS) {
+                req.remove_header(*name);
+            }
+        }
+        if let Some(cert) = ctx.verified_cert() {
+            for (name, value) in client_cert::HEADERS.iter().zip(&cert.header_values) {
+                if let Some(value) = value {
+                    let _ = req.insert_header(*name, value.clone());
+                }
             }
         }
         let Some(id) = &ctx.identity else {

@@ -3,7 +3,7 @@
 //! The request path, outermost first (design.md §1):
 //! ```text
 //! request_filter          request id → client ip → route match (admit)
-//!                         → IP allow/deny → CORS preflight → body size limit
+//!                         → IP allow/deny → client certificate → CORS preflight → body size limit
 //!                         → cookie → Authorization → authenticate (JWT / API key)
 //!                         → authorize (scopes, roles) → rate limits (global, route)
 //! request_body_filter     body size limit on streamed bodies
@@ -23,6 +23,7 @@
 pub mod authenticate;
 pub mod authorize;
 pub mod body_limit;
+pub mod client_cert;
 pub mod client_ip;
 pub mod compression;
 pub mod cookie_token;
@@ -62,6 +63,7 @@ pub enum Flow {
 /// One step of the request chain.
 pub enum RequestStep {
     IpFilter(ip_filter::IpFilter),
+    ClientCert(client_cert::RequireClientCert),
     CorsPreflight(Arc<cors::CorsPolicy>),
     BodyLimit(body_limit::BodyLimit),
     CookieToken(cookie_token::CookieToken),
@@ -77,6 +79,7 @@ impl RequestStep {
     pub fn describe(&self, req: &RequestHeader, ctx: &RequestCtx) -> (&'static str, String) {
         match self {
             RequestStep::IpFilter(f) => ("ip_filter", f.describe(ctx.client_ip)),
+            RequestStep::ClientCert(step) => ("client_cert", step.describe(ctx)),
             RequestStep::CorsPreflight(policy) => {
                 let what = if ctx.preflight.is_some() {
                     "this preflight is answered by the gateway: "
@@ -103,6 +106,7 @@ impl RequestStep {
     pub async fn run(&self, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<Flow, GatewayError> {
         match self {
             RequestStep::IpFilter(f) => f.check(ctx.client_ip)?,
+            RequestStep::ClientCert(step) => step.check(ctx)?,
             RequestStep::CorsPreflight(policy) => {
                 if let Some(method) = &ctx.preflight {
                     return policy.preflight(req, method).map(|r| Flow::Respond(Box::new(r)));
@@ -132,6 +136,9 @@ pub fn request_chain(
     let mut chain = Vec::new();
     if let Some(f) = ip_filter::IpFilter::new(&global.ip, &route.ip) {
         chain.push(RequestStep::IpFilter(f));
+    }
+    if route.client_cert_required {
+        chain.push(RequestStep::ClientCert(client_cert::RequireClientCert));
     }
     if let Some(policy) = cors {
         chain.push(RequestStep::CorsPreflight(policy.clone()));

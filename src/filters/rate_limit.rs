@@ -1,5 +1,6 @@
 //! `rate_limit` (global, then the route's): one decision per configured limit, keyed by
-//! client address, API-key consumer, token subject, route or a header. Over the limit →
+//! client address, API-key consumer, token subject, route, a header or the client
+//! certificate (subject, SANs or fingerprint). Over the limit →
 //! 429 with Retry-After; every response of a limited route carries RateLimit-Limit,
 //! -Remaining and -Reset of the tightest limit.
 //!
@@ -9,7 +10,7 @@
 //! A request without a value for the key (no token on a `key: sub` limit) is counted by
 //! its client address instead.
 
-use crate::config::model::RateKey;
+use crate::config::model::{ClientCertField, RateKey};
 use crate::limits::{Decision, RateLimit};
 use crate::request::{GatewayError, RequestCtx};
 use pingora::http::RequestHeader;
@@ -84,6 +85,14 @@ fn key_value(kind: &RateKey, req: &RequestHeader, ctx: &RequestCtx) -> String {
             .headers
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        RateKey::ClientCert(field) => ctx.verified_cert().map(|cert| {
+            match field {
+                ClientCertField::Subject => &cert.subject,
+                ClientCertField::San => &cert.san,
+                ClientCertField::Fingerprint => &cert.fingerprint,
+            }
+            .clone()
+        }),
     };
     value.unwrap_or_else(|| match ctx.client_ip {
         Some(ip) => format!("ip:{ip}"),

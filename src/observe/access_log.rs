@@ -1,5 +1,6 @@
 //! One JSON line per request (ts, request_id, client_ip, method, path, route, upstream,
-//! status, bytes_sent, duration_ms, plus error when the gateway failed it).
+//! status, bytes_sent, duration_ms, plus error when the gateway failed it, and the client
+//! certificate's subject and fingerprint on mTLS connections).
 
 use super::logging::ACCESS_TARGET;
 use crate::request::{GatewayError, RequestCtx};
@@ -38,6 +39,11 @@ struct AccessLine<'a> {
     /// An aggregate answer's parts: name, result, upstream status, milliseconds.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     parts: &'a [crate::request::PartReport],
+    /// The verified client certificate's subject and SHA-256 fingerprint (mTLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_cert_subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_cert_fingerprint: Option<&'a str>,
 }
 
 fn as_display<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -88,6 +94,8 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
         rejected: ctx.error.as_ref().and_then(GatewayError::rejection),
         rate_limit_policy: ctx.rate_limit_policy,
         parts: &ctx.parts,
+        client_cert_subject: ctx.verified_cert().map(|c| c.subject.as_str()),
+        client_cert_fingerprint: ctx.verified_cert().map(|c| c.fingerprint.as_str()),
     };
     match serde_json::to_string(&line) {
         Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),
@@ -130,6 +138,8 @@ pub fn refused(r: &Refused) {
         rejected: Some("malformed"),
         rate_limit_policy: None,
         parts: &[],
+        client_cert_subject: None,
+        client_cert_fingerprint: None,
     };
     match serde_json::to_string(&line) {
         Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),

@@ -2,6 +2,7 @@
 //! (health, preflight, 4xx), and if not, on which route it goes upstream.
 
 use super::RequestCtx;
+use crate::auth::client_cert::PeerCert;
 use crate::filters::{client_ip, cors, request_id, Flow};
 use crate::request::trace::TraceContext;
 use crate::request::GatewayError;
@@ -29,6 +30,9 @@ pub enum Decision {
 
 /// Runs after [`identify`].
 pub async fn decide(session: &mut Session, ctx: &mut RequestCtx) -> Decision {
+    if matches!(ctx.client_cert.as_deref(), Some(PeerCert::Missing)) {
+        return Decision::Reject(GatewayError::ClientCertRequired);
+    }
     if let Some(early) = route(session.req_header(), ctx) {
         return early;
     }
@@ -66,8 +70,9 @@ pub fn identify(session: &Session, ctx: &mut RequestCtx) {
     ctx.request_id = request_id::for_request(req);
     ctx.trace = Some(TraceContext::for_request(req));
     ctx.peer_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-    ctx.scheme = if tls { "https" } else { "http" };
+    let tls = session.digest().and_then(|d| d.ssl_digest.as_deref());
+    ctx.scheme = if tls.is_some() { "https" } else { "http" };
+    ctx.client_cert = tls.and_then(|t| t.extension.get::<Arc<PeerCert>>()).cloned();
     ctx.client_ip = client_ip::resolve(ctx.peer_ip, req, &ctx.snapshot.edge.config.trusted_proxies);
 }
 

@@ -38,6 +38,8 @@ pub struct RequestCtx {
     pub error: Option<GatewayError>,
     /// Set by authentication.
     pub identity: Option<Arc<Identity>>,
+    /// The connection's client certificate (mTLS), when `tls.client_auth` asked for one.
+    pub client_cert: Option<Arc<crate::auth::client_cert::PeerCert>>,
     /// `Some(requested method)` for a CORS preflight on a route with a CORS policy.
     pub preflight: Option<Method>,
     /// The request's Origin, when the route's CORS policy allows it.
@@ -107,6 +109,7 @@ impl RequestCtx {
             attempts: 0,
             error: None,
             identity: None,
+            client_cert: None,
             preflight: None,
             origin: None,
             body_limit: None,
@@ -139,7 +142,17 @@ impl RequestCtx {
             consumer: identity.and_then(|i| i.consumer.as_deref()),
             client_ip: self.client_ip,
             request_id: Some(&self.request_id),
+            client_cert: self.verified_cert().map(|c| crate::template::CertVars {
+                subject: &c.subject,
+                san: &c.san,
+                fingerprint: &c.fingerprint,
+            }),
         }
+    }
+
+    /// The connection's verified client certificate.
+    pub fn verified_cert(&self) -> Option<&crate::auth::client_cert::ClientCert> {
+        self.client_cert.as_deref().and_then(|c| c.verified())
     }
 
     pub fn route(&self) -> Option<&Route> {

@@ -29,6 +29,9 @@ pub enum GatewayError {
     },
     /// The client address is not allowed on this route.
     IpDenied,
+    /// The route (or the listener) needs a verified client certificate and the connection
+    /// has none.
+    ClientCertRequired,
     /// A CORS preflight from an origin (or for a method) the policy does not allow.
     CorsRefused,
     /// The request body is larger than the route's `max_body`.
@@ -62,7 +65,10 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => 405,
             GatewayError::Unauthorized { .. } => 401,
             GatewayError::ForwardAuthDenied { status } => *status,
-            GatewayError::Forbidden { .. } | GatewayError::IpDenied | GatewayError::CorsRefused => 403,
+            GatewayError::Forbidden { .. }
+            | GatewayError::IpDenied
+            | GatewayError::CorsRefused
+            | GatewayError::ClientCertRequired => 403,
             GatewayError::PayloadTooLarge => 413,
             GatewayError::RateLimited { .. } => 429,
             GatewayError::CircuitOpen { .. } => 503,
@@ -79,6 +85,7 @@ impl GatewayError {
     pub fn code(&self) -> Option<&'static str> {
         match self {
             GatewayError::Unavailable(_) => Some("idp_unavailable"),
+            GatewayError::ClientCertRequired => Some("client_certificate_required"),
             _ => None,
         }
     }
@@ -94,6 +101,9 @@ impl GatewayError {
             GatewayError::Forbidden { reason, .. } => reason.clone(),
             GatewayError::ForwardAuthDenied { .. } => Cow::Borrowed("refused by the authorization service"),
             GatewayError::IpDenied => Cow::Borrowed("client address not allowed"),
+            GatewayError::ClientCertRequired => {
+                Cow::Borrowed("a verified client certificate is required (present one in the TLS handshake)")
+            }
             GatewayError::CorsRefused => Cow::Borrowed("CORS preflight refused for this origin or method"),
             GatewayError::PayloadTooLarge => Cow::Borrowed("request body too large"),
             GatewayError::RateLimited { .. } => Cow::Borrowed("rate limit exceeded"),
@@ -115,6 +125,7 @@ impl GatewayError {
             GatewayError::Unauthorized { .. } | GatewayError::ForwardAuthDenied { .. } => Some("auth"),
             GatewayError::Forbidden { .. } => Some("forbidden"),
             GatewayError::IpDenied => Some("ip"),
+            GatewayError::ClientCertRequired => Some("client_cert"),
             GatewayError::CorsRefused => Some("cors"),
             GatewayError::PayloadTooLarge => Some("body_limit"),
             GatewayError::RateLimited { .. } => Some("rate_limit"),

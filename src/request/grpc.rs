@@ -33,7 +33,7 @@ pub fn status_of(err: &GatewayError) -> u8 {
     use code::*;
     match err {
         GatewayError::NotFound | GatewayError::MethodNotAllowed { .. } => UNIMPLEMENTED,
-        GatewayError::Unauthorized { .. } => UNAUTHENTICATED,
+        GatewayError::Unauthorized { .. } | GatewayError::ClientCertRequired => UNAUTHENTICATED,
         GatewayError::ForwardAuthDenied { status: 401 } => UNAUTHENTICATED,
         GatewayError::Forbidden { .. }
         | GatewayError::IpDenied

@@ -4,8 +4,13 @@
 //!
 //! A name matches a certificate listing it exactly, else one listing `*.parent`; any other
 //! name (or none) gets the first certificate.
+//!
+//! On the listeners `tls.client_auth` names, the same callback asks for a client
+//! certificate ([`client_auth`]).
 
-use crate::config::model::{LoadedCert, TlsPolicy};
+pub mod client_auth;
+
+use crate::config::model::{ClientAuth, ClientAuthMode, LoadedCert, TlsPolicy};
 use crate::snapshot::SharedSnapshot;
 use async_trait::async_trait;
 use pingora::listeners::tls::TlsSettings;
@@ -14,18 +19,28 @@ use pingora::protocols::tls::TlsRef;
 use pingora::tls::error::ErrorStack;
 use pingora::tls::ext;
 use pingora::tls::ssl::{NameType, SslRef, SslVersion};
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub struct CertResolver {
     snapshot: SharedSnapshot,
+    /// The listener this resolver serves: `tls.client_auth.listen` may name only some.
+    listener: SocketAddr,
 }
 
 impl CertResolver {
     /// Settings for one TLS listener: the protocol versions, suites and groups of
     /// `policy` (`tls.profile`: Mozilla's intermediate by default), h2 and http/1.1 by
     /// ALPN when `h2`.
-    pub fn settings(snapshot: SharedSnapshot, h2: bool, policy: &TlsPolicy) -> pingora::Result<TlsSettings> {
+    pub fn settings(
+        snapshot: SharedSnapshot,
+        listener: SocketAddr,
+        h2: bool,
+        policy: &TlsPolicy,
+    ) -> pingora::Result<TlsSettings> {
         let status_snapshot = snapshot.clone();
-        let mut settings = TlsSettings::with_callbacks(Box::new(CertResolver { snapshot }))?;
+        let mut settings = TlsSettings::with_callbacks(Box::new(CertResolver { snapshot, listener }))?;
         let failed = |what: &'static str| move |e| pingora::Error::because(pingora::ErrorType::InternalError, what, e);
         let min = if policy.min_tls13 {
             SslVersion::TLS1_3
@@ -49,6 +64,11 @@ impl CertResolver {
         if h2 {
             settings.enable_h2();
         }
+        // Sessions (and tickets) are only resumed in the context that made them; OpenSSL
+        // refuses to resume any when client certificates are asked for without one.
+        settings
+            .set_session_id_context(b"gatehouse")
+            .map_err(failed("TLS session id context"))?;
         settings
             .set_status_callback(move |ssl| staple(&status_snapshot, ssl))
             .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "OCSP callback", e))?;
@@ -98,5 +118,20 @@ impl TlsAccept for CertResolver {
         if let Err(e) = installed {
             log::warn!("TLS handshake for {server_name:?}: cannot use {}: {e}", cert.cert_path);
         }
+        if let Some(auth) = client_auth_on(snapshot.client_auth.as_ref(), self.listener) {
+            client_auth::ask(ssl, auth);
+        }
     }
+
+    async fn handshake_complete_callback(&self, ssl: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+        let snapshot = self.snapshot.load();
+        let required = client_auth_on(snapshot.client_auth.as_ref(), self.listener)
+            .is_some_and(|auth| auth.mode == ClientAuthMode::Require);
+        client_auth::identify(ssl, required)
+    }
+}
+
+/// `tls.client_auth`, if it applies to `listener`.
+fn client_auth_on(auth: Option<&Arc<ClientAuth>>, listener: SocketAddr) -> Option<&Arc<ClientAuth>> {
+    auth.filter(|auth| auth.applies_to(listener))
 }

@@ -53,11 +53,7 @@ impl GrpcHealthCheck {
             tls.map_or_else(String::new, |t| t.sni.clone()),
         );
         if let Some(t) = tls {
-            peer.options.verify_cert = t.verify;
-            peer.options.verify_hostname = t.verify;
-            if let Some(ca) = &t.ca_file {
-                peer.options.ca = Some(std::sync::Arc::new(super::load_ca(ca)?));
-            }
+            super::apply_tls(&mut peer, t)?;
         }
         // gRPC is HTTP/2 only: ALPN h2 over TLS, prior knowledge in clear text.
         peer.options.set_http_version(2, 2);

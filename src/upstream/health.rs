@@ -21,11 +21,7 @@ pub fn http_check(
     let mut check = HttpHealthCheck::new(host, tls.is_some());
     if let Some(t) = tls {
         check.peer_template.sni = t.sni.clone();
-        check.peer_template.options.verify_cert = t.verify;
-        check.peer_template.options.verify_hostname = t.verify;
-        if let Some(ca) = &t.ca_file {
-            check.peer_template.options.ca = Some(std::sync::Arc::new(super::load_ca(ca)?));
-        }
+        super::apply_tls(&mut check.peer_template, t)?;
     }
     let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None)
         .map_err(|e| format!("health_check.path \"{}\": {e}", hc.path))?;

@@ -25,7 +25,7 @@ pub use health::HealthSchedule;
 pub use split::RouteUpstreams;
 pub use target::{InFlight, TargetState};
 
-use crate::config::model::{Balance, TargetConfig, UpstreamConfig};
+use crate::config::model::{Balance, TargetConfig, UpstreamConfig, UpstreamTls};
 use least_conn::LeastConn;
 use pingora::lb::discovery::Static;
 use pingora::lb::selection::consistent::KetamaHashing;
@@ -303,11 +303,7 @@ fn peer_template(addr: std::net::SocketAddr, config: &UpstreamConfig) -> Result<
     let tls = config.tls.as_ref();
     let mut peer = HttpPeer::new(addr, tls.is_some(), tls.map_or_else(String::new, |t| t.sni.clone()));
     if let Some(t) = tls {
-        peer.options.verify_cert = t.verify;
-        peer.options.verify_hostname = t.verify;
-        if let Some(ca) = &t.ca_file {
-            peer.options.ca = Some(Arc::new(load_ca(ca)?));
-        }
+        apply_tls(&mut peer, t)?;
     }
     if config.h2 {
         // Over TLS, ALPN may still settle on h1; in clear text, h2 means prior knowledge.
@@ -317,6 +313,21 @@ fn peer_template(addr: std::net::SocketAddr, config: &UpstreamConfig) -> Result<
         peer.options.max_h2_streams = config.h2_streams;
     }
     Ok(peer)
+}
+
+/// Verification, trusted CAs and the gateway's own certificate (mTLS) of `tls` on `peer`;
+/// read once per pool (at load), not per connection.
+pub fn apply_tls(peer: &mut HttpPeer, tls: &UpstreamTls) -> Result<(), String> {
+    peer.options.verify_cert = tls.verify;
+    peer.options.verify_hostname = tls.verify;
+    if let Some(ca) = &tls.ca_file {
+        peer.options.ca = Some(Arc::new(load_ca(ca)?));
+    }
+    if let Some((cert, key)) = &tls.client_cert {
+        let (chain, key) = crate::config::read_cert_key(cert, key)?;
+        peer.client_cert_key = Some(Arc::new(pingora::utils::tls::CertKey::new(chain, key)));
+    }
+    Ok(())
 }
 
 /// A PEM bundle of trusted CA certificates.

@@ -1064,6 +1064,60 @@ impl TestPki {
         response
     }
 
+    /// A PEM CRL from this CA revoking `revoked` (certificate files), next update in
+    /// `days` (negative: already expired), made by `openssl ca -gencrl` as an operator would.
+    pub fn crl(&self, file: &str, revoked: &[&Path], days: i64) -> PathBuf {
+        let dir = self.dir.path().join(format!("{file}.ca"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut index = String::new();
+        for cert in revoked {
+            let leaf = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap();
+            let mut serial = leaf.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string();
+            if serial.len() % 2 == 1 {
+                serial.insert(0, '0');
+            }
+            index.push_str(&format!("R\t301231235959Z\t250101000000Z\t{serial}\tunknown\t/CN=x\n"));
+        }
+        std::fs::write(dir.join("index.txt"), index).unwrap();
+        std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+        let ca_key = dir.join("ca.key");
+        std::fs::write(&ca_key, self.ca_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        let cnf = dir.join("ca.cnf");
+        std::fs::write(
+            &cnf,
+            format!(
+                "[ca]\ndefault_ca = d\n[d]\ndatabase = {}\ncrlnumber = {}\ndefault_md = sha256\n",
+                dir.join("index.txt").display(),
+                dir.join("crlnumber").display()
+            ),
+        )
+        .unwrap();
+        let out_path = self.dir.path().join(format!("{file}.crl.pem"));
+        let out = std::process::Command::new("openssl")
+            .args(["ca", "-gencrl", "-batch", "-config"])
+            .arg(&cnf)
+            .arg("-keyfile")
+            .arg(&ca_key)
+            .arg("-cert")
+            .arg(self.ca_path())
+            .args([
+                "-crl_lastupdate",
+                &crl_time(days.min(0) - 1),
+                "-crl_nextupdate",
+                &crl_time(days),
+            ])
+            .arg("-out")
+            .arg(&out_path)
+            .output()
+            .expect("openssl ca");
+        assert!(
+            out.status.success(),
+            "openssl ca -gencrl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out_path
+    }
+
     /// A client trusting only this CA, resolving `hosts` to 127.0.0.1.
     pub fn client(&self, hosts: &[(&str, u16)]) -> reqwest::Client {
         let mut b = reqwest::Client::builder()
@@ -1075,6 +1129,12 @@ impl TestPki {
         }
         b.build().unwrap()
     }
+}
+
+/// `days` from now as `openssl ca` writes times (GeneralizedTime).
+fn crl_time(days: i64) -> String {
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(days * 86_400);
+    at.strftime("%Y%m%d%H%M%SZ").to_string()
 }
 
 fn rand_serial() -> u32 {
@@ -1152,11 +1212,17 @@ impl Drop for TlsUpstream {
 }
 
 pub async fn s_server(port: u16, cert: &Path, key: &Path) -> TlsUpstream {
+    s_server_with(port, cert, key, &[]).await
+}
+
+/// `openssl s_server -www` with more arguments (`-Verify 1 -CAfile ca.pem`: mTLS).
+pub async fn s_server_with(port: u16, cert: &Path, key: &Path, extra: &[&std::ffi::OsStr]) -> TlsUpstream {
     let child = Command::new("openssl")
         .args(["s_server", "-www", "-accept", &port.to_string(), "-cert"])
         .arg(cert)
         .arg("-key")
         .arg(key)
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
