@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::all)]
 
+pub mod acme;
 pub mod admin;
 pub mod aggregate;
 pub mod auth;

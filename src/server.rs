@@ -2,6 +2,7 @@
 //! health supervisor, and the reload trigger. Used by `gatehouse run` (and nothing else
 //! needs to know how the parts are wired).
 
+use crate::acme::{AcmeService, AcmeState};
 use crate::admin::AdminApi;
 use crate::cache::ResponseCache;
 use crate::config::{fleet, Config, ConfigError, ConfigSource, Problem};
@@ -123,7 +124,15 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         drain_period: config.server.drain_period,
     };
     let cache = Arc::new(ResponseCache::new(&config.server.cache));
-    let gateway = Gateway::new(shared.clone(), metrics.clone(), spans.clone(), drain, cache.clone());
+    let acme = Arc::new(AcmeState::default());
+    let gateway = Gateway::new(
+        shared.clone(),
+        metrics.clone(),
+        spans.clone(),
+        drain,
+        cache.clone(),
+        acme.clone(),
+    );
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;
     let mut http = HttpProxy::new(gateway, server.configuration.clone());
@@ -140,7 +149,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         );
     }
     for addr in &tls_listen {
-        let settings = CertResolver::settings(shared.clone(), *addr, tls_h2, &config.server.tls_policy)
+        let settings = CertResolver::settings(shared.clone(), acme.clone(), *addr, tls_h2, &config.server.tls_policy)
             .map_err(|e| ConfigError::single("tls", "tls.listen", format!("cannot set up TLS: {e}")))?;
         proxy.add_listener(
             ListenerConfig::tcp(addr.to_string())
@@ -161,6 +170,10 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
                 }
             }),
         },
+    ));
+    server.add_service(background_service(
+        "ACME certificates and expiry",
+        AcmeService::new(acme, shared.clone(), metrics.clone()),
     ));
     let supervisor = Supervisor::new(shared.clone());
     server.add_service(background_service("health checks and key refresh", supervisor));

@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub certs: Vec<crate::config::model::LoadedCert>,
     /// Client certificates asked for on the HTTPS listeners (`tls.client_auth`).
     pub client_auth: Option<Arc<crate::config::model::ClientAuth>>,
+    /// Certificates obtained from an ACME CA (`tls.acme`).
+    pub acme: Option<Arc<crate::config::model::AcmeSettings>>,
     /// The loaded config with secrets redacted, for /admin/config.
     pub document: serde_json::Value,
     /// SHA-256 of the loaded config (secrets included), hex.
@@ -188,6 +190,7 @@ impl Snapshot {
             warnings,
             certs: config.certs,
             client_auth: config.client_auth,
+            acme: config.acme,
             document,
             config_hash,
         })

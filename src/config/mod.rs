@@ -5,6 +5,7 @@
 //! that; this module knows nothing of the running gateway and is the only one that knows
 //! YAML or the seeds' `routes.json`.
 
+pub mod acme;
 mod cache;
 pub mod client_auth;
 pub use cache::defaults as cache_defaults;

@@ -26,6 +26,8 @@ pub struct Config {
     pub certs: Vec<LoadedCert>,
     /// `tls.client_auth`: client certificates asked for on the HTTPS listeners (hot).
     pub client_auth: Option<std::sync::Arc<ClientAuth>>,
+    /// `tls.acme` (hot: new domains are ordered at the next check).
+    pub acme: Option<std::sync::Arc<AcmeSettings>>,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// In config order; the router sorts them by specificity.
     pub routes: Vec<RouteConfig>,
@@ -167,6 +169,37 @@ pub struct RouteCache {
     /// Responses to authenticated requests may be stored and shared without the origin
     /// saying `public` or `s-maxage`.
     pub authorized: bool,
+}
+
+/// `tls.acme`: certificates obtained and renewed from an ACME CA, in the background.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeSettings {
+    pub directory: String,
+    pub email: Option<String>,
+    /// Lowercase names, one certificate each.
+    pub domains: Vec<String>,
+    pub challenge: AcmeChallenge,
+    pub storage: std::path::PathBuf,
+    pub renew_before: Duration,
+    pub check_interval: Duration,
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// A file under `/.well-known/acme-challenge/` on the plain listener.
+    Http01,
+    /// A self-signed certificate offered for ALPN `acme-tls/1` on the TLS listener.
+    TlsAlpn01,
+}
+
+impl AcmeChallenge {
+    pub fn name(self) -> &'static str {
+        match self {
+            AcmeChallenge::Http01 => "http-01",
+            AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
 }
 
 /// `tls.client_auth`: which CAs a client certificate must chain to, which are revoked, and

@@ -172,6 +172,28 @@ pub struct RawTls {
     pub groups: Option<Vec<String>>,
     /// Ask clients for a certificate (mTLS).
     pub client_auth: Option<RawClientAuth>,
+    /// Obtain and renew certificates from an ACME CA (RFC 8555).
+    pub acme: Option<RawAcme>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawAcme {
+    /// The CA's directory URL (Let's Encrypt: https://acme-v02.api.letsencrypt.org/directory).
+    pub directory: Option<String>,
+    /// Contact for the account (expiry notices).
+    pub email: Option<String>,
+    /// Names to certify (default: every exact `host` of the routes).
+    pub domains: Option<Vec<String>>,
+    /// `http-01` (default: answered on the plain listener) or `tls-alpn-01`.
+    pub challenge: Option<String>,
+    /// Directory for the account, certificates and keys (default: `<state_dir>/acme`).
+    pub storage: Option<String>,
+    /// Renew this long before expiry (default 30d).
+    pub renew_before: Option<String>,
+    /// How often certificates are checked for renewal and re-read from storage (default 1h).
+    pub check_interval: Option<String>,
+    /// PEM CA that signs the directory's HTTPS certificate (a private or test CA).
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -49,8 +49,11 @@ pub fn tls(raw: Option<&RawTls>, p: &mut Problems, warnings: &mut Vec<String>) -
     if raw.listen.as_ref().is_none_or(|l| l.is_empty()) {
         p.push("tls.listen", "at least one address is required");
     }
-    if raw.certs.is_empty() {
-        p.push("tls.certs", "at least one certificate is required");
+    if raw.certs.is_empty() && raw.acme.is_none() {
+        p.push(
+            "tls.certs",
+            "at least one certificate is required (or tls.acme to obtain them from an ACME CA)",
+        );
     }
     let certs = raw
         .certs

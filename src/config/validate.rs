@@ -37,6 +37,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
         .filter_map(|(name, u)| upstream(name, u, &mut p).map(|u| (name.clone(), u)))
         .collect();
     let routes = routes(&raw.routes, &raw, &server.cache, &mut p);
+    let acme = super::acme::acme(&raw, &mut p);
     if raw.routes.is_empty() {
         p.push("routes", "at least one route is required");
     }
@@ -52,6 +53,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
             traffic,
             certs: tls_settings.certs,
             client_auth,
+            acme,
             upstreams,
             routes,
             warnings,

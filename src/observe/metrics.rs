@@ -43,6 +43,8 @@ pub struct Metrics {
     json_transform: IntCounterVec,
     aggregate_parts: IntCounterVec,
     grpc: IntCounterVec,
+    cert_expiry: IntGaugeVec,
+    acme_orders: IntCounterVec,
 }
 
 /// What one finished request contributes.
@@ -191,6 +193,22 @@ impl Metrics {
             ),
             &["route", "grpc_status"],
         )?;
+        let cert_expiry = IntGaugeVec::new(
+            Opts::new(
+                "gateway_cert_expiry_seconds",
+                "Seconds until each served certificate expires (configured and ACME), by its first name",
+            ),
+            &["name"],
+        )?;
+        let acme_orders = IntCounterVec::new(
+            Opts::new(
+                "gateway_acme_orders_total",
+                "Certificates ordered from the ACME CA, by result (success, failure)",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(cert_expiry.clone()))?;
+        registry.register(Box::new(acme_orders.clone()))?;
         registry.register(Box::new(grpc.clone()))?;
         registry.register(Box::new(json_transform.clone()))?;
         registry.register(Box::new(aggregate_parts.clone()))?;
@@ -211,6 +229,8 @@ impl Metrics {
         registry.register(Box::new(config_info.clone()))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         Ok(Metrics {
+            cert_expiry,
+            acme_orders,
             registry,
             requests,
             duration,
@@ -272,6 +292,18 @@ impl Metrics {
 
     /// `ok`, `invalid` (refused: the running config stays) or `unavailable` (the source
     /// could not be read).
+    /// The served certificates' remaining lifetimes (names no longer served disappear).
+    pub fn cert_expiry(&self, certs: &[(String, i64)]) {
+        self.cert_expiry.reset();
+        for (name, seconds) in certs {
+            self.cert_expiry.with_label_values(&[name.as_str()]).set(*seconds);
+        }
+    }
+
+    pub fn acme_order(&self, result: &'static str) {
+        self.acme_orders.with_label_values(&[result]).inc();
+    }
+
     pub fn reloaded(&self, result: &str) {
         self.reloads.with_label_values(&[result]).inc();
     }

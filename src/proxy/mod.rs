@@ -9,6 +9,9 @@ mod upstream;
 pub use crate::request::{GatewayError, RequestCtx};
 pub use respond::error_wire;
 
+use crate::acme::challenges::HTTP_PATH as ACME_CHALLENGE_PATH;
+use crate::acme::storage::Storage;
+use crate::acme::AcmeState;
 use crate::aggregate::Caller;
 use crate::cache::{self, ResponseCache};
 use crate::drain::Drain;
@@ -38,6 +41,8 @@ pub struct Gateway {
     cache: Arc<ResponseCache>,
     /// Aggregate routes' connections and answer caches.
     parts: Arc<Caller>,
+    /// ACME HTTP-01 answers, served before any route.
+    acme: Arc<AcmeState>,
 }
 
 impl Gateway {
@@ -47,6 +52,7 @@ impl Gateway {
         spans: Option<Arc<SpanExport>>,
         drain: Arc<Drain>,
         cache: Arc<ResponseCache>,
+        acme: Arc<AcmeState>,
     ) -> Self {
         Gateway {
             snapshot,
@@ -55,6 +61,21 @@ impl Gateway {
             drain,
             cache,
             parts: Arc::new(Caller::default()),
+            acme,
+        }
+    }
+}
+
+impl Gateway {
+    /// With `tls.acme`, a request for an HTTP-01 challenge this node or another sharing
+    /// its storage waits on is answered before any route (and before the redirect to
+    /// HTTPS: the CA asks over HTTP).
+    async fn acme_answer(&self, session: &Session, ctx: &RequestCtx) -> Option<String> {
+        let settings = ctx.snapshot.acme.as_ref()?;
+        let token = session.req_header().uri.path().strip_prefix(ACME_CHALLENGE_PATH)?;
+        match self.acme.challenges.http_answer(token) {
+            Some(answer) => Some(answer),
+            None => Storage::new(&settings.storage).http_answer(token).await,
         }
     }
 }
@@ -93,6 +114,9 @@ impl ProxyHttp for Gateway {
             session.set_keepalive(None);
         }
         admit::identify(session, ctx);
+        if let Some(answer) = self.acme_answer(session, ctx).await {
+            return respond::acme_challenge(session, ctx, answer).await.map(|_| true);
+        }
         if let (Some(spans), Some(trace)) = (&self.spans, &ctx.trace) {
             ctx.span = Some(Box::new(spans.start(trace, ctx.started)));
         }

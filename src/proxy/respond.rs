@@ -113,6 +113,19 @@ pub async fn json(session: &mut Session, ctx: &RequestCtx, body: Vec<u8>) -> pin
     send(session, ctx, resp, body.into()).await
 }
 
+/// The answer to an ACME HTTP-01 challenge (RFC 8555 §8.3): the key authorization, as
+/// text.
+pub async fn acme_challenge(session: &mut Session, ctx: &RequestCtx, answer: String) -> pingora::Result<()> {
+    let mut resp = ResponseHeader::build(200, Some(4))?;
+    resp.insert_header(CACHE_CONTROL, "no-store")?;
+    let body = Bytes::from(answer);
+    resp.insert_header(CONTENT_LENGTH, body.len())?;
+    resp.insert_header(CONTENT_TYPE, "application/octet-stream")?;
+    response_headers::finish(&mut resp, ctx)?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
 /// 308 Permanent Redirect to `location` (method and body are kept by the client).
 pub async fn redirect(session: &mut Session, ctx: &RequestCtx, location: &str) -> pingora::Result<()> {
     let mut resp = ResponseHeader::build(308, Some(6))?;
