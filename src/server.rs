@@ -17,6 +17,7 @@ use crate::proxy::Gateway;
 use crate::reload::{ReloadOnSighup, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::supervisor::Supervisor;
+use crate::tls::ocsp_fetch::{FetchedStaples, OcspRefresh};
 use crate::tls::CertResolver;
 use crate::watch::WatchEtcd;
 use arc_swap::ArcSwap;
@@ -125,6 +126,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
     };
     let cache = Arc::new(ResponseCache::new(&config.server.cache));
     let acme = Arc::new(AcmeState::default());
+    let staples = Arc::new(FetchedStaples::default());
     let gateway = Gateway::new(
         shared.clone(),
         metrics.clone(),
@@ -149,8 +151,15 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         );
     }
     for addr in &tls_listen {
-        let settings = CertResolver::settings(shared.clone(), acme.clone(), *addr, tls_h2, &config.server.tls_policy)
-            .map_err(|e| ConfigError::single("tls", "tls.listen", format!("cannot set up TLS: {e}")))?;
+        let settings = CertResolver::settings(
+            shared.clone(),
+            acme.clone(),
+            staples.clone(),
+            *addr,
+            tls_h2,
+            &config.server.tls_policy,
+        )
+        .map_err(|e| ConfigError::single("tls", "tls.listen", format!("cannot set up TLS: {e}")))?;
         proxy.add_listener(
             ListenerConfig::tcp(addr.to_string())
                 .tcp_socket_options(socket.clone())
@@ -174,6 +183,10 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
     server.add_service(background_service(
         "ACME certificates and expiry",
         AcmeService::new(acme, shared.clone(), metrics.clone()),
+    ));
+    server.add_service(background_service(
+        "OCSP responses",
+        OcspRefresh::new(staples, shared.clone()),
     ));
     let supervisor = Supervisor::new(shared.clone());
     server.add_service(background_service("health checks and key refresh", supervisor));

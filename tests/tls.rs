@@ -332,6 +332,64 @@ async fn ocsp_responses_are_checked_stapled_and_replaced_by_a_reload() {
     assert!(out.contains("Cert Status: good"), "{out}");
 }
 
+#[tokio::test]
+async fn ocsp_auto_fetches_from_the_responder_in_the_background() {
+    let pki = TestPki::new();
+    let up = MockUpstream::start("api").await;
+    let responder_port = free_port();
+    let (cert, key) = pki.leaf_with_ocsp_url("a", "a.test", &format!("http://127.0.0.1:{responder_port}"));
+    let chain = pki.full_chain(&cert);
+    let tls_port = free_port();
+    let body = format!(
+        "tls: {{ listen: [\"127.0.0.1:{tls_port}\"], certs: [{{ cert: \"{}\", key: \"{}\", ocsp: auto }}] }}\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+        chain.display(),
+        key.display(),
+        up.addr()
+    );
+    let status = |port: u16| tokio::task::spawn_blocking(move || s_client(port, &["-status"]));
+
+    // The responder is down: handshakes go on, with nothing stapled, and the failure is logged.
+    let gw = Gateway::start(&body).await;
+    let out = status(tls_port).await.unwrap();
+    assert!(
+        out.contains("OCSP response: no response sent") && out.contains("a.test"),
+        "{out}"
+    );
+    eventually(Duration::from_secs(10), "the failed fetch logged", || async {
+        gw.logs().contains("nothing stapled")
+    })
+    .await;
+
+    // Once it answers, the fetched response is stapled (checked and signature-verified).
+    let mut responder = pki.ocsp_responder(responder_port, &[(&cert, false)]);
+    eventually(Duration::from_secs(30), "the fetched response stapled", || async {
+        let out = status(tls_port).await.unwrap();
+        out.contains("OCSP Response Status: successful") && out.contains("Cert Status: good")
+    })
+    .await;
+    let _ = responder.kill();
+    let _ = responder.wait();
+
+    // `auto` on a certificate that names no responder is refused at load.
+    let (plain, plain_key) = pki.leaf("plain", "plain.test", 0, 10);
+    let file = pki.dir.path().join("auto-without-aia.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "tls: {{ listen: [\"127.0.0.1:1\"], certs: [{{ cert: \"{}\", key: \"{}\", ocsp: auto }}] }}\nupstreams: {{ u: {{ targets: [\"127.0.0.1:2\"] }} }}\nroutes: [{{ prefix: /, upstream: u }}]\n",
+            pki.full_chain(&plain).display(),
+            plain_key.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["check", "-c"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("names no OCSP responder"),
+        "{err}"
+    );
+}
+
 /// The certificate a.test is served with, as PEM.
 fn served_cert(port: u16) -> String {
     let out = s_client(port, &[]);

@@ -195,6 +195,7 @@ pub fn parse(name: &str, path: &Path, chain_pem: &[u8], key_pem: &[u8]) -> Resul
         chain,
         key,
         ocsp: None,
+        ocsp_auto: false,
     })
 }
 

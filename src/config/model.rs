@@ -254,6 +254,8 @@ pub struct LoadedCert {
     pub key: openssl::pkey::PKey<openssl::pkey::Private>,
     /// The OCSP response to staple, when configured and current at load.
     pub ocsp: Option<std::sync::Arc<super::ocsp::OcspStaple>>,
+    /// `ocsp: auto`: responses fetched from the certificate's responder (`tls::ocsp_fetch`).
+    pub ocsp_auto: bool,
 }
 
 /// OTLP span export; fixed for the life of the process.

@@ -36,6 +36,52 @@ impl OcspStaple {
     }
 }
 
+/// Why an OCSP response cannot be stapled for a certificate.
+pub enum Refused {
+    Invalid(String),
+    /// Valid, but past its next update (or not yet valid).
+    NotCurrent(String),
+}
+
+impl OcspStaple {
+    /// Checks a DER response for `cert`: successful, about this certificate (by `issuer`),
+    /// "good", and current.
+    pub fn check(der: Vec<u8>, cert: &X509, issuer: &X509) -> Result<OcspStaple, Refused> {
+        let Ok(response) = OcspResponse::from_der(&der) else {
+            return Err(Refused::Invalid("is not a DER OCSP response".into()));
+        };
+        if response.status() != OcspResponseStatus::SUCCESSFUL {
+            return Err(Refused::Invalid("the responder did not answer successfully".into()));
+        }
+        let (Ok(id), Ok(basic)) = (
+            OcspCertId::from_cert(MessageDigest::sha1(), cert, issuer),
+            response.basic(),
+        ) else {
+            return Err(Refused::Invalid("cannot be read as a basic OCSP response".into()));
+        };
+        let Some(status) = basic.find_status(&id) else {
+            return Err(Refused::Invalid("is not about this certificate".into()));
+        };
+        if status.status == OcspCertStatus::REVOKED {
+            return Err(Refused::Invalid("says the certificate is revoked".into()));
+        }
+        if status.status != OcspCertStatus::GOOD {
+            return Err(Refused::Invalid(
+                "the certificate's status is unknown to the responder".into(),
+            ));
+        }
+        if status.check_validity(SKEW_SECS, None).is_err() {
+            let until = status
+                .next_update()
+                .map_or_else(|| "none".to_string(), |t| t.to_string());
+            return Err(Refused::NotCurrent(until));
+        }
+        drop(status);
+        drop(basic);
+        Ok(OcspStaple { der, response, id })
+    }
+}
+
 /// Reads and checks `file` for `cert`; problems go to `p` under `{path}.ocsp`.
 pub fn load(
     file: &str,
@@ -46,48 +92,31 @@ pub fn load(
     warnings: &mut Vec<String>,
 ) -> Option<Arc<OcspStaple>> {
     let field = format!("{path}.ocsp");
-    let mut problem = |msg: String| {
-        p.push(field.clone(), msg);
-        None
-    };
     let der = match std::fs::read(file) {
         Ok(der) => der,
-        Err(e) => return problem(format!("cannot read \"{file}\": {e}")),
+        Err(e) => {
+            p.push(field, format!("cannot read \"{file}\": {e}"));
+            return None;
+        }
     };
-    let Ok(response) = OcspResponse::from_der(&der) else {
-        return problem(format!("\"{file}\" is not a DER OCSP response"));
-    };
-    if response.status() != OcspResponseStatus::SUCCESSFUL {
-        return problem(format!("\"{file}\": the responder did not answer successfully"));
-    }
     let Some(issuer) = issuer else {
-        return problem("needs the issuer's certificate after the leaf in cert (a full-chain file)".into());
-    };
-    let (Ok(id), Ok(basic)) = (
-        OcspCertId::from_cert(MessageDigest::sha1(), cert, issuer),
-        response.basic(),
-    ) else {
-        return problem(format!("\"{file}\" cannot be read as a basic OCSP response"));
-    };
-    let Some(status) = basic.find_status(&id) else {
-        return problem(format!("\"{file}\" is not about this certificate"));
-    };
-    if status.status == OcspCertStatus::REVOKED {
-        return problem(format!("\"{file}\" says the certificate is revoked"));
-    }
-    if status.status != OcspCertStatus::GOOD {
-        return problem(format!(
-            "\"{file}\": the certificate's status is unknown to the responder"
-        ));
-    }
-    if status.check_validity(SKEW_SECS, None).is_err() {
-        let until = status
-            .next_update()
-            .map_or_else(|| "none".to_string(), |t| t.to_string());
-        warnings.push(format!(
-            "{field}: \"{file}\" is not current (next update {until}); not stapled until refreshed"
-        ));
+        p.push(
+            field,
+            "needs the issuer's certificate after the leaf in cert (a full-chain file)",
+        );
         return None;
+    };
+    match OcspStaple::check(der, cert, issuer) {
+        Ok(staple) => Some(Arc::new(staple)),
+        Err(Refused::Invalid(why)) => {
+            p.push(field, format!("\"{file}\": {why}"));
+            None
+        }
+        Err(Refused::NotCurrent(until)) => {
+            warnings.push(format!(
+                "{field}: \"{file}\" is not current (next update {until}); not stapled until refreshed"
+            ));
+            None
+        }
     }
-    Some(Arc::new(OcspStaple { der, response, id }))
 }

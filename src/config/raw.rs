@@ -217,7 +217,8 @@ pub struct RawCert {
     /// Host names this certificate answers for (default: its DNS names); the first
     /// certificate is the default for other names.
     pub sni: Option<Vec<String>>,
-    /// DER OCSP response to staple (`openssl ocsp ... -respout`); re-read on reload.
+    /// DER OCSP response to staple (`openssl ocsp ... -respout`), re-read on reload; or
+    /// `auto`: fetched from the certificate's responder and refreshed in the background.
     pub ocsp: Option<String>,
 }
 

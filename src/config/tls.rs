@@ -106,9 +106,27 @@ fn load_cert(raw: &RawCert, path: &str, p: &mut Problems, warnings: &mut Vec<Str
         );
     }
     check_expiry(&cert, cert_path, path, p, warnings);
+    let ocsp_auto = raw.ocsp.as_deref() == Some("auto");
+    if ocsp_auto {
+        if cert.ocsp_responders().map_or(true, |urls| urls.is_empty()) {
+            p.push(
+                format!("{path}.ocsp"),
+                format!(
+                    "auto: \"{cert_path}\" names no OCSP responder (authorityInfoAccess); give a response file instead"
+                ),
+            );
+        }
+        if chain.is_empty() {
+            p.push(
+                format!("{path}.ocsp"),
+                "auto needs the issuer's certificate after the leaf in cert (a full-chain file)",
+            );
+        }
+    }
     let ocsp = raw
         .ocsp
         .as_ref()
+        .filter(|_| !ocsp_auto)
         .and_then(|file| ocsp::load(file, &cert, chain.first(), path, p, warnings));
     let names = match &raw.sni {
         Some(list) => list.iter().map(|n| n.to_ascii_lowercase()).collect(),
@@ -127,6 +145,7 @@ fn load_cert(raw: &RawCert, path: &str, p: &mut Problems, warnings: &mut Vec<Str
         chain,
         key,
         ocsp,
+        ocsp_auto,
     })
 }
 

@@ -9,12 +9,14 @@
 //! certificate ([`client_auth`]).
 
 pub mod client_auth;
+pub mod ocsp_fetch;
 
 use crate::acme::challenges::{ChallengeCert, ACME_TLS_ALPN};
 use crate::acme::AcmeState;
 use crate::config::model::{ClientAuth, ClientAuthMode, LoadedCert, TlsPolicy};
 use crate::snapshot::SharedSnapshot;
 use async_trait::async_trait;
+use ocsp_fetch::FetchedStaples;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
@@ -40,6 +42,7 @@ impl CertResolver {
     pub fn settings(
         snapshot: SharedSnapshot,
         acme: Arc<AcmeState>,
+        staples: Arc<FetchedStaples>,
         listener: SocketAddr,
         h2: bool,
         policy: &TlsPolicy,
@@ -78,7 +81,7 @@ impl CertResolver {
             .set_session_id_context(b"gatehouse")
             .map_err(failed("TLS session id context"))?;
         settings
-            .set_status_callback(move |ssl| staple(&status_snapshot, &status_acme, ssl))
+            .set_status_callback(move |ssl| staple(&status_snapshot, &status_acme, &staples, ssl))
             .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "OCSP callback", e))?;
         Ok(settings)
     }
@@ -86,13 +89,26 @@ impl CertResolver {
 
 /// OpenSSL's status callback, run only for clients that ask for the certificate status:
 /// staples the OCSP response of the certificate the handshake uses, if it has a current one.
-fn staple(snapshot: &SharedSnapshot, acme: &AcmeState, ssl: &mut SslRef) -> Result<bool, ErrorStack> {
+fn staple(
+    snapshot: &SharedSnapshot,
+    acme: &AcmeState,
+    fetched: &FetchedStaples,
+    ssl: &mut SslRef,
+) -> Result<bool, ErrorStack> {
     let snapshot = snapshot.load();
     let issued = acme.issued.load();
     let chosen = choose(&snapshot.certs, &issued, ssl.servername(NameType::HOST_NAME))
         // The same certificate the certificate callback installed (a reload may fall between).
         .filter(|c| ssl.certificate().is_some_and(|used| *used == *c.cert));
-    match chosen.and_then(|c| c.ocsp.as_ref()).and_then(|s| s.current()) {
+    let Some(chosen) = chosen else {
+        return Ok(false);
+    };
+    let staple = match &chosen.ocsp {
+        Some(from_file) => Some(from_file.clone()),
+        None if chosen.ocsp_auto => fetched.get(&chosen.cert),
+        None => None,
+    };
+    match staple.as_deref().and_then(|s| s.current()) {
         Some(der) => ssl.set_ocsp_status(der).map(|_| true),
         None => Ok(false),
     }

@@ -957,6 +957,22 @@ impl TestPki {
     /// A certificate for `host` signed by the CA, valid from `from_days` to `to_days`
     /// (relative to now; negative = in the past); returns (cert, key) paths.
     pub fn leaf(&self, file: &str, host: &str, from_days: i64, to_days: i64) -> (PathBuf, PathBuf) {
+        self.leaf_with(file, host, from_days, to_days, None)
+    }
+
+    /// A leaf whose authorityInfoAccess names `ocsp_url` as its OCSP responder.
+    pub fn leaf_with_ocsp_url(&self, file: &str, host: &str, ocsp_url: &str) -> (PathBuf, PathBuf) {
+        self.leaf_with(file, host, 0, 10, Some(ocsp_url))
+    }
+
+    fn leaf_with(
+        &self,
+        file: &str,
+        host: &str,
+        from_days: i64,
+        to_days: i64,
+        ocsp_url: Option<&str>,
+    ) -> (PathBuf, PathBuf) {
         use openssl::x509::extension::SubjectAlternativeName;
         let key = new_rsa_key();
         let now = std::time::SystemTime::now()
@@ -981,6 +997,17 @@ impl TestPki {
         }
         let san = san.build(&b.x509v3_context(Some(&self.ca_cert), None)).unwrap();
         b.append_extension(san).unwrap();
+        if let Some(url) = ocsp_url {
+            #[allow(deprecated)]
+            let aia = openssl::x509::X509Extension::new(
+                None,
+                Some(&b.x509v3_context(Some(&self.ca_cert), None)),
+                "authorityInfoAccess",
+                &format!("OCSP;URI:{url}"),
+            )
+            .unwrap();
+            b.append_extension(aia).unwrap();
+        }
         b.sign(&self.ca_key, openssl::hash::MessageDigest::sha256()).unwrap();
         let cert_path = self.dir.path().join(format!("{file}.pem"));
         let key_path = self.dir.path().join(format!("{file}.key"));
@@ -1062,6 +1089,43 @@ impl TestPki {
             "1".as_ref(),
         ]);
         response
+    }
+
+    /// `openssl ocsp` answering for this CA on `port` (responses valid a minute), with
+    /// `certs` good or revoked.
+    pub fn ocsp_responder(&self, port: u16, certs: &[(&Path, bool)]) -> Child {
+        let dir = self.dir.path();
+        let mut index = String::new();
+        for (cert, revoked) in certs {
+            let leaf = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap();
+            let mut serial = leaf.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string();
+            if serial.len() % 2 == 1 {
+                serial.insert(0, '0');
+            }
+            index.push_str(&if *revoked {
+                format!("R\t301231235959Z\t250101000000Z\t{serial}\tunknown\t/CN=x\n")
+            } else {
+                format!("V\t301231235959Z\t\t{serial}\tunknown\t/CN=x\n")
+            });
+        }
+        let index_path = dir.join(format!("responder-{port}.index"));
+        std::fs::write(&index_path, index).unwrap();
+        let ca_key = dir.join("ca.key");
+        std::fs::write(&ca_key, self.ca_key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        Command::new("openssl")
+            .args(["ocsp", "-port", &port.to_string(), "-index"])
+            .arg(&index_path)
+            .arg("-rsigner")
+            .arg(self.ca_path())
+            .arg("-rkey")
+            .arg(&ca_key)
+            .arg("-CA")
+            .arg(self.ca_path())
+            .args(["-nmin", "1", "-ignore_err"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl ocsp")
     }
 
     /// A PEM CRL from this CA revoking `revoked` (certificate files), next update in
