@@ -76,8 +76,6 @@ impl OcspStaple {
                 .map_or_else(|| "none".to_string(), |t| t.to_string());
             return Err(Refused::NotCurrent(until));
         }
-        drop(status);
-        drop(basic);
         Ok(OcspStaple { der, response, id })
     }
 }
