@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 const LOOK_EVERY: Duration = Duration::from_millis(200);
 
 /// The config keys whose values are files the loader reads.
-const FILE_KEYS: [&str; 9] = [
+const FILE_KEYS: [&str; 10] = [
     "cert",
     "key",
     "ocsp",
@@ -33,6 +33,7 @@ const FILE_KEYS: [&str; 9] = [
     "crl_file",
     "client_cert",
     "client_key",
+    "secret_file",
 ];
 
 pub struct WatchFiles {

@@ -18,6 +18,7 @@ use crate::reload::{ReloadOnSighup, Reloader};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::supervisor::Supervisor;
 use crate::tls::ocsp_fetch::{FetchedStaples, OcspRefresh};
+use crate::tls::session_tickets::{self, TicketKeyRotation};
 use crate::tls::CertResolver;
 use crate::watch::WatchEtcd;
 use arc_swap::ArcSwap;
@@ -127,6 +128,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
     let cache = Arc::new(ResponseCache::new(&config.server.cache));
     let acme = Arc::new(AcmeState::default());
     let staples = Arc::new(FetchedStaples::default());
+    session_tickets::prime(&config.session_tickets);
     let gateway = Gateway::new(
         shared.clone(),
         metrics.clone(),
@@ -157,6 +159,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
             staples.clone(),
             *addr,
             tls_h2,
+            config.session_tickets.enabled,
             &config.server.tls_policy,
         )
         .map_err(|e| ConfigError::single("tls", "tls.listen", format!("cannot set up TLS: {e}")))?;
@@ -183,6 +186,10 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
     server.add_service(background_service(
         "ACME certificates and expiry",
         AcmeService::new(acme, shared.clone(), metrics.clone()),
+    ));
+    server.add_service(background_service(
+        "session ticket keys",
+        TicketKeyRotation::new(shared.clone()),
     ));
     server.add_service(background_service(
         "OCSP responses",

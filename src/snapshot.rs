@@ -46,6 +46,7 @@ pub struct Snapshot {
     pub client_auth: Option<Arc<crate::config::model::ClientAuth>>,
     /// Certificates obtained from an ACME CA (`tls.acme`).
     pub acme: Option<Arc<crate::config::model::AcmeSettings>>,
+    pub session_tickets: crate::config::model::SessionTickets,
     /// The loaded config with secrets redacted, for /admin/config.
     pub document: serde_json::Value,
     /// SHA-256 of the loaded config (secrets included), hex.
@@ -191,6 +192,7 @@ impl Snapshot {
             certs: config.certs,
             client_auth: config.client_auth,
             acme: config.acme,
+            session_tickets: config.session_tickets,
             document,
             config_hash,
         })

@@ -350,7 +350,14 @@ async fn ocsp_auto_fetches_from_the_responder_in_the_background() {
 
     // The responder is down: handshakes go on, with nothing stapled, and the failure is logged.
     let gw = Gateway::start(&body).await;
-    let out = status(tls_port).await.unwrap();
+    let mut out = String::new();
+    for _ in 0..20 {
+        out = status(tls_port).await.unwrap();
+        if out.contains("a.test") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         out.contains("OCSP response: no response sent") && out.contains("a.test"),
         "{out}"

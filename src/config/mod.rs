@@ -21,6 +21,7 @@ pub mod ocsp;
 mod raw;
 mod security;
 mod seed;
+mod session_tickets;
 mod suggest;
 mod tls;
 mod tls_policy;

@@ -28,6 +28,8 @@ pub struct Config {
     pub client_auth: Option<std::sync::Arc<ClientAuth>>,
     /// `tls.acme` (hot: new domains are ordered at the next check).
     pub acme: Option<std::sync::Arc<AcmeSettings>>,
+    /// `tls.session_tickets` (hot: a new secret or period applies within a second).
+    pub session_tickets: SessionTickets,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// In config order; the router sorts them by specificity.
     pub routes: Vec<RouteConfig>,
@@ -169,6 +171,26 @@ pub struct RouteCache {
     /// Responses to authenticated requests may be stored and shared without the origin
     /// saying `public` or `s-maxage`.
     pub authorized: bool,
+}
+
+/// `tls.session_tickets`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionTickets {
+    pub enabled: bool,
+    /// Keys derive from it and the time: nodes with the same secret have the same keys.
+    /// `None`: a random secret of this process.
+    pub secret: Option<Vec<u8>>,
+    pub rotate: Duration,
+}
+
+impl std::fmt::Debug for SessionTickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTickets")
+            .field("enabled", &self.enabled)
+            .field("secret", &self.secret.as_ref().map(|_| "(set)"))
+            .field("rotate", &self.rotate)
+            .finish()
+    }
 }
 
 /// `tls.acme`: certificates obtained and renewed from an ACME CA, in the background.

@@ -174,6 +174,21 @@ pub struct RawTls {
     pub client_auth: Option<RawClientAuth>,
     /// Obtain and renew certificates from an ACME CA (RFC 8555).
     pub acme: Option<RawAcme>,
+    /// Session resumption by tickets: keys rotated on a schedule, shared by the nodes that
+    /// share the secret.
+    pub session_tickets: Option<RawSessionTickets>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct RawSessionTickets {
+    /// Issue tickets (default true).
+    pub enabled: Option<bool>,
+    /// At least 32 bytes, the same on every node (default: random, this process only).
+    pub secret: Option<String>,
+    /// A file holding the secret instead.
+    pub secret_file: Option<String>,
+    /// A new key every `rotate` (default 12h); tickets are accepted for two periods.
+    pub rotate: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

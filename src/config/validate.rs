@@ -38,6 +38,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
         .collect();
     let routes = routes(&raw.routes, &raw, &server.cache, &mut p);
     let acme = super::acme::acme(&raw, &mut p);
+    let session_tickets = super::session_tickets::session_tickets(raw.tls.as_ref(), &mut p);
     if raw.routes.is_empty() {
         p.push("routes", "at least one route is required");
     }
@@ -54,6 +55,7 @@ pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Confi
             certs: tls_settings.certs,
             client_auth,
             acme,
+            session_tickets,
             upstreams,
             routes,
             warnings,

@@ -10,6 +10,8 @@
 
 pub mod client_auth;
 pub mod ocsp_fetch;
+#[allow(unsafe_code)]
+pub mod session_tickets;
 
 use crate::acme::challenges::{ChallengeCert, ACME_TLS_ALPN};
 use crate::acme::AcmeState;
@@ -45,6 +47,7 @@ impl CertResolver {
         staples: Arc<FetchedStaples>,
         listener: SocketAddr,
         h2: bool,
+        tickets: bool,
         policy: &TlsPolicy,
     ) -> pingora::Result<TlsSettings> {
         let (status_snapshot, status_acme, alpn_acme) = (snapshot.clone(), acme.clone(), acme.clone());
@@ -75,11 +78,13 @@ impl CertResolver {
         }
         // Pingora's h2/h1 choice, plus `acme-tls/1` while a TLS-ALPN-01 validation waits.
         settings.set_alpn_select_callback(move |ssl, offered| select_alpn(ssl, offered, h2, &alpn_acme));
-        // Sessions (and tickets) are only resumed in the context that made them; OpenSSL
-        // refuses to resume any when client certificates are asked for without one.
+        // Sessions (and tickets) resume only on a listener with the same port (so not on an
+        // mTLS listener after a public one; across nodes, ports match); OpenSSL also refuses
+        // to resume any when client certificates are asked for without a context.
         settings
-            .set_session_id_context(b"gatehouse")
+            .set_session_id_context(format!("gatehouse:{}", listener.port()).as_bytes())
             .map_err(failed("TLS session id context"))?;
+        session_tickets::install(&mut settings, tickets);
         settings
             .set_status_callback(move |ssl| staple(&status_snapshot, &status_acme, &staples, ssl))
             .map_err(|e| pingora::Error::because(pingora::ErrorType::InternalError, "OCSP callback", e))?;
