@@ -34,6 +34,11 @@ impl Drop for Pebble {
 impl Pebble {
     /// Pebble validating HTTP-01 on `http_port` and TLS-ALPN-01 on `tls_port` of 127.0.0.1.
     async fn start(http_port: u16, tls_port: u16) -> Pebble {
+        Self::start_with_validity(http_port, tls_port, None).await
+    }
+
+    /// The same, issuing certificates valid for `validity` seconds (Pebble's default: 5 years).
+    async fn start_with_validity(http_port: u16, tls_port: u16, validity: Option<u64>) -> Pebble {
         require_tool("pebble", "pebble");
         require_tool("pebble-challtestsrv", "pebble");
         let pki = TestPki::new();
@@ -50,6 +55,10 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
+        let mut json = json;
+        if let Some(seconds) = validity {
+            json["pebble"]["certificateValidityPeriod"] = seconds.into();
+        }
         std::fs::write(&config, json.to_string()).unwrap();
         let dns_server = Command::new("pebble-challtestsrv")
             .args([
@@ -135,21 +144,10 @@ impl Pebble {
 
 /// The certificate the gateway serves on `port` for `name` (None: no handshake).
 fn served(port: u16, name: &str) -> Option<openssl::x509::X509> {
-    let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-servername",
-            name,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = s_client_to(&format!("127.0.0.1:{port}"), name, &[]);
     let start = text.find("-----BEGIN CERTIFICATE-----")?;
     let end = text.find("-----END CERTIFICATE-----")? + "-----END CERTIFICATE-----".len();
-    openssl::x509::X509::from_pem(text[start..end].as_bytes()).ok()
+    openssl::x509::X509::from_pem(&text.as_bytes()[start..end]).ok()
 }
 
 fn issued_by_pebble(cert: &openssl::x509::X509) -> bool {
@@ -263,6 +261,30 @@ async fn http_01_issues_renews_keeps_the_certificate_on_failure_and_reuses_it_af
     assert_eq!(serial(&again), latest);
     assert!(!gw.logs().contains("acme: ordering"), "{}", gw.logs());
     assert_eq!(orders(&gw, "failure").await, 0);
+}
+
+#[tokio::test]
+async fn short_lived_certificates_are_renewed_before_they_expire() {
+    // 100 s certificates, renewed when less than 95 s are left: within seconds of issuance,
+    // with no change to the config.
+    let (http_port, tls_port) = (free_port(), free_port());
+    let pebble = Pebble::start_with_validity(http_port, tls_port, Some(100)).await;
+    let up = MockUpstream::start("api").await;
+    let storage = tempfile::tempdir().unwrap();
+    let config = acme_config(
+        &up,
+        tls_port,
+        &pebble.directory(),
+        storage.path(),
+        ", renew_before: 95s",
+    );
+    let gw = Gateway::start_on(http_port, tempfile::tempdir().unwrap(), &config).await;
+    let first = wait_for_pebble_cert(tls_port, None).await;
+    let lifetime = first.not_before().diff(first.not_after()).unwrap();
+    assert!(lifetime.days == 0 && lifetime.secs <= 100, "{lifetime:?}");
+    let renewed = wait_for_pebble_cert(tls_port, Some(&serial(&first))).await;
+    assert!(renewed.not_after() > first.not_after());
+    assert!(orders(&gw, "success").await >= 2);
 }
 
 #[tokio::test]

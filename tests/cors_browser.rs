@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 
 const CHROMIUM: &str = "chromium";
 
@@ -26,20 +25,8 @@ fetch("{gateway}/api/items", {{ method: "PUT", headers: {{ "X-Custom": "1", "Con
 /// Loads `url` in headless Chromium and returns the DOM after the page's fetch settled.
 fn load_in_browser(url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let out = headless_chromium(profile.path())
+        .args(["--virtual-time-budget=15000", "--dump-dom"])
         .arg(url)
         .output()
         .expect("run chromium");

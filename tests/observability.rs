@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use std::process::Command;
 use std::time::Duration;
 
 fn traceparent_parts(value: &str) -> Vec<String> {
@@ -67,19 +66,8 @@ async fn traceparent_is_continued_with_a_new_span_or_started() {
 }
 
 fn browse(args: &[&str], url: &str, profile: &std::path::Path) -> String {
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=10000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+    let out = headless_chromium(profile)
+        .arg("--virtual-time-budget=10000")
         .args(args)
         .arg(url)
         .output()

@@ -78,23 +78,7 @@ async fn sni_picks_the_certificate_and_alpn_offers_h2() {
 }
 
 fn s_client(port: u16, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-servername",
-            "a.test",
-        ])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("openssl s_client");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    s_client_to(&format!("127.0.0.1:{port}"), "a.test", args)
 }
 
 #[tokio::test]

@@ -1029,11 +1029,7 @@ impl TestPki {
     /// made by the `openssl ocsp` command as an operator would.
     pub fn ocsp_response(&self, cert: &Path, revoked: bool) -> PathBuf {
         let dir = self.dir.path();
-        let leaf = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap();
-        let mut serial = leaf.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string();
-        if serial.len() % 2 == 1 {
-            serial.insert(0, '0');
-        }
+        let serial = index_serial(cert);
         // The CA database `openssl ocsp` answers from: V(alid) or R(evoked), expiry, serial.
         let line = if revoked {
             format!("R\t301231235959Z\t250101000000Z\t{serial}\tunknown\t/CN=x\n")
@@ -1097,11 +1093,7 @@ impl TestPki {
         let dir = self.dir.path();
         let mut index = String::new();
         for (cert, revoked) in certs {
-            let leaf = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap();
-            let mut serial = leaf.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string();
-            if serial.len() % 2 == 1 {
-                serial.insert(0, '0');
-            }
+            let serial = index_serial(cert);
             index.push_str(&if *revoked {
                 format!("R\t301231235959Z\t250101000000Z\t{serial}\tunknown\t/CN=x\n")
             } else {
@@ -1135,11 +1127,7 @@ impl TestPki {
         std::fs::create_dir_all(&dir).unwrap();
         let mut index = String::new();
         for cert in revoked {
-            let leaf = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap();
-            let mut serial = leaf.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string();
-            if serial.len() % 2 == 1 {
-                serial.insert(0, '0');
-            }
+            let serial = index_serial(cert);
             index.push_str(&format!("R\t301231235959Z\t250101000000Z\t{serial}\tunknown\t/CN=x\n"));
         }
         std::fs::write(dir.join("index.txt"), index).unwrap();
@@ -1193,6 +1181,50 @@ impl TestPki {
         }
         b.build().unwrap()
     }
+}
+
+/// The serial of the certificate in `cert` as an `openssl ca` index line writes it.
+fn index_serial(cert: &Path) -> String {
+    let leaf = openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap();
+    let mut serial = leaf.serial_number().to_bn().unwrap().to_hex_str().unwrap().to_string();
+    if serial.len() % 2 == 1 {
+        serial.insert(0, '0');
+    }
+    serial
+}
+
+/// Headless Chromium as the browser tests run it (no network of its own, a fresh profile
+/// in `profile`); add the page's arguments and URL.
+pub fn headless_chromium(profile: &Path) -> Command {
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
+/// `openssl s_client` to `addr` for `servername` (stdin closed): what it printed, stdout
+/// then stderr.
+pub fn s_client_to(addr: &str, servername: &str, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", addr, "-servername", servername])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// `days` from now as `openssl ca` writes times (GeneralizedTime).
