@@ -99,10 +99,12 @@ pub fn install(builder: &mut SslContextBuilder, enabled: bool) {
 
 /// OpenSSL's ticket key callback. Encrypting (`enc == 1`): names the current key, draws
 /// the IV, sets up AES-256-CBC and HMAC-SHA256; 1, or -1 to issue no ticket. Decrypting:
-/// 1 (or 2: renew, the key is not the current one) with the ticket's key set up, or 0 when
-/// no key has its name (the client gets a full handshake).
+/// the ticket's key set up and 2 (renew: a fresh ticket goes out) when the key is not the
+/// current one or the connection is TLS 1.3, whose clients use a ticket once (RFC 8446
+/// §C.4) and without a new one could not resume next time; else 1. 0 when no key has the
+/// ticket's name (the client gets a full handshake).
 unsafe extern "C" fn ticket_key_callback(
-    _ssl: *mut openssl_sys::SSL,
+    ssl: *mut openssl_sys::SSL,
     name: *mut c_uchar,
     iv: *mut c_uchar,
     cipher: *mut openssl_sys::EVP_CIPHER_CTX,
@@ -143,10 +145,11 @@ unsafe extern "C" fn ticket_key_callback(
                 key.aes.as_ptr(),
                 iv,
             ) == 1;
-        match (ready, at) {
-            (false, _) => -1,
-            (true, 0) => 1,
-            (true, _) => 2,
+        let tls13 = openssl_sys::SSL_version(ssl) == openssl_sys::TLS1_3_VERSION;
+        match (ready, at, tls13) {
+            (false, _, _) => -1,
+            (true, 0, false) => 1,
+            (true, _, _) => 2,
         }
     }
 }
