@@ -115,7 +115,7 @@ bench-cache: build
 bench-cache-tiers: build
 	BUILD=0 bash loadtest/cache_tiers.sh
 
-## bench-tls: TLS handshake rate and h2 throughput, gatehouse vs nginx (same certificate)
+## bench-tls: TLS handshakes (full and resumed by tickets) and h2 throughput, gatehouse vs nginx (same certificate)
 bench-tls: build
 	BUILD=0 python3 loadtest/tls_h2.py
 
