@@ -220,6 +220,13 @@ async fn http_01_issues_renews_keeps_the_certificate_on_failure_and_reuses_it_af
     assert_eq!(orders(&gw, "success").await, 1);
     let key = storage.join("certs").join(NAME).join("key.pem");
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let accounts: Vec<_> = std::fs::read_dir(&storage)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("account-"))
+        .collect();
+    assert_eq!(accounts.len(), 1, "one account for the one CA");
+    assert_eq!(accounts[0].metadata().unwrap().permissions().mode() & 0o777, 0o600);
     let metrics = gw.metrics_text().await;
     let left: i64 = metrics
         .lines()

@@ -20,14 +20,15 @@ pub async fn account(settings: &AcmeSettings, storage: &Storage) -> Result<Accou
         Some(ca) => Account::builder_with_root(ca),
         None => Account::builder(),
     };
-    if let Ok(json) = std::fs::read(storage.account_file()) {
+    let file = storage.account_file(&settings.directory);
+    if let Ok(json) = std::fs::read(&file) {
         let credentials: AccountCredentials =
-            serde_json::from_slice(&json).map_err(|e| format!("{}: {e}", storage.account_file().display()))?;
+            serde_json::from_slice(&json).map_err(|e| format!("{}: {e}", file.display()))?;
         let builder = builder().map_err(|e| format!("ACME client: {e}"))?;
         return builder
             .from_credentials(credentials)
             .await
-            .map_err(|e| format!("account from {}: {e}", storage.account_file().display()));
+            .map_err(|e| format!("account from {}: {e}", file.display()));
     }
     let contact = settings.email.as_ref().map(|e| format!("mailto:{e}"));
     let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
@@ -43,12 +44,12 @@ pub async fn account(settings: &AcmeSettings, storage: &Storage) -> Result<Accou
         .map_err(|e| format!("new account at {}: {e}", settings.directory))?;
     let json = serde_json::to_vec(&credentials).map_err(|e| format!("account credentials: {e}"))?;
     storage
-        .save_account(&json)
-        .map_err(|e| format!("{}: {e}", storage.account_file().display()))?;
+        .save_account(&settings.directory, &json)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
     log::info!(
         "acme: new account at {} stored in {}",
         settings.directory,
-        storage.account_file().display()
+        file.display()
     );
     Ok(account)
 }

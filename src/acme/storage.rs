@@ -1,7 +1,7 @@
 //! Where ACME state lives on disk, shared by every node that names the same `storage`:
 //!
 //! ```text
-//! <storage>/account.json          the account's credentials (0600)
+//! <storage>/account-<hash>.json   the account's credentials, per CA directory (0600)
 //! <storage>/certs/<name>/cert.pem the certificate chain, leaf first
 //! <storage>/certs/<name>/key.pem  its private key (0600)
 //! <storage>/lock                  held while one node orders (pid, host, time)
@@ -34,8 +34,11 @@ impl Storage {
         }
     }
 
-    pub fn account_file(&self) -> PathBuf {
-        self.root.join("account.json")
+    /// One account per CA directory: moving from a staging CA to the real one (same
+    /// storage) registers a new account instead of sending orders to the old CA.
+    pub fn account_file(&self, directory: &str) -> PathBuf {
+        let digest = openssl::sha::sha256(directory.as_bytes());
+        self.root.join(format!("account-{}.json", hex::encode(&digest[..6])))
     }
 
     fn cert_dir(&self, name: &str) -> PathBuf {
@@ -98,9 +101,9 @@ impl Storage {
             .ok()
     }
 
-    pub fn save_account(&self, json: &[u8]) -> std::io::Result<()> {
+    pub fn save_account(&self, directory: &str, json: &[u8]) -> std::io::Result<()> {
         create_private_dir(&self.root)?;
-        write_atomically(&self.account_file(), json)
+        write_atomically(&self.account_file(directory), json)
     }
 
     /// The ordering lock, unless another node holds it (and is not dead).
@@ -205,5 +208,25 @@ pub fn seconds_left(cert: &X509) -> i64 {
     match now.and_then(|now| now.diff(cert.not_after())) {
         Ok(diff) => i64::from(diff.days) * 86_400 + i64::from(diff.secs),
         Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_ca_directory_has_its_own_account_file() {
+        let storage = Storage::new(Path::new("/var/lib/gatehouse/acme"));
+        let staging = storage.account_file("https://acme-staging-v02.api.letsencrypt.org/directory");
+        let production = storage.account_file("https://acme-v02.api.letsencrypt.org/directory");
+        assert_ne!(staging, production);
+        assert_eq!(
+            staging,
+            storage.account_file("https://acme-staging-v02.api.letsencrypt.org/directory")
+        );
+        assert!(staging
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("account-")));
     }
 }
