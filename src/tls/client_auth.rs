@@ -33,7 +33,9 @@ pub fn ask(ssl: &mut SslRef, auth: &Arc<ClientAuth>) {
 }
 
 /// The CAs as this handshake's verification store and as the names sent in the
-/// CertificateRequest (browsers offer only certificates from those).
+/// CertificateRequest (browsers offer only certificates from those). Built per handshake,
+/// not once per snapshot: OpenSSL takes ownership of an SSL's store and `X509Store` cannot
+/// be shared safely from Rust; the certificates themselves are reference-counted copies.
 fn install_cas(ssl: &mut SslRef, auth: &ClientAuth) -> Result<(), openssl::error::ErrorStack> {
     let mut store = X509StoreBuilder::new()?;
     let mut names = Stack::new()?;

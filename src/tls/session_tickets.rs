@@ -223,13 +223,19 @@ impl TicketKeyRotation {
 impl BackgroundService for TicketKeyRotation {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
-            let settings = self.snapshot.load().session_tickets.clone();
+            let snapshot = self.snapshot.load();
+            let settings = &snapshot.session_tickets;
             let now = SystemTime::now();
-            let secret = settings.secret.clone().unwrap_or_else(|| PROCESS_SECRET.clone());
-            let wanted = Some((secret, period(now, settings.rotate)));
-            if RING.load().made_from != wanted {
-                RING.store(Arc::new(ring(&settings, now)));
-                log::debug!("session tickets: keys for period {:?}", wanted.map(|w| w.1));
+            let secret = settings.secret.as_deref().unwrap_or(&PROCESS_SECRET);
+            let current = period(now, settings.rotate);
+            let up_to_date = RING
+                .load()
+                .made_from
+                .as_ref()
+                .is_some_and(|(made_secret, made_period)| made_secret == secret && *made_period == current);
+            if !up_to_date {
+                RING.store(Arc::new(ring(settings, now)));
+                log::debug!("session tickets: keys for period {current}");
             }
             tokio::select! {
                 _ = shutdown.changed() => return,
