@@ -1,6 +1,6 @@
 //! Request → route. Pure functions over `RequestHeader`; compiled once per snapshot.
 //!
-//! Routes are tried in order of specificity, most specific first (first match wins):
+//! Routes are ranked by specificity, most specific first:
 //! 1. host: exact host, then `*.wildcard` hosts (longer first), then routes without host;
 //! 2. path kind: exact, then `:param` patterns, then `*wildcard` patterns, then `prefix:`,
 //!    then `regex:`; within a kind, more literal text first;
@@ -8,8 +8,13 @@
 //! 4. routes limited to some `methods` before routes open to all;
 //! 5. config order.
 //!
+//! The first route in that ranking that takes the request wins. Only the candidates the
+//! [`index`] files under the request's host and path segments are tried, so the cost of
+//! routing does not grow with the number of routes.
+//!
 //! A path that matches but whose method no matching route allows answers 405 with `Allow`.
 
+mod index;
 mod pattern;
 mod shadow;
 
@@ -17,6 +22,7 @@ pub use pattern::{HostPattern, ParamAt, PathPattern, Segment};
 pub use shadow::shadowed_routes;
 
 use http::{HeaderMap, HeaderName, Method};
+use index::RouteIndex;
 use pingora::http::RequestHeader;
 use std::cmp::Reverse;
 
@@ -49,6 +55,8 @@ pub struct Router {
     matchers: Vec<RouteMatcher>,
     /// Indices into `matchers`, most specific first.
     order: Vec<usize>,
+    /// The candidates for a request, by host and path segments; ranks index `order`.
+    index: RouteIndex,
 }
 
 // === impl RouteMatcher ===
@@ -199,7 +207,8 @@ impl Router {
         let mut order: Vec<usize> = (0..matchers.len()).collect();
         // Stable sort: equal specificity keeps config order.
         order.sort_by_cached_key(|&i| matchers[i].specificity());
-        Router { matchers, order }
+        let index = RouteIndex::new(order.iter().map(|&i| &matchers[i]));
+        Router { matchers, order, index }
     }
 
     /// Indices of routes, most specific first.
@@ -222,26 +231,29 @@ impl Router {
         let path = req.uri.path();
         let query = req.uri.query();
         let mut method_mismatch = false;
-        for &i in &self.order {
-            let m = &self.matchers[i];
-            if m.matches_target(host, path, query, &req.headers) {
-                if m.allows(method) {
-                    return RouteMatch::Found(i);
-                }
-                method_mismatch = true;
+        let found = self.index.first(host, path, |rank| {
+            let m = &self.matchers[self.order[rank as usize]];
+            if !m.matches_target(host, path, query, &req.headers) {
+                return false;
             }
-        }
-        if method_mismatch {
-            RouteMatch::MethodNotAllowed(self.allowed_methods(host, path, query, &req.headers))
-        } else {
-            RouteMatch::NotFound
+            method_mismatch |= !m.allows(method);
+            m.allows(method)
+        });
+        match found {
+            Some(rank) => RouteMatch::Found(self.order[rank as usize]),
+            // With no route found, every candidate was tried: the flag is complete.
+            None if method_mismatch => {
+                RouteMatch::MethodNotAllowed(self.allowed_methods(host, path, query, &req.headers))
+            }
+            None => RouteMatch::NotFound,
         }
     }
 
     /// The `Allow` value for a 405: every method some matching route accepts.
     fn allowed_methods(&self, host: Option<&str>, path: &str, query: Option<&str>, headers: &HeaderMap) -> String {
         let mut allowed: Vec<&str> = Vec::new();
-        for m in &self.matchers {
+        for rank in self.index.candidates(host, path) {
+            let m = &self.matchers[self.order[rank as usize]];
             if !m.matches_target(host, path, query, headers) {
                 continue;
             }

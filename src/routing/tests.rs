@@ -145,3 +145,109 @@ fn distinct_routes_are_not_reported() {
     let router = Router::new(vec![route("/a/*rest"), route("prefix:/b"), route("/a/:id")]);
     assert!(shadowed_routes(&router, &names).is_empty());
 }
+
+/// What the router decided before it had an index: every route in precedence order.
+fn scan(router: &Router, r: &RequestHeader) -> RouteMatch {
+    let (host, path, query) = (request_host(r), r.uri.path(), r.uri.query());
+    let matching: Vec<usize> = router
+        .order()
+        .iter()
+        .copied()
+        .filter(|&i| router.matcher(i).matches_target(host, path, query, &r.headers))
+        .collect();
+    match matching.iter().find(|&&i| router.matcher(i).allows(&r.method)) {
+        Some(&i) => RouteMatch::Found(i),
+        None if matching.is_empty() => RouteMatch::NotFound,
+        None => {
+            let mut allow: Vec<&str> = matching
+                .iter()
+                .flat_map(|&i| router.matcher(i).methods.iter().flatten())
+                .flat_map(|m| [m.as_str()].into_iter().chain((m == Method::GET).then_some("HEAD")))
+                .collect();
+            allow.sort_unstable();
+            allow.dedup();
+            RouteMatch::MethodNotAllowed(allow.join(", "))
+        }
+    }
+}
+
+#[test]
+fn the_index_picks_what_a_scan_in_precedence_order_picks() {
+    let patterns = [
+        "/",
+        "/a",
+        "/a/",
+        "/a/b",
+        "/a/:x",
+        "/a/:x/c",
+        "/a/*rest",
+        "/a/b/*rest",
+        "/:x/b",
+        "/*all",
+        "prefix:/",
+        "prefix:/a",
+        "prefix:/a/",
+        "prefix:/a/b",
+        "prefix:/ab",
+        "regex:^/a/b$",
+        "regex:b",
+        "/a//b",
+        "/b/:y/*rest",
+        "prefix:/a/b/c",
+    ];
+    let hosts = [None, Some("api.example.com"), Some("*.example.com"), Some("other.org")];
+    let methods: [&[&str]; 3] = [&[], &["GET"], &["POST", "PUT"]];
+    // A deterministic mix of patterns, hosts, methods and a header condition.
+    let mut matchers = Vec::new();
+    for i in 0..120usize {
+        let mut m = route(patterns[(i * 7) % patterns.len()]);
+        m.host = hosts[(i / 3) % hosts.len()].map(|h| HostPattern::parse(h).unwrap());
+        if !methods[i % 3].is_empty() {
+            m = with_methods(m, methods[i % 3]);
+        }
+        if i % 11 == 0 {
+            m.headers = vec![(HeaderName::from_static("x-v"), "2".into())];
+        }
+        matchers.push(m);
+    }
+    let router = Router::new(matchers);
+    let paths = [
+        "/", "/a", "/a/", "/a/b", "/a/b/", "/a/b/c", "/a/b/c/d", "/a/x", "/a/x/c", "/ab", "/abc", "/b", "/b/b", "/x/b",
+        "/a//b", "/b/1/2/3", "/zz", "/a/b?x=1",
+    ];
+    let mut checked = 0;
+    for path in paths {
+        for host in [
+            "api.example.com",
+            "API.Example.com",
+            "w.example.com",
+            "other.org",
+            "none.net",
+        ] {
+            for method in ["GET", "HEAD", "POST", "DELETE"] {
+                for header in [None, Some("2")] {
+                    let headers: Vec<(&str, &str)> =
+                        [("Host", host)].into_iter().chain(header.map(|v| ("x-v", v))).collect();
+                    let r = req(method, path, &headers);
+                    assert_eq!(
+                        router.find(&r),
+                        scan(&router, &r),
+                        "{method} {host}{path} x-v={header:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 18 * 5 * 4 * 2);
+}
+
+#[test]
+fn ten_thousand_routes_are_found_by_their_first_segment() {
+    let router = Router::new((0..10_000).map(|i| route(&format!("/svc{i}/:id/items"))).collect());
+    assert_eq!(find(&router, "GET", "/svc9999/7/items"), RouteMatch::Found(9999));
+    assert_eq!(find(&router, "GET", "/svc0/7/items"), RouteMatch::Found(0));
+    assert_eq!(find(&router, "GET", "/svc10000/7/items"), RouteMatch::NotFound);
+    // Only the one route under `svc9999` is a candidate.
+    assert_eq!(router.index.candidates(Some("x"), "/svc9999/7/items").len(), 1);
+}
