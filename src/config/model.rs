@@ -549,6 +549,11 @@ impl HeaderEdits {
     pub fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.rename.is_empty() && self.set.is_empty() && self.add.is_empty()
     }
+
+    /// At most how many fields these edits add (renamed, set or added).
+    pub fn fields_added(&self) -> usize {
+        self.rename.len() + self.set.len() + self.add.len()
+    }
 }
 
 /// Query parameter changes, applied in the order remove → set → add.
@@ -736,8 +741,9 @@ pub struct CorsConfig {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SecurityHeadersConfig {
-    /// Added to every response that does not already carry them.
-    pub add: Vec<(HeaderName, HeaderValue)>,
+    /// Added to every response that does not already carry them (names checked once, for
+    /// Pingora's cheapest insert).
+    pub add: Vec<(pingora::http::KnownHeaderName, HeaderValue)>,
     /// `Strict-Transport-Security`, added to answers over TLS only (RFC 6797 §7.2: never
     /// over plain HTTP); on by default.
     pub hsts: Option<HeaderValue>,

@@ -411,7 +411,7 @@ fn security_headers(raw: Option<&RawSecurityHeaders>, p: &mut Problems) -> Secur
             return;
         };
         match HeaderValue::from_str(value) {
-            Ok(v) => add.push((HeaderName::from_static(name), v)),
+            Ok(v) => add.push((pingora::http::KnownHeaderName::new(HeaderName::from_static(name)), v)),
             Err(_) => p.push(
                 format!("security_headers.{key}"),
                 format!("\"{value}\" is not a valid header value"),

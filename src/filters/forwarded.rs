@@ -4,26 +4,25 @@
 use crate::request::RequestCtx;
 use http::header::HOST;
 use http::HeaderValue;
-use pingora::http::RequestHeader;
+use pingora::http::{KnownHeaderName, RequestHeader};
 use std::io::Write;
 
 pub struct Forwarded;
 
-// Pingora's insert_header takes names as `&'static str` without a copy (a `HeaderName`
-// is copied into a titled form first), hence strings here.
-const XFF: &str = "x-forwarded-for";
-const XFP: &str = "x-forwarded-proto";
-const XFH: &str = "x-forwarded-host";
+// Checked once: inserting a `KnownHeaderName` neither parses the name nor allocates.
+const XFF: KnownHeaderName = KnownHeaderName::from_static("x-forwarded-for");
+const XFP: KnownHeaderName = KnownHeaderName::from_static("x-forwarded-proto");
+const XFH: KnownHeaderName = KnownHeaderName::from_static("x-forwarded-host");
 
 impl Forwarded {
     pub fn apply(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
         // The hop that reached us, not the client resolved through trusted proxies: each
         // proxy appends its own peer.
         if let Some(ip) = ctx.peer_ip {
-            let chain = if req.headers.contains_key(XFF) {
+            let chain = if req.headers.contains_key(XFF.name()) {
                 let previous: Vec<&str> = req
                     .headers
-                    .get_all(XFF)
+                    .get_all(XFF.name())
                     .iter()
                     .filter_map(|v| v.to_str().ok())
                     .collect();
@@ -37,12 +36,12 @@ impl Forwarded {
                 HeaderValue::from_bytes(&buf[..len])
             };
             if let Ok(chain) = chain {
-                req.insert_header(XFF, chain)?;
+                req.insert_known_header(&XFF, chain);
             }
         }
-        req.insert_header(XFP, HeaderValue::from_static(ctx.scheme))?;
+        req.insert_known_header(&XFP, HeaderValue::from_static(ctx.scheme));
         if let Some(host) = req.headers.get(HOST).cloned() {
-            req.insert_header(XFH, host)?;
+            req.insert_known_header(&XFH, host);
         }
         Ok(())
     }

@@ -20,6 +20,10 @@ impl HeaderEdits {
         self.0.is_empty()
     }
 
+    pub fn fields_added(&self) -> usize {
+        self.0.fields_added()
+    }
+
     pub fn apply_request(
         &self,
         req: &mut RequestHeader,

@@ -5,13 +5,19 @@
 
 use crate::auth::client_cert;
 use crate::request::RequestCtx;
-use pingora::http::RequestHeader;
+use http::HeaderValue;
+use pingora::http::{KnownHeaderName, RequestHeader};
 
 pub const USER_ID: &str = "x-user-id";
 pub const USER_ROLES: &str = "x-user-roles";
 pub const USER_SCOPES: &str = "x-user-scopes";
 pub const CONSUMER: &str = "x-consumer";
 const IDENTITY: [&str; 4] = [USER_ID, USER_ROLES, USER_SCOPES, CONSUMER];
+// For inserting: checked once, no parse or allocation per request.
+const USER_ID_NAME: KnownHeaderName = KnownHeaderName::from_static(USER_ID);
+const USER_ROLES_NAME: KnownHeaderName = KnownHeaderName::from_static(USER_ROLES);
+const USER_SCOPES_NAME: KnownHeaderName = KnownHeaderName::from_static(USER_SCOPES);
+const CONSUMER_NAME: KnownHeaderName = KnownHeaderName::from_static(CONSUMER);
 
 pub struct IdentityHeaders;
 
@@ -38,24 +44,25 @@ impl IdentityHeaders {
             return Ok(());
         };
         if let Some(sub) = &id.subject {
-            set(req, USER_ID, sub.clone());
+            set(req, &USER_ID_NAME, sub);
         }
         if !id.roles.is_empty() {
-            set(req, USER_ROLES, id.roles.join(","));
+            set(req, &USER_ROLES_NAME, &id.roles.join(","));
         }
         if !id.scopes.is_empty() {
-            set(req, USER_SCOPES, id.scopes.join(" "));
+            set(req, &USER_SCOPES_NAME, &id.scopes.join(" "));
         }
         if let Some(consumer) = &id.consumer {
-            set(req, CONSUMER, consumer.clone());
+            set(req, &CONSUMER_NAME, consumer);
         }
         Ok(())
     }
 }
 
 /// A claim that cannot be a header value (a newline in `sub`) is left out, not fatal.
-fn set(req: &mut RequestHeader, name: &'static str, value: String) {
-    if let Err(e) = req.insert_header(name, value) {
-        log::debug!("identity header {name} left out: {e}");
+fn set(req: &mut RequestHeader, name: &KnownHeaderName, value: &str) {
+    match HeaderValue::from_str(value) {
+        Ok(value) => req.insert_known_header(name, value),
+        Err(e) => log::debug!("identity header {} left out: {e}", name.name()),
     }
 }

@@ -196,6 +196,24 @@ pub enum UpstreamStep {
 }
 
 impl UpstreamStep {
+    /// At most how many header fields this step adds (a replaced one counts), so that the
+    /// request's maps grow once for the whole chain rather than once per field.
+    pub fn headers_added(&self) -> usize {
+        match self {
+            UpstreamStep::Forwarded(_) => 3,
+            UpstreamStep::RequestId(_) | UpstreamStep::Trace(_) => 1,
+            // The identity headers and, with a client certificate, its four.
+            UpstreamStep::Identity(_) => 8,
+            UpstreamStep::Headers(edits) => edits.fields_added(),
+            UpstreamStep::AuthHeaders(_)
+            | UpstreamStep::StripPrefix(_)
+            | UpstreamStep::Rewrite(_)
+            | UpstreamStep::Query(_)
+            | UpstreamStep::Host(_)
+            | UpstreamStep::IdentityEncoding => 0,
+        }
+    }
+
     /// Changes `req`, the request going upstream; `original` is the client's request, which
     /// templates read (a rewritten path still names its parameters by the route's pattern).
     pub fn apply(&self, req: &mut RequestHeader, original: &RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {

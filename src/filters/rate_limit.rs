@@ -13,7 +13,7 @@
 use crate::config::model::{ClientCertField, RateKey};
 use crate::limits::{Decision, RateLimit};
 use crate::request::{GatewayError, RequestCtx};
-use pingora::http::RequestHeader;
+use pingora::http::{KnownHeaderName, RequestHeader};
 use std::sync::Arc;
 
 pub struct RateLimitStep {
@@ -100,11 +100,15 @@ fn key_value(kind: &RateKey, req: &RequestHeader, ctx: &RequestCtx) -> String {
     })
 }
 
+static LIMIT: KnownHeaderName = KnownHeaderName::from_static("ratelimit-limit");
+static REMAINING: KnownHeaderName = KnownHeaderName::from_static("ratelimit-remaining");
+static RESET: KnownHeaderName = KnownHeaderName::from_static("ratelimit-reset");
+
 /// The RateLimit-* headers of `decision`.
-pub fn headers(decision: &Decision) -> [(&'static str, u64); 3] {
+pub fn headers(decision: &Decision) -> [(&'static KnownHeaderName, u64); 3] {
     [
-        ("ratelimit-limit", decision.limit),
-        ("ratelimit-remaining", decision.remaining),
-        ("ratelimit-reset", decision.reset_secs),
+        (&LIMIT, decision.limit),
+        (&REMAINING, decision.remaining),
+        (&RESET, decision.reset_secs),
     ]
 }

@@ -3,10 +3,11 @@
 
 use crate::request::RequestCtx;
 use http::HeaderValue;
-use pingora::http::RequestHeader;
+use pingora::http::{KnownHeaderName, RequestHeader};
 
-/// A `&'static str`: Pingora's insert_header copies a `HeaderName` into a titled form.
 pub const HEADER: &str = "x-request-id";
+/// For inserting: checked once, no parse or allocation per request.
+pub const NAME: KnownHeaderName = KnownHeaderName::from_static(HEADER);
 
 /// Longest client-supplied id that is kept.
 const MAX_LEN: usize = 128;
@@ -41,7 +42,8 @@ pub struct PropagateRequestId;
 
 impl PropagateRequestId {
     pub fn apply(&self, req: &mut RequestHeader, ctx: &RequestCtx) -> pingora::Result<()> {
-        req.insert_header(HEADER, ctx.request_id.clone())
+        req.insert_known_header(&NAME, ctx.request_id.clone());
+        Ok(())
     }
 }
 

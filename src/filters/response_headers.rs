@@ -7,7 +7,7 @@ use super::request_id;
 use crate::request::RequestCtx;
 use http::header::{CONNECTION, TE, UPGRADE};
 use http::{HeaderName, HeaderValue};
-use pingora::http::ResponseHeader;
+use pingora::http::{KnownHeaderName, ResponseHeader};
 use std::io::Write;
 
 /// Hop-by-hop response headers that are never forwarded (RFC 9110 §7.6.1), besides
@@ -18,8 +18,7 @@ const HOP_BY_HOP: [HeaderName; 4] = [
     HeaderName::from_static("proxy-connection"),
     TE,
 ];
-/// A `&'static str`: Pingora's insert_header copies a `HeaderName` into a titled form.
-const SERVER_TIMING: &str = "server-timing";
+const SERVER_TIMING: KnownHeaderName = KnownHeaderName::from_static("server-timing");
 
 /// For responses relayed from an upstream.
 pub fn upstream_response(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
@@ -30,6 +29,7 @@ pub fn upstream_response(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora
         drop_connection_nominated(resp);
         &HOP_BY_HOP[..]
     };
+    resp.reserve_headers(fields_added(ctx));
     let configured = &ctx.snapshot.edge.config.headers.remove;
     let unwanted = |name: &HeaderName| hop_by_hop.contains(name) || configured.contains(name);
     // One pass over the handful of names the upstream sent: most responses carry none of
@@ -44,12 +44,26 @@ pub fn upstream_response(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora
     finish(resp, ctx)
 }
 
+/// At most how many fields [`finish`] and the steps after it add to an upstream's response
+/// (cache status, CORS, the route's own edits), so that its maps grow once.
+fn fields_added(ctx: &RequestCtx) -> usize {
+    let headers = &ctx.snapshot.edge.config.headers;
+    let route = ctx.route();
+    headers.add.len()
+        + usize::from(headers.hsts.is_some())
+        + 2 // Server-Timing, X-Request-ID
+        + if ctx.rate_limit.is_some() { 3 } else { 0 }
+        + if ctx.cache.is_some() { 2 } else { 0 }
+        + route.and_then(|r| r.cors.as_ref()).map_or(0, |_| 4)
+        + route.and_then(|r| r.response_edits.as_ref()).map_or(0, |e| e.fields_added())
+}
+
 /// For every response.
 pub fn finish(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
     let headers = &ctx.snapshot.edge.config.headers;
     for (name, value) in &headers.add {
-        if !resp.headers.contains_key(name) {
-            resp.insert_header(name.clone(), value.clone())?;
+        if !resp.headers.contains_key(name.name()) {
+            resp.insert_known_header(name, value.clone());
         }
     }
     if let Some(hsts) = headers.hsts.as_ref().filter(|_| ctx.scheme == "https") {
@@ -60,13 +74,14 @@ pub fn finish(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()
     if let Some(policy) = ctx.route().and_then(|r| r.cors.as_ref()) {
         policy.decorate(resp, ctx.origin.as_ref())?;
     }
-    resp.insert_header(SERVER_TIMING, server_timing(ctx))?;
+    resp.insert_known_header(&SERVER_TIMING, server_timing(ctx));
     if let Some(decision) = &ctx.rate_limit {
         for (name, value) in super::rate_limit::headers(decision) {
-            resp.insert_header(name, value)?;
+            resp.insert_known_header(name, HeaderValue::from(value));
         }
     }
-    resp.insert_header(request_id::HEADER, ctx.request_id.clone())
+    resp.insert_known_header(&request_id::NAME, ctx.request_id.clone());
+    Ok(())
 }
 
 /// `gateway;dur=…, upstream;dur=…` in milliseconds: the gateway's own time so far, and the

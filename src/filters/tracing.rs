@@ -5,7 +5,9 @@
 use crate::request::trace::TRACEPARENT;
 use crate::request::RequestCtx;
 use http::HeaderValue;
-use pingora::http::RequestHeader;
+use pingora::http::{KnownHeaderName, RequestHeader};
+
+const NAME: KnownHeaderName = KnownHeaderName::from_static(TRACEPARENT);
 
 /// Upstream step: this hop's `traceparent`.
 pub struct PropagateTrace;
@@ -15,9 +17,9 @@ impl PropagateTrace {
         let Some(trace) = &ctx.trace else {
             return Ok(());
         };
-        match HeaderValue::from_bytes(&trace.traceparent) {
-            Ok(value) => req.insert_header(TRACEPARENT, value),
-            Err(_) => Ok(()),
+        if let Ok(value) = HeaderValue::from_bytes(&trace.traceparent) {
+            req.insert_known_header(&NAME, value);
         }
+        Ok(())
     }
 }
