@@ -6,6 +6,7 @@
 use super::framing::{self, Body, Head, Parsed, Refusal};
 use crate::config::model::ClientLimits;
 use bytes::BytesMut;
+use futures::FutureExt;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use std::time::Duration;
@@ -99,6 +100,12 @@ async fn idle_read(
 ) -> Option<std::io::Result<usize>> {
     // Whole checks, so that no clock is read per request (the keep-alive timeout is
     // rounded up to the next second beyond one).
+    // Under load the next request is often there already: read it without arming a timer
+    // (registering one costs ≈ 700 instructions). Dropping the unfinished read loses
+    // nothing: it completes only by filling `buf`.
+    if let Some(read) = stream.read_buf(buf).now_or_never() {
+        return Some(read);
+    }
     let slice = keepalive.min(SHUTDOWN_CHECK);
     let slices = keepalive.as_millis().div_ceil(slice.as_millis().max(1));
     for _ in 0..slices {
