@@ -97,10 +97,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
         client_cert_subject: ctx.verified_cert().map(|c| c.subject.as_str()),
         client_cert_fingerprint: ctx.verified_cert().map(|c| c.fingerprint.as_str()),
     };
-    match serde_json::to_string(&line) {
-        Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),
-        Err(err) => log::warn!("access log line not written: {err}"),
-    }
+    super::access_writer::write(&line);
 }
 
 /// What is known of a request head the gateway refused before Pingora parsed it.
@@ -141,10 +138,7 @@ pub fn refused(r: &Refused) {
         client_cert_subject: None,
         client_cert_fingerprint: None,
     };
-    match serde_json::to_string(&line) {
-        Ok(json) => log::info!(target: ACCESS_TARGET, "{json}"),
-        Err(err) => log::warn!("access log line not written: {err}"),
-    }
+    super::access_writer::write(&line);
 }
 
 /// `a=1&token=abc` → `a=1&token=[redacted]` for every parameter named in `redact`.

@@ -75,6 +75,7 @@ impl log::Log for EdgeLogger {
     }
 
     fn flush(&self) {
+        super::access_writer::drain();
         self.inner.flush();
     }
 }

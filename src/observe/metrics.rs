@@ -128,6 +128,10 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let access_log_dropped = prometheus::IntCounter::new(
+            "gateway_access_log_dropped_total",
+            "Access-log lines dropped because the log writer's queue was full (stderr not keeping up)",
+        )?;
         let reloads = IntCounterVec::new(
             Opts::new("gateway_config_reloads_total", "Config reloads, by result (ok; invalid: refused, the running config stays; unavailable: the source could not be read)"),
             &["result"],
@@ -223,6 +227,8 @@ impl Metrics {
         registry.register(Box::new(rejections.clone()))?;
         registry.register(Box::new(downstream_errors.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
+        crate::observe::access_writer::count_drops_in(access_log_dropped);
         registry.register(Box::new(upstream_healthy.clone()))?;
         registry.register(Box::new(circuit_state.clone()))?;
         registry.register(Box::new(rate_limit_redis_errors.clone()))?;

@@ -1,6 +1,7 @@
 //! What the gateway tells operators: log format, access log, health report.
 
 pub mod access_log;
+pub mod access_writer;
 pub mod health;
 pub mod logging;
 pub mod metrics;
