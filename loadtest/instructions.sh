@@ -13,6 +13,7 @@
 # Knobs: REQUESTS=20000 WARMUP=2000 CONNS=8 SIZE=2 (2 = `return 200 "ok"`, or Nk)
 #        PEERS="nginx pingora gatehouse" TOP=25 CONFIG=minimal|full BUILD=1
 #        GATEHOUSE_TOP='work_stealing: false' (more top-level YAML for gatehouse's config)
+#        RESULTS=loadtest/results (where the report goes) GATEHOUSE_BIN PINGORA_BIN
 # Needs: valgrind (callgrind, callgrind_control, callgrind_annotate), nginx, hey, curl.
 # Output: stdout and loadtest/results/<stamp>-instructions.md (the raw profiles stay in a
 # temp dir, KEEP_TMP=1 keeps it).
@@ -29,6 +30,7 @@ TOP="${TOP:-25}"
 CONFIG="${CONFIG:-minimal}"
 BUILD="${BUILD:-1}"
 GATEHOUSE_TOP="${GATEHOUSE_TOP:-}"
+RESULTS="${RESULTS:-$HERE/results}"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}"
 PINGORA_BIN="${PINGORA_BIN:-$ROOT/target/release/examples/bare_pingora}"
 
@@ -197,7 +199,9 @@ for peer in $PEERS; do
     send "$REQUESTS"
     callgrind_control -i off "$VG_PID" >/dev/null 2>&1
     callgrind_control -d "measured" "$VG_PID" >/dev/null 2>&1
-    kill "$VG_PID" 2>/dev/null || true
+    # The dump is written: no need to wait for a graceful shutdown (bare Pingora's waits
+    # for its grace period).
+    kill -KILL "$VG_PID" 2>/dev/null || true
     wait "$VG_PID" 2>/dev/null || true
     dump="$TMP/$peer.callgrind.1"   # the measured window (.1: the first explicit dump)
     [[ -s "$dump" ]] || die "callgrind wrote no dump of the measured window ($dump)"
@@ -228,7 +232,8 @@ PY
 done
 
 stamp="$(date +%Y%m%d-%H%M%S)"
-out="$HERE/results/$stamp-instructions.md"
+mkdir -p "$RESULTS"
+out="$RESULTS/$stamp-instructions.md"
 {
     echo "# Instructions per request ($stamp)"
     echo
