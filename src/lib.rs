@@ -39,6 +39,7 @@ pub mod server;
 pub mod snapshot;
 pub mod supervisor;
 pub mod template;
+pub mod text;
 pub mod tls;
 pub mod upstream;
 pub mod watch;

@@ -2,10 +2,10 @@
 //! the upstream knows who asked and how.
 
 use crate::request::RequestCtx;
+use crate::text::AddrText;
 use http::header::HOST;
 use http::HeaderValue;
 use pingora::http::{KnownHeaderName, RequestHeader};
-use std::io::Write;
 
 pub struct Forwarded;
 
@@ -29,11 +29,7 @@ impl Forwarded {
                 HeaderValue::try_from(format!("{}, {ip}", previous.join(", ")))
             } else {
                 // The common case: the address alone, formatted without a String.
-                let mut buf = [0u8; 48];
-                let mut cursor = &mut buf[..];
-                let _ = write!(cursor, "{ip}");
-                let len = 48 - cursor.len();
-                HeaderValue::from_bytes(&buf[..len])
+                HeaderValue::from_str(AddrText::ip(ip).as_str())
             };
             if let Ok(chain) = chain {
                 req.insert_known_header(&XFF, chain);

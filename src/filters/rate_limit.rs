@@ -95,7 +95,13 @@ fn key_value(kind: &RateKey, req: &RequestHeader, ctx: &RequestCtx) -> String {
         }),
     };
     value.unwrap_or_else(|| match ctx.client_ip {
-        Some(ip) => format!("ip:{ip}"),
+        Some(ip) => {
+            let ip = crate::text::AddrText::ip(ip);
+            let mut key = String::with_capacity(3 + ip.as_str().len());
+            key.push_str("ip:");
+            key.push_str(ip.as_str());
+            key
+        }
         None => "ip:unknown".to_string(),
     })
 }

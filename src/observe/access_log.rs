@@ -4,17 +4,18 @@
 
 use super::logging::ACCESS_TARGET;
 use crate::request::{GatewayError, RequestCtx};
+use crate::text::{AddrText, TimestampText};
 use pingora::proxy::Session;
 use pingora::Error;
 use serde::{Serialize, Serializer};
-use std::fmt::Display;
 
 #[derive(Serialize)]
 struct AccessLine<'a> {
-    #[serde(serialize_with = "as_display")]
+    #[serde(serialize_with = "timestamp")]
     ts: jiff::Timestamp,
     request_id: &'a str,
     trace_id: Option<&'a str>,
+    #[serde(serialize_with = "ip")]
     client_ip: Option<std::net::IpAddr>,
     method: &'a str,
     path: &'a str,
@@ -22,7 +23,7 @@ struct AccessLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     query: Option<String>,
     route: Option<&'a str>,
-    #[serde(serialize_with = "opt_as_display")]
+    #[serde(serialize_with = "upstream")]
     upstream: Option<&'a pingora::protocols::l4::socket::SocketAddr>,
     status: u16,
     bytes_sent: usize,
@@ -46,19 +47,40 @@ struct AccessLine<'a> {
     client_cert_fingerprint: Option<&'a str>,
 }
 
-fn as_display<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
+/// Whether `RUST_LOG` lets access lines through, asked of the logger once: its filter is
+/// set at start and never changes, and asking costs a walk over its directives.
+fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| log::log_enabled!(target: ACCESS_TARGET, log::Level::Info))
 }
 
-fn opt_as_display<T: Display, S: Serializer>(v: &Option<&T>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => s.collect_str(v),
+// The text forms of crate::text: the same strings as `Display`, a tenth of the cost.
+fn timestamp<S: Serializer>(ts: &jiff::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(TimestampText::new(*ts).as_str())
+}
+
+fn ip<S: Serializer>(ip: &Option<std::net::IpAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match ip {
+        Some(ip) => s.serialize_str(AddrText::ip(*ip).as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+fn upstream<S: Serializer>(
+    addr: &Option<&pingora::protocols::l4::socket::SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match addr {
+        Some(addr) => match addr.as_inet() {
+            Some(inet) => s.serialize_str(AddrText::socket(*inet).as_str()),
+            None => s.collect_str(addr),
+        },
         None => s.serialize_none(),
     }
 }
 
 pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
-    if !log::log_enabled!(target: ACCESS_TARGET, log::Level::Info) {
+    if !enabled() {
         return;
     }
     let req = session.req_header();
@@ -114,7 +136,7 @@ pub struct Refused<'a> {
 }
 
 pub fn refused(r: &Refused) {
-    if !log::log_enabled!(target: ACCESS_TARGET, log::Level::Info) {
+    if !enabled() {
         return;
     }
     let line = AccessLine {
