@@ -178,11 +178,14 @@ while time.monotonic() < deadline:
         pass
     try:
         pid = int(open(pidfile).read())
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                sys.exit(3)
     except (OSError, ValueError):
-        if os.path.exists(pidfile):
+        pid = None        # not written yet (or being written: empty for a moment)
+    if pid is not None:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    sys.exit(3)
+        except OSError:
             sys.exit(3)   # the pid is written, its process is gone
     time.sleep(0.001)
 sys.exit(2)
