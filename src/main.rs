@@ -319,8 +319,6 @@ fn run(source: ConfigSource, options: ProcessOptions) -> Result<(), String> {
         .collect();
     log::info!("listening on {}", urls.join(", "));
     drop(s);
-    // Access lines leave requests through a queue from here on.
-    gatehouse::observe::access_writer::start();
     server.run(RunArgs {
         shutdown_signal: Box::new(running.signals),
     });

@@ -26,7 +26,7 @@ struct Queue {
     lines: SyncSender<Vec<u8>>,
 }
 
-static QUEUE: OnceLock<Queue> = OnceLock::new();
+static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
 /// Lines queued and lines written: equal when the writer has caught up.
 static QUEUED: AtomicU64 = AtomicU64::new(0);
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
@@ -38,7 +38,7 @@ thread_local! {
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
 }
 
-/// Writes `line` as one JSON line. Before [`start`] (and in tests), written at once.
+/// Writes `line` as one JSON line.
 pub fn write(line: &impl Serialize) {
     LINE.with_borrow_mut(|buf| {
         buf.clear();
@@ -47,7 +47,7 @@ pub fn write(line: &impl Serialize) {
             return;
         }
         buf.push(b'\n');
-        let Some(queue) = QUEUE.get() else {
+        let Some(queue) = QUEUE.get_or_init(start) else {
             let _ = std::io::stderr().lock().write_all(buf);
             return;
         };
@@ -70,17 +70,20 @@ pub fn write(line: &impl Serialize) {
     });
 }
 
-/// Starts the writer thread (once per process).
-pub fn start() {
+/// The queue and its writer thread, started by the first line: in the process that
+/// serves, after Pingora's daemon mode has forked (a thread does not survive a fork).
+/// `None` when the thread cannot be started: lines are then written directly.
+fn start() -> Option<Queue> {
     let (lines, queue) = sync_channel(QUEUE_LINES);
-    if QUEUE.set(Queue { lines }).is_err() {
-        return;
-    }
     let spawned = std::thread::Builder::new()
         .name("access-log".into())
         .spawn(move || write_batches(&queue));
-    if let Err(e) = spawned {
-        log::error!("access log writer thread not started: {e}");
+    match spawned {
+        Ok(_) => Some(Queue { lines }),
+        Err(e) => {
+            log::error!("access log writer thread not started, lines are written directly: {e}");
+            None
+        }
     }
 }
 
