@@ -17,6 +17,9 @@
 #                                     # + the cost of the access log and Prometheus metrics
 #   PEERS="gatehouse gatehouse-cache nginx" bash loadtest/run.sh
 #                                     # cache HITs vs proxied requests (make bench-cache)
+#   PEERS="pingap gatehouse pingora" SIZES="2 4k" bash loadtest/run.sh
+#                                     # + Pingap, another gateway on Pingora (installed on
+#                                     #   first use with cargo install, ≈ 30+ min, see README)
 #
 # What it does (method: /work/shared/benchmarking.md, summary in loadtest/README.md):
 #   1. builds gatehouse (cargo build --release) and, for the pingora peer, the bare Pingora
@@ -34,6 +37,9 @@
 #      gatehouse-full has both off and no admin listener), its /metrics scraped once a second
 #      while measuring; gatehouse-full has the whole chain on its route: JWT HS256, a local
 #      rate limit that never triggers, the access log and metrics (scraped likewise);
+#      pingap / pingap-full (optional) are Pingap, another gateway on Pingora, with the
+#      same one route (pingap-full: + its jwt and limit plugins), installed with cargo
+#      install on first use (target/pingap/bin/pingap);
 #   3. iso layout on 2+ cores: the proxy alone on core 0, origin + client (wrk -t1 or hey)
 #      on core 1;
 #   4. checks every peer answers 200 with the exact body for every size (that the JWT
@@ -55,12 +61,14 @@
 #   DURATION=10s WARMUP=2s REPS=3 CONNS="64 256" SIZES="2 4k 64k"
 #   PEERS="pingora gatehouse gatehouse-full gatehouse-cache nginx direct" (also:
 #         gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global
-#         gatehouse-observed gatehouse-alt)  PIN=1 (0 = no taskset)  QUICK=0
+#         gatehouse-observed gatehouse-alt pingap pingap-full)  PIN=1 (0 = no taskset)  QUICK=0
 #   ALT='work_stealing: false' (gatehouse-alt = gatehouse + these top-level YAML keys: an
 #         A/B of a setting in one interleaved run)
 #   CLIENT=wrk (or hey: Go, one process, much slower per request than wrk)  CHART=1 (0 = no PNG)
 #   BUILD=1 (0 = skip cargo build)  GATEHOUSE_BIN=target/release/gatehouse
 #   PINGORA_BIN=target/release/examples/bare_pingora
+#   PINGAP_BIN (default: `pingap` on the PATH, else target/pingap/bin/pingap, installed there
+#         on demand)  PINGAP_VERSION=0.13.1  PINGAP_INSTALL=1 (0 = never install: an error)
 #   QUIET_MAX=0.15 (cores) QUIET_TIMEOUT=30 (s) NOISE_MAX=0.25 (cores) REDO=2  KEEP_TMP=0
 #   RESULTS=loadtest/results (output dir)  NGINX_UPSTREAM_KEEPALIVE=512 (nginx's `keepalive N`: idle upstream connections kept; ≥ CONNS for a fair comparison)
 set -euo pipefail
@@ -87,6 +95,16 @@ CHART_MISSING=0                   # 1 = wanted, but gnuplot is missing (warned a
 BUILD="${BUILD:-1}"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}"
 PINGORA_BIN="${PINGORA_BIN:-$ROOT/target/release/examples/bare_pingora}"
+# Pingap (optional peers pingap, pingap-full): another gateway on Pingora, from crates.io.
+# 0.13.1 is the last 0.13 release, and the newest one this repository's rustc (1.95) builds:
+# 0.15 and later want rustc 1.96. There is no 0.13.9.
+PINGAP_VERSION="${PINGAP_VERSION:-0.13.1}"
+PINGAP_ROOT="$ROOT/target/pingap"        # cargo install --root: the binary lands in bin/
+PINGAP_INSTALL="${PINGAP_INSTALL:-1}"
+PINGAP_MIN_FREE_GB="${PINGAP_MIN_FREE_GB:-20}"   # free disk wanted before building it (the build takes ≈ 3-5 GB)
+if [[ -z "${PINGAP_BIN:-}" ]]; then
+    PINGAP_BIN="$(command -v pingap 2>/dev/null || echo "$PINGAP_ROOT/bin/pingap")"
+fi
 QUIET_MAX="${QUIET_MAX:-0.15}"    # machine counts as quiet below this many busy cores
 QUIET_TIMEOUT="${QUIET_TIMEOUT:-30}"
 NOISE_MAX="${NOISE_MAX:-0.25}"    # redo a run if other processes used more cores than this
@@ -99,11 +117,12 @@ if [[ "$NCPU" -ge 2 ]]; then PIN="${PIN:-1}"; else PIN=0; fi
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-ALL_PEERS="pingora gatehouse gatehouse-alt gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache gatehouse-full nginx direct"
+ALL_PEERS="pingora gatehouse gatehouse-alt gatehouse-hs256 gatehouse-rs256 gatehouse-rl-local gatehouse-rl-global gatehouse-observed gatehouse-cache gatehouse-full pingap pingap-full nginx direct"
 for peer in $PEERS; do
     [[ " $ALL_PEERS " == *" $peer "* ]] || die "unknown peer '$peer' in PEERS (${ALL_PEERS// /, })"
 done
 has_peer() { [[ " $PEERS " == *" $1 "* ]]; }
+has_pingap() { has_peer pingap || has_peer pingap-full; }
 ALT="${ALT:-}"
 ! has_peer gatehouse-alt || [[ -n "$ALT" ]] || die "peer gatehouse-alt needs ALT='top-level YAML' (e.g. ALT='work_stealing: false')"
 [[ "$CLIENT" == wrk || "$CLIENT" == hey ]] || die "unknown CLIENT '$CLIENT' (wrk or hey)"
@@ -130,6 +149,9 @@ fi
 if has_peer gatehouse-rs256; then PKG[openssl]=openssl; fi   # generates its RSA key pair
 if has_peer gatehouse-rl-global; then                          # the Redis of its global limit
     PKG[redis-server]=redis-server PKG[redis-cli]=redis-tools
+fi
+if has_pingap && [[ ! -x "$PINGAP_BIN" && "$PINGAP_INSTALL" == 1 ]]; then
+    PKG[protoc]=protobuf-compiler                              # building Pingap wants it
 fi
 missing=()
 for tool in "${!PKG[@]}"; do
@@ -163,6 +185,65 @@ if has_peer pingora; then
     [[ -x "$PINGORA_BIN" ]] || die "no bare Pingora binary at $PINGORA_BIN (BUILD=1 builds it)"
 fi
 
+# Pingap, when a pingap peer runs and there is none yet: `cargo install` of the crates.io
+# release (its own Cargo.lock, its own Pingora), at nice 19, into target/pingap/bin/. The
+# build's target dir is a throwaway under /tmp (several GB), removed afterwards; cargo's
+# output goes to target/pingap/install.log. Any failure (no network, a compile error, no
+# disk) stops the run here, saying why; PINGAP_BIN=<a pingap binary> skips all of it.
+install_pingap() {
+    local build_dir install_log="$PINGAP_ROOT/install.log" free_gb t0 rc=0 why
+    command -v cargo >/dev/null 2>&1 ||
+        die "pingap peer: no pingap at $PINGAP_BIN and no cargo to build it (install Rust, or set PINGAP_BIN, or drop pingap/pingap-full from PEERS)"
+    command -v protoc >/dev/null 2>&1 ||
+        die "pingap peer: building Pingap needs protoc (apt-get install -y protobuf-compiler, as root), or set PINGAP_BIN"
+    free_gb=$(( $(df -Pk /tmp | awk 'NR == 2 { print $4 }') / 1048576 ))
+    [[ "$free_gb" -ge "$PINGAP_MIN_FREE_GB" ]] ||
+        die "pingap peer: only $free_gb GB free under /tmp, building Pingap wants $PINGAP_MIN_FREE_GB (PINGAP_MIN_FREE_GB); free some disk or set PINGAP_BIN"
+    mkdir -p "$PINGAP_ROOT"
+    build_dir="$(mktemp -d /tmp/pingap-build.XXXXXX)"
+    # shellcheck disable=SC2064   # the dir is known now; the main cleanup trap replaces this one
+    trap "rm -rf '$build_dir'" EXIT
+    log "installing Pingap $PINGAP_VERSION: nice -n 19 cargo install pingap --locked --version $PINGAP_VERSION --root $PINGAP_ROOT"
+    log "  (≈ 700 crates: half an hour or more on 2 cores; output in $install_log, build dir $build_dir)"
+    t0=$SECONDS
+    CARGO_INCREMENTAL=0 CARGO_TARGET_DIR="$build_dir" nice -n 19 \
+        cargo install pingap --locked --version "$PINGAP_VERSION" --root "$PINGAP_ROOT" \
+        > "$install_log" 2>&1 || rc=$?
+    rm -rf "$build_dir"
+    trap - EXIT
+    if [[ $rc -ne 0 || ! -x "$PINGAP_ROOT/bin/pingap" ]]; then
+        log "last lines of $install_log:"
+        tail -n 25 "$install_log" >&2 || true
+        if grep -qiE 'failed to (download|get|query|fetch|load)|Couldn.t resolve|could not resolve|network|timed out|spurious' "$install_log"; then
+            why="crates.io could not be reached (network)"
+        elif grep -qiE 'No space left on device' "$install_log"; then
+            why="the disk filled up"
+        elif grep -qiE 'could not find .pingap. in registry|no matching package|failed to select a version' "$install_log"; then
+            why="crates.io has no pingap $PINGAP_VERSION (PINGAP_VERSION)"
+        elif grep -qE '^error(\[E[0-9]+\])?:|could not compile' "$install_log"; then
+            why="a compile error (rustc $(rustc --version 2>/dev/null | cut -d' ' -f2); Pingap $PINGAP_VERSION wants the rust-version of its Cargo.toml)"
+        else
+            why="exit status $rc"
+        fi
+        die "pingap peer: cargo install pingap $PINGAP_VERSION failed after $((SECONDS - t0)) s: $why. Full output: $install_log. Set PINGAP_BIN to a pingap binary, or run without pingap/pingap-full in PEERS."
+    fi
+    PINGAP_BIN="$PINGAP_ROOT/bin/pingap"
+    log "Pingap installed in $((SECONDS - t0)) s: $PINGAP_BIN ($("$PINGAP_BIN" --version 2>/dev/null || echo 'version unknown'))"
+}
+if has_pingap && [[ ! -x "$PINGAP_BIN" ]]; then
+    [[ "$PINGAP_INSTALL" == 1 ]] ||
+        die "no pingap binary at $PINGAP_BIN (PINGAP_INSTALL=0; set PINGAP_BIN, or PINGAP_INSTALL=1 to cargo install it)"
+    install_pingap
+fi
+# Which builds are measured, noted now: target/release may be rebuilt while this runs
+# (the processes keep the binary they started with; the report must name that one).
+GH_BUILT="$(date -r "$GATEHOUSE_BIN" '+%F %H:%M')"
+gh_rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')"
+[[ -z "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] || gh_rev+=" + uncommitted changes"
+PINGORA_BUILT="" PINGAP_BUILT=""
+if has_peer pingora; then PINGORA_BUILT="$(date -r "$PINGORA_BIN" '+%F %H:%M')"; fi
+if has_pingap; then PINGAP_BUILT="$(date -r "$PINGAP_BIN" '+%F %H:%M')"; fi
+
 # ---------------------------------------------------------------------------------------
 # Temp dir and cleanup
 # ---------------------------------------------------------------------------------------
@@ -192,10 +273,10 @@ cleanup() {
             [[ $rc -ne 0 ]] || rc=1
             continue
         fi
-        # gatehouse (any of its peers) and bare Pingora: SIGINT = fast shutdown (SIGTERM
+        # gatehouse (any of its peers), bare Pingora and Pingap: SIGINT = fast shutdown (SIGTERM
         # would be Pingora's graceful one); nginx master: SIGTERM = fast shutdown (it also
         # stops its worker); redis-server: SIGTERM (nothing to save).
-        if [[ "${NAME[$pid]}" == gatehouse* || "${NAME[$pid]}" == pingora ]]; then
+        if [[ "${NAME[$pid]}" == gatehouse* || "${NAME[$pid]}" == pingora || "${NAME[$pid]}" == pingap* ]]; then
             kill -INT "$pid" 2>/dev/null || true
         else
             kill -TERM "$pid" 2>/dev/null || true
@@ -239,9 +320,10 @@ fi
 
 # Ports of the origin, gatehouse, the nginx proxy, the two JWT and the two rate-limited
 # gatehouse peers, the Redis of the global one, gatehouse-observed and its admin listener,
-# gatehouse-cache, bare Pingora, gatehouse-full and its admin listener, and gatehouse-alt.
+# gatehouse-cache, bare Pingora, gatehouse-full and its admin listener, gatehouse-alt, and
+# the two Pingap peers.
 read -r ORIGIN_PORT GH_PORT NGX_PORT HS_PORT RS_PORT RLL_PORT RLG_PORT REDIS_PORT OBS_PORT OBS_ADMIN_PORT CACHE_PORT \
-    PINGORA_PORT FULL_PORT FULL_ADMIN_PORT ALT_PORT < <(python3 "$HELPER" ports 15)
+    PINGORA_PORT FULL_PORT FULL_ADMIN_PORT ALT_PORT PINGAP_PORT PFULL_PORT < <(python3 "$HELPER" ports 17)
 
 # ---------------------------------------------------------------------------------------
 # Body sizes: "2" is the `return 200 "ok"` location at `/`, anything else (N or Nk bytes)
@@ -443,6 +525,62 @@ $(rl_route local)"
     METRICS_URL[gatehouse-full]="http://127.0.0.1:$FULL_ADMIN_PORT/metrics"
 fi
 
+# Pingap (optional): the minimal gatehouse peer's equivalent in its TOML. One server on its
+# port, one location `/` (a prefix: every path) to one upstream, the origin, whose idle
+# connections are kept 60 s like gatehouse's (Pingap's upstream pool: Pingora's, 128 idle
+# connections, as gatehouse's); one thread; no access log (Pingap's default), no plugin,
+# no admin listener; pid file and upgrade socket in the temp dir; logging at RUST_LOG=info,
+# to stderr. pingap-full adds, on the location, its `jwt` plugin (HS256, gatehouse-hs256's
+# secret, the token in `Authorization: Bearer`) and its `limit` plugin with a rate per
+# client IP that never triggers (10^6 a second, as the gatehouse peers' limit); Pingap's
+# Prometheus metrics need its `full` feature, which this build leaves out, and its access
+# log stays off: so pingap-full is gatehouse-hs256 + gatehouse-rl-local, not gatehouse-full.
+pingap_config() {   # $1 = peer name, $2 = port, $3 = extra TOML (plugins), $4 = the location's plugin list
+    cat > "$TMP/$1.toml" <<EOF
+[basic]
+threads = 1
+pid_file = "$TMP/$1.pid"
+upgrade_sock = "$TMP/${1}_upgrade.sock"
+
+[upstreams.origin]
+addrs = ["127.0.0.1:$ORIGIN_PORT"]
+idle_timeout = "60s"
+
+[locations.bench]
+upstream = "origin"
+path = "/"
+${4:+plugins = [$4]}
+
+[servers.bench]
+addr = "127.0.0.1:$2"
+locations = ["bench"]
+threads = 1
+${3:+
+$3}
+EOF
+}
+if has_peer pingap; then
+    pingap_config pingap "$PINGAP_PORT"
+fi
+if has_peer pingap-full; then
+    pingap_config pingap-full "$PFULL_PORT" '[plugins.benchJwt]
+category = "jwt"
+secret = "loadtest-secret-0123456789abcdef0123"
+algorithm = "HS256"
+header = "Authorization"
+
+[plugins.benchLimit]
+category = "limit"
+type = "rate"
+tag = "ip"
+max = '"$RL_LIMIT"'
+interval = "1s"' '"benchJwt", "benchLimit"'
+    # Its token: gatehouse mints it (below) from a gatehouse config with the same secret,
+    # never started. Both sides are plain JWS compact HS256 over the secret's bytes, and
+    # Pingap checks only the signature and `exp`, so a gatehouse token is a Pingap token.
+    gatehouse_config pingap-full "$PFULL_PORT" "$HS256_AUTH" 'auth: jwt'
+fi
+
 # nginx -e (startup error log) exists since 1.19.5; older versions log to the compiled-in path.
 NGINX_E=()
 [[ "$(nginx -h 2>&1 || true)" == *"-e filename"* ]] && NGINX_E=(-e)
@@ -456,19 +594,19 @@ start_nginx() {   # $1 = name, rest = pin prefix; sets STARTED_PID
     started "$STARTED_PID" "$name" "$TMP/$name/logs/error.log"
 }
 
-# Wait until URL answers 200 (or the process dies / 30 s pass).
-wait_ready() {   # $1 = name, $2 = pid, $3 = url, $4 = log file
-    local i
+# Wait until URL answers 200 (or the status in $5; or the process dies / 30 s pass).
+wait_ready() {   # $1 = name, $2 = pid, $3 = url, $4 = log file, $5 = status (default 200)
+    local i want="${5:-200}"
     for i in $(seq 300); do
         if ! kill -0 "$2" 2>/dev/null; then
             log "$1 exited during startup; last log lines:"; tail -n 20 "$4" >&2 || true
             die "$1 did not start"
         fi
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$3" 2>/dev/null || true)" == 200 ]] && return 0
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$3" 2>/dev/null || true)" == "$want" ]] && return 0
         sleep 0.1
     done
     tail -n 20 "$4" >&2 || true
-    die "$1 not ready at $3 after 30 s"
+    die "$1 not ready at $3 after 30 s (no $want)"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -520,7 +658,26 @@ start_pingora() {   # sets STARTED_PID
     wait_ready pingora "$STARTED_PID" "http://127.0.0.1:$PINGORA_PORT/" "$TMP/pingora.log"
 }
 
+# Pingap: the same pinning, its TOML, pid file and upgrade socket in the temp dir, its
+# stderr in <peer>.log. `pingap -t` validates the config (plugins included) first. Ready
+# when `/` answers through it: 200, or 401 for pingap-full (no token: its jwt plugin runs).
+start_pingap() {   # $1 = peer name, $2 = port; sets STARTED_PID
+    local name="$1" want=200
+    [[ "$name" == pingap-full ]] && want=401
+    env -u PORT RUST_LOG=info "$PINGAP_BIN" -c "$TMP/$name.toml" -t > "$TMP/$name-check.log" 2>&1 ||
+        { tail -n 20 "$TMP/$name-check.log" >&2; die "pingap -t refuses $TMP/$name.toml"; }
+    "${PROXY_PIN[@]}" env -u PORT RUST_LOG=info "$PINGAP_BIN" -c "$TMP/$name.toml" > "$TMP/$name.log" 2>&1 &
+    STARTED_PID=$!
+    started "$STARTED_PID" "$name" "$TMP/$name.log"
+    wait_ready "$name" "$STARTED_PID" "http://127.0.0.1:$2/" "$TMP/$name.log" "$want"
+    if grep -q 'init plugins fail' "$TMP/$name.log"; then
+        grep 'init plugins fail' "$TMP/$name.log" | tail -n 3 >&2
+        die "$name: Pingap could not init its plugins (log: $TMP/$name.log)"
+    fi
+}
+
 PINGORA_PID=0 GH_PID=0 ALT_PID=0 NGX_PID=0 HS_PID=0 RS_PID=0 RLL_PID=0 RLG_PID=0 OBS_PID=0 CACHE_PID=0 FULL_PID=0
+PINGAP_PID=0 PFULL_PID=0
 if has_peer pingora; then
     start_pingora
     PINGORA_PID=$STARTED_PID
@@ -561,6 +718,14 @@ if has_peer gatehouse-full; then
     start_gatehouse gatehouse-full "$FULL_PORT"
     FULL_PID=$STARTED_PID
 fi
+if has_peer pingap; then
+    start_pingap pingap "$PINGAP_PORT"
+    PINGAP_PID=$STARTED_PID
+fi
+if has_peer pingap-full; then
+    start_pingap pingap-full "$PFULL_PORT"
+    PFULL_PID=$STARTED_PID
+fi
 if has_peer nginx; then
     start_nginx nginx-proxy "${PROXY_PIN[@]}"
     NGX_PID=$STARTED_PID
@@ -573,6 +738,7 @@ peer_port() {
         gatehouse-rl-local) echo "$RLL_PORT";; gatehouse-rl-global) echo "$RLG_PORT";;
         gatehouse-observed) echo "$OBS_PORT";; gatehouse-cache) echo "$CACHE_PORT";;
         gatehouse-full) echo "$FULL_PORT";; pingora) echo "$PINGORA_PORT";;
+        pingap) echo "$PINGAP_PORT";; pingap-full) echo "$PFULL_PORT";;
         nginx) echo "$NGX_PORT";; direct) echo "$ORIGIN_PORT";; *) die "unknown peer '$1'";;
     esac
 }
@@ -582,6 +748,7 @@ peer_pid() {
         gatehouse-rl-local) echo "$RLL_PID";; gatehouse-rl-global) echo "$RLG_PID";;
         gatehouse-observed) echo "$OBS_PID";; gatehouse-cache) echo "$CACHE_PID";;
         gatehouse-full) echo "$FULL_PID";; pingora) echo "$PINGORA_PID";;
+        pingap) echo "$PINGAP_PID";; pingap-full) echo "$PFULL_PID";;
         nginx) echo "$NGX_PID";; direct) echo 0;;
     esac
 }
@@ -601,6 +768,7 @@ mint_token() {   # $1 = peer, rest = extra arguments of `gatehouse token`
 if has_peer gatehouse-hs256; then mint_token gatehouse-hs256; fi
 if has_peer gatehouse-rs256; then mint_token gatehouse-rs256 --key "$TMP/jwt_private.pem"; fi
 if has_peer gatehouse-full; then mint_token gatehouse-full; fi
+if has_peer pingap-full; then mint_token pingap-full; fi   # from its gatehouse twin, pingap-full.yaml
 # The request header a peer needs ("" for all but the JWT peers and gatehouse-full).
 peer_header() { if [[ -n "${TOKEN[$1]:-}" ]]; then echo "Authorization: Bearer ${TOKEN[$1]}"; fi; }
 
@@ -698,7 +866,7 @@ STAMP="$(date +%Y%m%d-%H%M%S)"
 RESULTS="${RESULTS:-$HERE/results}"   # where the report goes (the CI smoke test: a temp dir)
 mkdir -p "$RESULTS"
 CSV="$RESULTS/$STAMP.csv" MD="$RESULTS/$STAMP.md" RAW="$RESULTS/$STAMP.raw" PNG="$RESULTS/$STAMP.png"
-OURS="$ORIGIN_PID,$GH_PID,$ALT_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$OBS_PID,$CACHE_PID,$REDIS_PID,$PINGORA_PID,$FULL_PID"
+OURS="$ORIGIN_PID,$GH_PID,$ALT_PID,$NGX_PID,$HS_PID,$RS_PID,$RLL_PID,$RLG_PID,$OBS_PID,$CACHE_PID,$REDIS_PID,$PINGORA_PID,$FULL_PID,$PINGAP_PID,$PFULL_PID"
 n_runs=$(( REPS * $(wc -w <<<"$SIZES") * $(wc -w <<<"$CONNS") * $(wc -w <<<"$PEERS") ))
 log "measuring with $CLIENT: $n_runs runs of $DURATION (after $WARMUP warm-up each); results → $CSV"
 
@@ -747,6 +915,29 @@ for name in nginx-proxy origin; do
     if [[ -f "$f" ]]; then notes+=("$(python3 "$HELPER" logsummary "$name" "$f")"); fi
 done
 if [[ "$REDIS_PID" != 0 ]]; then notes+=("$(python3 "$HELPER" logsummary redis "$TMP/redis/redis.log")"); fi
+# Pingap logs plain text (tracing's format: "<time> ERROR <message> key=value…"), which
+# logsummary does not parse: count its warnings and errors, those of a client closing
+# mid-request apart (Pingap logs each as "ERROR fail to proxy error=Downstream
+# ConnectionClosed"), and quote the first other one.
+pingap_log_note() {   # $1 = peer, $2 = log file
+    awk -v name="$1" '
+        { gsub(/\033\[[0-9;]*m/, "") }
+        / (WARN|ERROR) / {
+            n++
+            if ($0 ~ /Downstream (ConnectionClosed|WriteError)|Broken pipe|Connection reset by peer/) gone++
+            else if (first == "") first = substr($0, 1, 200)
+        }
+        END {
+            if (!n) exit
+            printf "Log of %s: %d WARN/ERROR line(s)", name, n
+            if (gone) printf "; %d of them are a client closing mid-request (wrk stops with requests in flight at the end of each run, warm-ups included: expected)", gone
+            if (first != "") printf "; other, the first: `%s`", first
+            printf "\n"
+        }' "$2"
+}
+for name in pingap pingap-full; do
+    if has_peer "$name"; then notes+=("$(pingap_log_note "$name" "$TMP/$name.log")"); fi
+done
 # gatehouse logs a global decision that Redis failed to make (then at most one line a
 # second, with the running count, which logsummary reports in bold). No such line: every
 # measured decision of gatehouse-rl-global was Redis's.
@@ -772,8 +963,6 @@ else
     # hey has no version flag: the package's version, where there is one.
     client_version="hey $(dpkg-query -W -f='${Version}' hey 2>/dev/null || echo '(version unknown)') (Go, -z DURATION -c CONNS)"
 fi
-gh_rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')"
-[[ -z "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]] || gh_rev+=" + uncommitted changes"
 jwt_peers=""
 if has_peer gatehouse-hs256 || has_peer gatehouse-rs256; then
     jwt_peers="; gatehouse-hs256 / gatehouse-rs256 = the same gatehouse with \`auth: jwt\` on the route (HS256 secret / RS256 with an RSA 2048 public key), each its own process, wrk sending a valid bearer token"
@@ -803,15 +992,38 @@ if has_peer gatehouse-full; then
 fi
 pingora_peer=""
 if has_peer pingora; then
-    pingora_built="$(date -r "$PINGORA_BIN" '+%F %H:%M')"
+    pingora_built="$PINGORA_BUILT"
     pingora_ver="$(sed -n '/^name = "pingora"$/{n;s/^version = "\(.*\)"$/\1/p;q}' "$ROOT/Cargo.lock" 2>/dev/null || true)"
     pingora_peer="; pingora = bare Pingora ${pingora_ver:-(version unknown)} (examples/$(basename "$PINGORA_BIN").rs, binary built $pingora_built, threads 1, one round-robin upstream, no logging or metrics)"
+fi
+pingap_peer=""
+if has_pingap; then
+    # `pingap --version`: "pingap 0.13.1 (<git sha, or VERGEN_IDEMPOTENT_OUTPUT from crates.io>)"
+    pingap_ver="$("$PINGAP_BIN" --version 2>/dev/null || true)"
+    pingap_ver="$(sed -n '1s/^pingap \([0-9][0-9.]*\).*/\1/p' <<<"$pingap_ver")"
+    pingap_lock=""
+    [[ -z "$pingap_ver" ]] ||
+        pingap_lock="$(ls "$HOME"/.cargo/registry/src/*/"pingap-$pingap_ver"/Cargo.lock 2>/dev/null || true)"
+    pingap_lock="${pingap_lock%%$'\n'*}"
+    pingap_pingora=""
+    [[ -z "$pingap_lock" ]] ||
+        pingap_pingora="$(sed -n '/^name = "pingora"$/{n;s/^version = "\(.*\)"$/\1/p;q}' "$pingap_lock" 2>/dev/null || true)"
+    # cargo install builds with the crate's own release profile (0.13.1: fat LTO, one
+    # codegen unit, panic = abort), gatehouse and bare Pingora with this repository's.
+    pingap_profile=""
+    [[ -z "$pingap_lock" ]] ||
+        pingap_profile="$(sed -n '/^\[profile\.release\]$/,/^\[/{/^\(lto\|codegen-units\|panic\) = /p}' \
+            "$(dirname "$pingap_lock")/Cargo.toml" 2>/dev/null | paste -sd, - | sed 's/,/, /g' || true)"
+    pingap_peer="; pingap = Pingap ${pingap_ver:-(version unknown)}${pingap_pingora:+ on Pingora $pingap_pingora} (its own release profile${pingap_profile:+: $pingap_profile}; binary built $PINGAP_BUILT, default features, threads 1, one location \`/\` → the origin, upstream idle_timeout 60s, no access log)"
+    if has_peer pingap-full; then
+        pingap_peer+=", pingap-full = the same with its \`jwt\` plugin (HS256, the client sending a valid bearer token minted by gatehouse) and its \`limit\` plugin (rate per IP, $RL_LIMIT/s: never triggers)"
+    fi
 fi
 report_args=(
     --stamp "$STAMP" --noise-max "$NOISE_MAX" --client "$CLIENT"
     --meta "machine: $NCPU cores ($cpu_model), Linux $(uname -r)"
     --meta "layout: $LAYOUT"
-    --meta "peers: gatehouse $gh_rev (binary built $(date -r "$GATEHOUSE_BIN" '+%F %H:%M'), threads 1, access_log false, metrics false, no admin listener)$alt_peer$jwt_peers$rl_peers$obs_peers$cache_peers$full_peers$pingora_peer; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = $CLIENT → origin"
+    --meta "peers: gatehouse $gh_rev at the start (binary built $GH_BUILT, threads 1, access_log false, metrics false, no admin listener)$alt_peer$jwt_peers$rl_peers$obs_peers$cache_peers$full_peers$pingora_peer$pingap_peer; $nginx_version reverse proxy (1 worker, upstream keepalive $NGINX_UPSTREAM_KEEPALIVE); direct = $CLIENT → origin"
     --meta "origin: nginx, 1 worker, \`return 200 \"ok\"\` for 2 B, static files otherwise"
     --meta "client: $client_version"
     --meta "runs: $REPS rep(s) × $DURATION after $WARMUP warm-up, conns: $CONNS, sizes: $SIZES (bytes, k = KiB)"
