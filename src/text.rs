@@ -103,7 +103,7 @@ impl std::fmt::Write for AddrText {
 /// trailing zeros of the fraction dropped), with the part up to the seconds made once per
 /// second per thread.
 pub struct TimestampText {
-    buf: [u8; 40],
+    buf: [u8; 48],
     len: usize,
 }
 
@@ -133,7 +133,7 @@ impl TimestampText {
             prefix_len = head.len();
             SECOND.set((second, prefix, prefix_len));
         }
-        let mut out = TimestampText { buf: [0; 40], len: 0 };
+        let mut out = TimestampText { buf: [0; 48], len: 0 };
         out.buf[..prefix_len].copy_from_slice(&prefix[..prefix_len]);
         out.len = prefix_len;
         if nanos > 0 {
@@ -155,7 +155,7 @@ impl TimestampText {
 
     fn from_display(ts: jiff::Timestamp) -> Self {
         let text = ts.to_string();
-        let mut out = TimestampText { buf: [0; 40], len: 0 };
+        let mut out = TimestampText { buf: [0; 48], len: 0 };
         let len = text.len().min(out.buf.len());
         out.buf[..len].copy_from_slice(&text.as_bytes()[..len]);
         out.len = len;
