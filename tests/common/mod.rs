@@ -45,12 +45,31 @@ pub fn require_tool(command: &str, package: &str) {
     );
 }
 
-/// A port nobody listens on right now (bound to :0, read, released).
+/// A port nobody listens on right now, for a server the test starts later.
+///
+/// Taken below the kernel's ephemeral range, so that neither the outgoing connections of
+/// other tests nor their `bind(":0")` listeners can take it between this call and the
+/// server's bind (CI once saw a gateway's admin port taken that way). Each call of the
+/// process moves on to the next port, so two calls never return the same one.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_start.max(20_000));
+    let span = high - low;
+    // Test binaries run one after another; starting each at its own offset keeps a port a
+    // lingering process of the previous binary still holds out of the way.
+    let offset = std::process::id() * 7919 % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = low + (offset + n) % span;
+        if StdListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+    panic!("no free port below {high}")
 }
 
 /// Polls `check` every 20 ms until it is true or `timeout` passes.
