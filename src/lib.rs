@@ -27,6 +27,7 @@ pub mod filters;
 pub mod gitops;
 pub mod intake;
 pub mod limits;
+pub mod metric_slots;
 pub mod observe;
 pub mod ports;
 pub mod probe;

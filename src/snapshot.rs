@@ -84,6 +84,8 @@ pub struct Route {
     pub compression: Option<filters::compression::Compression>,
     /// Set on aggregate routes, which answer in `request_filter` and never proxy.
     pub aggregate: Option<Arc<crate::aggregate::Aggregate>>,
+    /// The route's request metrics, found without hashing labels.
+    pub meters: crate::metric_slots::RouteMeters,
 }
 
 /// The credential verifiers and response policy shared by all routes.
@@ -316,6 +318,7 @@ fn build_route(
             )?)),
             None => None,
         },
+        meters: Default::default(),
     })
 }
 

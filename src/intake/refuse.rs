@@ -95,6 +95,7 @@ fn record(ctx: &RequestCtx, refusal: &Refusal, logged: &Logged, metrics: &Metric
         let method = http::Method::from_bytes(method.as_bytes()).map_or("OTHER", |m| metrics::method_label(&m));
         metrics.record(&RequestRecord {
             route: metrics::NO_ROUTE,
+            meters: None,
             method,
             status: refusal.status,
             seconds: started.elapsed().as_secs_f64(),

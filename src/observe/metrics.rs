@@ -50,11 +50,13 @@ pub struct Metrics {
 /// What one finished request contributes.
 pub struct RequestRecord<'a> {
     pub route: &'a str,
+    /// The route's kept children, when the request had a route.
+    pub meters: Option<&'a crate::metric_slots::RouteMeters>,
     pub method: &'a str,
     pub status: u16,
     pub seconds: f64,
     /// Time spent waiting on the upstream, when the request went upstream.
-    pub upstream: Option<(&'a str, f64)>,
+    pub upstream: Option<(&'a crate::upstream::UpstreamPool, f64)>,
     /// `auth`, `forbidden`, `rate_limit`, `body_limit`, `ip`, `cors`.
     pub rejected: Option<&'static str>,
     /// How the response cache took part (`hit`, `miss`, ...), on caching routes.
@@ -76,9 +78,10 @@ impl<'a> RequestRecord<'a> {
             method: method_label(&session.req_header().method),
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
             seconds: ctx.started.elapsed().as_secs_f64(),
+            meters: ctx.route().map(|r| &r.meters),
             upstream: pool
                 .zip(ctx.upstream_started)
-                .map(|(p, t)| (p.name.as_str(), t.elapsed().as_secs_f64())),
+                .map(|(p, t)| (p.as_ref(), t.elapsed().as_secs_f64())),
             rejected: ctx.error.as_ref().and_then(|e| e.rejection()),
             cache: ctx.cache.map(|c| c.label()),
             json: ctx.json_outcome.map(|o| o.label()),
@@ -261,10 +264,22 @@ impl Metrics {
 
     pub fn record(&self, r: &RequestRecord) {
         let status = status_label(r.status);
-        self.requests.with_label_values(&[r.route, r.method, status]).inc();
-        self.duration.with_label_values(&[r.route, r.method]).observe(r.seconds);
-        if let Some((upstream, seconds)) = r.upstream {
-            self.upstream_duration.with_label_values(&[upstream]).observe(seconds);
+        let requests = || self.requests.with_label_values(&[r.route, r.method, status]);
+        let duration = || self.duration.with_label_values(&[r.route, r.method]);
+        match r.meters {
+            Some(meters) => {
+                let method = method_key(r.method);
+                meters.requests.get(method << 16 | u32::from(r.status), requests).inc();
+                meters.duration.get(method, duration).observe(r.seconds);
+            }
+            None => {
+                requests().inc();
+                duration().observe(r.seconds);
+            }
+        }
+        if let Some((pool, seconds)) = r.upstream {
+            let resolve = || self.upstream_duration.with_label_values(&[pool.name.as_str()]);
+            pool.duration_meter.get(0, resolve).observe(seconds);
         }
         if let Some(reason) = r.rejected {
             self.rejections.with_label_values(&[r.route, reason]).inc();
@@ -461,6 +476,18 @@ fn quantile(q: f64, count: u64, buckets: &[(f64, u64)]) -> Option<f64> {
 }
 
 /// Method label: the standard methods as they are, anything else `OTHER` (bounded labels).
+/// A small number per method label, for the keys of kept children.
+fn method_key(label: &str) -> u32 {
+    METHOD_LABELS
+        .iter()
+        .position(|m| *m == label)
+        .map_or(u32::MAX >> 16, |i| i as u32)
+}
+
+const METHOD_LABELS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "OTHER",
+];
+
 pub fn method_label(method: &http::Method) -> &'static str {
     use http::Method as M;
     match *method {

@@ -65,6 +65,8 @@ pub struct UpstreamPool {
     /// Active health per target address; shared with the pool this one replaced when the
     /// probe is the same.
     registry: Arc<HealthRegistry>,
+    /// `gateway_upstream_duration_seconds` of this pool, found without hashing its name.
+    pub duration_meter: crate::metric_slots::MetricSlots<prometheus::Histogram, 1>,
 }
 
 /// Why no target was picked.
@@ -170,6 +172,7 @@ impl UpstreamPool {
             registry,
             targets,
             peer_template,
+            duration_meter: Default::default(),
         })
     }
 
