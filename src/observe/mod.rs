@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod access_writer;
 pub mod health;
+mod json_line;
 pub mod logging;
 pub mod metrics;
 pub mod otel;
