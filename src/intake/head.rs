@@ -15,6 +15,13 @@ use tokio::time::Instant;
 
 /// Read size: one allocation holds a typical head (as Pingora's own header buffer does).
 const READ_CHUNK: usize = 4096;
+/// Room below which a read gets a new [`READ_CHUNK`].
+const MIN_READ: usize = 256;
+/// What a connection holds while it waits, idle, for its next request (nginx's
+/// `client_header_buffer_size`): most heads fit, and a held connection costs 1 KiB here
+/// instead of the rest of a [`READ_CHUNK`] (the buffer's unused tail keeps its whole
+/// allocation alive).
+const IDLE_BUFFER: usize = 1024;
 /// How soon an idle keep-alive connection notices that the server is shutting down.
 const SHUTDOWN_CHECK: Duration = Duration::from_secs(1);
 
@@ -56,7 +63,7 @@ pub async fn read(
             }
             deadline.get_or_insert_with(|| Instant::now() + limits.header_timeout);
         }
-        if pending.capacity() - pending.len() < READ_CHUNK / 4 {
+        if pending.capacity() - pending.len() < MIN_READ {
             pending.reserve(READ_CHUNK);
         }
         let read = match deadline {
@@ -105,6 +112,11 @@ async fn idle_read(
     // nothing: it completes only by filling `buf`.
     if let Some(read) = stream.read_buf(buf).now_or_never() {
         return Some(read);
+    }
+    // The last request's bytes are gone: take the whole allocation back when it is ours
+    // alone and small, else start a small one.
+    if buf.is_empty() && !(buf.try_reclaim(IDLE_BUFFER) && buf.capacity() <= IDLE_BUFFER) {
+        *buf = BytesMut::with_capacity(IDLE_BUFFER);
     }
     let slice = keepalive.min(SHUTDOWN_CHECK);
     let slices = keepalive.as_millis().div_ceil(slice.as_millis().max(1));

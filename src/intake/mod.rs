@@ -95,7 +95,11 @@ impl Intake {
                         waited,
                         client_ip,
                     };
-                    return refuse::answer(&mut stream, refused, self.snapshot.load_full(), &self.metrics).await;
+                    // Boxed: its future is the largest of this loop's, and every connection's
+                    // task would be that size for a path few take (≈ 4.5 KiB per held
+                    // connection).
+                    let answer = refuse::answer(&mut stream, refused, self.snapshot.load_full(), &self.metrics);
+                    return Box::pin(answer).await;
                 }
             };
             let mut session = ServerSession::new_http1(stream);
