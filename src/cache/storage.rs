@@ -18,7 +18,7 @@ use pingora::{Error, ErrorType, Result};
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use tinyufo::TinyUfo;
 
@@ -32,7 +32,12 @@ enum Slot {
 }
 
 pub struct MemoryStore {
-    entries: TinyUfo<HashBinary, Slot>,
+    /// Made by the first lookup or store: its frequency sketch and buckets are sized for
+    /// `max_size` (≈ 2.8 MiB at the default), which a gateway without caching routes
+    /// should not hold.
+    entries: OnceLock<TinyUfo<HashBinary, Slot>>,
+    /// TinyUFO's capacity (KiB) and expected number of entries.
+    entries_size: (usize, usize),
     /// Every live entry by key and by tag, for purges and the counters.
     index: Mutex<Index<Entry>>,
     /// Responses being written, readable as they arrive ([`Fill`]); usually one per key.
@@ -73,7 +78,8 @@ impl MemoryStore {
         // TinyLFU's frequency sketch is sized by the expected number of entries.
         let estimated_entries = (kib / 8).clamp(1024, 1 << 20);
         MemoryStore {
-            entries: TinyUfo::new(kib, estimated_entries),
+            entries: OnceLock::new(),
+            entries_size: (kib, estimated_entries),
             index: Mutex::new(Index::default()),
             fills: Mutex::new(HashMap::new()),
             active_fills: AtomicUsize::new(0),
@@ -83,6 +89,11 @@ impl MemoryStore {
             max_object_size: AtomicU64::new(max_object_size),
             limit: max_size,
         }
+    }
+
+    fn entries(&self) -> &TinyUfo<HashBinary, Slot> {
+        self.entries
+            .get_or_init(|| TinyUfo::new(self.entries_size.0, self.entries_size.1))
     }
 
     /// Objects above this size are not stored (reloadable; `max_size` is not).
@@ -214,7 +225,8 @@ impl MemoryStore {
     }
 
     fn get(&self, key: &HashBinary) -> Option<Arc<Entry>> {
-        match self.entries.get(key)? {
+        // Nothing stored yet: no TinyUFO either.
+        match self.entries.get()?.get(key)? {
             // TinyUFO keys on a 64-bit hash of the key: check it is really ours.
             Slot::Live(entry) if entry.key == *key => Some(entry),
             _ => None,
@@ -248,7 +260,7 @@ impl MemoryStore {
     /// safe when writes race on one key. Writes are misses, far rarer than hits, and reads
     /// (`get`) stay lock-free.
     fn put_locked(&self, index: &mut Index<Entry>, key: HashBinary, slot: Slot, weight: u16) {
-        for kv in self.entries.force_put(key, slot, weight) {
+        for kv in self.entries().force_put(key, slot, weight) {
             let Slot::Live(evicted) = kv.data else { continue };
             // Only if the index still points at this very entry (not a newer one).
             if index.get(&evicted.key).is_some_and(|live| Arc::ptr_eq(live, &evicted)) {

@@ -143,7 +143,7 @@ pub fn write_str(out: &mut Vec<u8>, value: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::{key, write_str, JsonLine};
+    use super::{write_str, JsonLine};
 
     #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
