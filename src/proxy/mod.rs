@@ -82,10 +82,10 @@ impl Gateway {
 
 #[async_trait]
 impl ProxyHttp for Gateway {
-    type CTX = RequestCtx;
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.snapshot.load_full())
+    fn new_ctx(&self) -> Box<RequestCtx> {
+        Box::new(RequestCtx::new(self.snapshot.load_full()))
     }
 
     /// One module of gatehouse's own (gRPC-Web bridge, compression with brotli streams
@@ -96,7 +96,7 @@ impl ProxyHttp for Gateway {
 
     /// Before the modules see the request: a gRPC-Web request is bridged to gRPC (the route,
     /// not known yet, must allow it: checked in `request_filter`).
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
         let content_type = session.req_header().headers.get(http::header::CONTENT_TYPE);
         ctx.grpc = content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
         ctx.grpc_web = ctx.grpc && content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc-web"));
@@ -108,7 +108,7 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         if self.drain.is_draining() {
             // `Connection: close` on this response: the client reconnects elsewhere.
             session.set_keepalive(None);
@@ -151,12 +151,12 @@ impl ProxyHttp for Gateway {
     }
 
     /// Runs after `request_filter`: authentication and rate limits apply to hits too.
-    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
         self.cache.enable(session, ctx);
         Ok(())
     }
 
-    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Self::CTX) -> Result<CacheKey> {
         cache::key(session, ctx)
     }
 
@@ -166,7 +166,7 @@ impl ProxyHttp for Gateway {
         meta: &CacheMeta,
         hit_handler: &mut HitHandler,
         _is_fresh: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<Option<ForcedFreshness>> {
         ctx.cache_from_disk = hit_handler.as_any().is::<cache::disk::DiskReader>();
         Ok(cache::hit_filter(session, meta, ctx))
@@ -176,7 +176,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &Session,
         resp: &ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<RespCacheable> {
         let decision = cache::admit(session, resp, ctx);
         ctx.cache_stored = matches!(decision, RespCacheable::Cacheable(_));
@@ -187,18 +187,18 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        _ctx: &mut Self::CTX,
     ) -> pingora::proxy::RangeType {
         cache::range_filter(session, resp)
     }
 
-    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
+    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut Self::CTX, req: &RequestHeader) -> Option<HashBinary> {
         cache::policy::variance(meta, req)
     }
 
     /// Stale copies are served while revalidating (`stale-while-revalidate`, error `None`)
     /// and when the upstream fails (`stale-if-error`); Pingora checks the windows.
-    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut Self::CTX, error: Option<&Error>) -> bool {
         error.is_none_or(|e| *e.esource() == ErrorSource::Upstream)
     }
 
@@ -207,12 +207,12 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         body_limit::count(body, ctx)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<Box<HttpPeer>> {
         upstream::next_peer(session.req_header(), ctx).await
     }
 
@@ -220,7 +220,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         req: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         ctx.upstream_started.get_or_insert_with(Instant::now);
         cache::pass_range(session, req, ctx)?;
@@ -238,7 +238,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         if is_interim(resp) {
             // The attempt's outcome is decided by the final response (or its failure).
@@ -269,7 +269,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         trailers: &mut http::HeaderMap,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         if ctx.grpc {
             if let Some(status) = grpc_status(trailers) {
@@ -284,7 +284,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<Option<std::time::Duration>> {
         if let Some(collecting) = ctx.json_body.as_mut() {
             let snapshot = Arc::clone(&ctx.snapshot);
@@ -301,7 +301,7 @@ impl ProxyHttp for Gateway {
         &self,
         session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
     ) -> Result<()> {
         if is_interim(resp) {
             // `100 Continue` and friends pass as they are; the final response is decorated.
@@ -329,7 +329,7 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
         e: Box<Error>,
     ) -> Box<Error> {
         retry::on_connect_failure(ctx, e)
@@ -340,13 +340,13 @@ impl ProxyHttp for Gateway {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        ctx: &mut RequestCtx,
+        ctx: &mut Self::CTX,
         _client_reused: bool,
     ) -> Box<Error> {
         retry::on_proxy_error(peer, session, ctx, e)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Self::CTX) -> FailToProxy {
         // Owned: answering writes into the context (a gRPC status) while reading the error.
         let err = ctx.error.clone().unwrap_or_else(|| GatewayError::from_pingora(e));
         let code = err.status();
@@ -371,11 +371,11 @@ impl ProxyHttp for Gateway {
 
     /// What clients do wrong (hanging up, resetting an h2 stream, sending a malformed
     /// frame) is routine at the edge: counted and logged at debug in `logging`, not here.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, e: &Error) -> bool {
         crate::request::downstream_kind(e).is_some()
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         if let Some((e, kind)) = e.and_then(|e| Some((e, crate::request::downstream_kind(e)?))) {
             log::debug!("client-side failure ({kind}): {e}");
             if ctx.snapshot.server.metrics {
