@@ -302,7 +302,6 @@ done
 # Phase 4: RSS with a disk tier 10× the memory bound, every request a new key
 # ---------------------------------------------------------------------------------------
 RSS_RAN=0 RSS_OVER=0
-rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 mib() { python3 -c "print(f'{$1 / 1048576:.1f}')"; }
 pct() { python3 -c "print(f'{$1 / $RSS_DISK_MAX * 100:.1f} %')"; }
 # du of a directory whose files come and go: a file removed mid-walk is not an error.

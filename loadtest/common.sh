@@ -7,7 +7,7 @@
 #
 # The sourcing script sets HERE and ROOT first; it gets log, die, need_tools, make_tmp,
 # started, PROXY_PIN/LOAD_PIN/LAYOUT (pin_layout), nginx_head, start_nginx, wait_ready,
-# start_gatehouse, free_ports and report_meta.
+# start_gatehouse, free_ports, rss_kib and report_meta.
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -102,6 +102,16 @@ pin_layout() {   # $1 = what shares core 1 (for the report)
 }
 
 free_ports() { python3 "$HERE/helper.py" ports "$1"; }
+
+# Summed VmRSS (KiB) of the given pids; 0 for one that is gone.
+rss_kib() {
+    local p total=0 r
+    for p in "$@"; do
+        r="$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)"
+        total=$(( total + ${r:-0} ))
+    done
+    echo "$total"
+}
 
 # ---------------------------------------------------------------------------------------
 # nginx (own prefix, pid, logs and temp dirs) and gatehouse

@@ -67,14 +67,6 @@ wait_ready origin "$STARTED_PID" "http://127.0.0.1:$ORIGIN_PORT/" "$TMP/origin/l
     echo "  - { name: all, path: /, upstream: origin }"
 } > "$TMP/gatehouse.yaml"
 
-rss_kib() {   # summed VmRSS of the pids
-    local p total=0 r
-    for p in "$@"; do
-        r="$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)"
-        total=$(( total + ${r:-0} ))
-    done
-    echo "$total"
-}
 established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
 
 # Stops a process started here and forgets it (the cleanup trap reports those that died).

@@ -286,3 +286,19 @@ fn the_grpc_harness_measures_unary_calls_through_gatehouse_and_direct() {
     );
     assert!(report.contains("req/s ratio gatehouse/direct"), "{report}");
 }
+
+#[test]
+fn the_connection_memory_harness_holds_idle_and_busy_connections_on_both_proxies() {
+    need(&["nginx", "wrk", "curl", "python3", "ss"], "connection memory");
+    let report = smoke_run("conn_memory.sh", "-conn-memory.md", &[("IDLE", "200"), ("BUSY", "32")]);
+    // | proxy | RSS after start MiB | idle conns held | RSS with them MiB | KiB / idle conn |
+    // busy conns (peak) | peak RSS MiB | KiB / busy conn | busy req/s |
+    for proxy in ["gatehouse", "nginx"] {
+        let cells = row(&report, proxy);
+        assert!(num(cells[1]) > 0.0, "{proxy}: {cells:?}");
+        // Every idle connection was held (the client fails the run if one is dropped).
+        assert!(num(cells[2]) >= 200.0, "{proxy} held fewer idle connections: {cells:?}");
+        assert!(num(cells[5]) >= 32.0, "{proxy} saw fewer busy connections: {cells:?}");
+        assert!(num(cells[8]) > 0.0, "{proxy}: {cells:?}");
+    }
+}
