@@ -9,12 +9,18 @@
 #   bash loadtest/instructions.sh                     # 20 000 requests each, ≈ 3 min
 #   REQUESTS=5000 PEERS=gatehouse bash loadtest/instructions.sh
 #   CONFIG=full bash loadtest/instructions.sh         # gatehouse with JWT + rate limit + log + metrics
+#   PROTO=h2 PEERS="nginx gatehouse" bash loadtest/instructions.sh   # HTTP/2 over TLS (h2load)
 #
 # Knobs: REQUESTS=20000 WARMUP=2000 CONNS=8 SIZE=2 (2 = `return 200 "ok"`, or Nk)
 #        PEERS="nginx pingora gatehouse" TOP=25 CONFIG=minimal|full BUILD=1
 #        GATEHOUSE_TOP='work_stealing: false' (more top-level YAML for gatehouse's config)
 #        RESULTS=loadtest/results (where the report goes) GATEHOUSE_BIN PINGORA_BIN
-# Needs: valgrind (callgrind, callgrind_control, callgrind_annotate), nginx, hey, curl.
+#        PROTO=h1|h2: h2 = the client speaks HTTP/2 over TLS (ALPN h2) to the proxy, h2load
+#        with CONNS connections x STREAMS (10) concurrent streams; both proxies use the same
+#        ECDSA P-256 certificate, so that the CONNS handshakes in the window cost little
+#        beside the requests (bare Pingora has no TLS listener: not a peer with h2).
+# Needs: valgrind (callgrind, callgrind_control, callgrind_annotate), nginx, hey, curl;
+#        with PROTO=h2 also h2load (nghttp2-client) and openssl.
 # Output: stdout and loadtest/results/<stamp>-instructions.md (the raw profiles stay in a
 # temp dir, KEEP_TMP=1 keeps it).
 set -euo pipefail
@@ -31,6 +37,8 @@ CONFIG="${CONFIG:-minimal}"
 BUILD="${BUILD:-1}"
 GATEHOUSE_TOP="${GATEHOUSE_TOP:-}"
 RESULTS="${RESULTS:-$HERE/results}"
+PROTO="${PROTO:-h1}"
+STREAMS="${STREAMS:-10}"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}"
 PINGORA_BIN="${PINGORA_BIN:-$ROOT/target/release/examples/bare_pingora}"
 
@@ -40,6 +48,14 @@ REQUESTS=$(( REQUESTS / CONNS * CONNS ))
 WARMUP=$(( WARMUP / CONNS * CONNS ))
 log() { echo "$*" >&2; }
 missing=()
+case "$PROTO" in
+    h1) ;;
+    h2) [[ " $PEERS " != *" pingora "* ]] || die "bare Pingora has no TLS listener: PEERS without pingora for PROTO=h2"
+        for tool in h2load openssl; do
+            command -v "$tool" >/dev/null || die "missing: $tool (Debian: apt-get install nghttp2-client openssl)"
+        done ;;
+    *) die "PROTO must be h1 or h2" ;;
+esac
 for tool in valgrind callgrind_control callgrind_annotate nginx hey curl; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
@@ -65,7 +81,14 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-read -r ORIGIN_PORT PROXY_PORT < <(python3 "$HERE/helper.py" ports 2)
+read -r ORIGIN_PORT PROXY_PORT PLAIN_PORT < <(python3 "$HERE/helper.py" ports 3)
+SCHEME=http
+if [[ "$PROTO" == h2 ]]; then
+    SCHEME=https
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+        -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+fi
 mkdir -p "$TMP/origin/logs" "$TMP/www"
 case "$SIZE" in
     2) path=/ ;;
@@ -91,8 +114,15 @@ nginx -p "$TMP/origin" -c "$TMP/origin.conf" -g 'daemon off;' 2> "$TMP/origin/lo
 PIDS+=($!)
 
 gatehouse_config() {
+    if [[ "$PROTO" == h2 ]]; then
+        cat <<EOF
+listen: ["127.0.0.1:$PLAIN_PORT"]
+tls: { listen: ["127.0.0.1:$PROXY_PORT"], certs: [{ cert: $TMP/cert.pem, key: $TMP/key.pem }] }
+EOF
+    else
+        echo "listen: [\"127.0.0.1:$PROXY_PORT\"]"
+    fi
     cat <<EOF
-listen: ["127.0.0.1:$PROXY_PORT"]
 threads: 1
 pid_file: $TMP/gatehouse.pid
 upgrade_sock: $TMP/gatehouse_upgrade.sock
@@ -135,7 +165,8 @@ http {
     keepalive_requests 1000000;
     upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
     server {
-        listen 127.0.0.1:$PROXY_PORT;
+        listen 127.0.0.1:$PROXY_PORT$([[ "$PROTO" == h2 ]] && echo " ssl http2");
+$([[ "$PROTO" == h2 ]] && printf '        ssl_certificate %s;\n        ssl_certificate_key %s;\n' "$TMP/cert.pem" "$TMP/key.pem")
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -164,7 +195,7 @@ start_under_callgrind() {
     PIDS+=("$VG_PID")
     for _ in $(seq 600); do
         # Any HTTP answer means it serves (the full config answers 401 without a token).
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PROXY_PORT$path")" != 000 ]] && return 0
+        [[ "$(curl -sk -o /dev/null -w '%{http_code}' "$SCHEME://127.0.0.1:$PROXY_PORT$path")" != 000 ]] && return 0
         kill -0 "$VG_PID" 2>/dev/null || { cat "$TMP/$peer.log" >&2; die "$peer exited under valgrind"; }
         sleep 0.1
     done
@@ -176,6 +207,14 @@ start_under_callgrind() {
 # non-200 answer so that a broken proxy cannot look cheap.
 send() {
     local n="$1" out
+    if [[ "$PROTO" == h2 ]]; then
+        out="$(h2load -n "$n" -c "$CONNS" -m "$STREAMS" ${TOKEN:+-H "Authorization: Bearer $TOKEN"} "https://127.0.0.1:$PROXY_PORT$path")"
+        grep -q "Application protocol: h2" <<<"$out" || die "the proxy did not negotiate h2, h2load said:
+$out"
+        grep -q "status codes: $n 2xx" <<<"$out" || die "expected $n responses with status 2xx, h2load said:
+$out"
+        return 0
+    fi
     out="$(hey -n "$n" -c "$CONNS" ${TOKEN:+-H "Authorization: Bearer $TOKEN"} "http://127.0.0.1:$PROXY_PORT$path")"
     grep -q "\[200\]\s*$n responses" <<<"$out" || die "expected $n responses with status 200, hey said:
 $out"
@@ -240,7 +279,11 @@ out="$RESULTS/$stamp-instructions.md"
     echo "callgrind (user-space instructions, every thread of the process; kernel work such as the"
     echo "socket calls is not counted, and is about the same for all three: 2 reads, 2 writes and"
     echo "one getsockopt/getpeername per request by strace), $REQUESTS requests of"
-    echo "SIZE=$SIZE after $WARMUP warm-up requests, hey -c $CONNS, keep-alive both sides;"
+    if [[ "$PROTO" == h2 ]]; then
+        echo "SIZE=$SIZE after $WARMUP warm-up requests, HTTP/2 over TLS 1.3 (ECDSA P-256), h2load -c $CONNS -m $STREAMS (the $CONNS handshakes are in the window), keep-alive upstream;"
+    else
+        echo "SIZE=$SIZE after $WARMUP warm-up requests, hey -c $CONNS, keep-alive both sides;"
+    fi
     echo "gatehouse $(git -C "$ROOT" rev-parse --short HEAD) config \`$CONFIG\`${GATEHOUSE_TOP:+ + \`$GATEHOUSE_TOP\`}, threads 1; bare Pingora = examples/$(basename "$PINGORA_BIN").rs."
     echo
     echo "| peer | instructions | per request | ratio to bare Pingora | ratio to nginx |"
