@@ -13,6 +13,8 @@ pub const USER_ROLES: &str = "x-user-roles";
 pub const USER_SCOPES: &str = "x-user-scopes";
 pub const CONSUMER: &str = "x-consumer";
 const IDENTITY: [&str; 4] = [USER_ID, USER_ROLES, USER_SCOPES, CONSUMER];
+/// At most how many fields an authenticated request gets (the upstream map's reserve).
+pub const ADDED: usize = IDENTITY.len();
 // For inserting: checked once, no parse or allocation per request.
 const USER_ID_NAME: KnownHeaderName = KnownHeaderName::from_static(USER_ID);
 const USER_ROLES_NAME: KnownHeaderName = KnownHeaderName::from_static(USER_ROLES);

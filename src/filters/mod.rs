@@ -198,12 +198,18 @@ pub enum UpstreamStep {
 impl UpstreamStep {
     /// At most how many header fields this step adds (a replaced one counts), so that the
     /// request's maps grow once for the whole chain rather than once per field.
-    pub fn headers_added(&self) -> usize {
+    pub fn headers_added(&self, ctx: &RequestCtx) -> usize {
         match self {
             UpstreamStep::Forwarded(_) => 3,
             UpstreamStep::RequestId(_) | UpstreamStep::Trace(_) => 1,
-            // The identity headers and, with a client certificate, its four.
-            UpstreamStep::Identity(_) => 8,
+            // Only what this request carries: reserving room it does not need grows the
+            // maps past the size Pingora parsed them with (a second allocation and rehash).
+            UpstreamStep::Identity(_) => {
+                ctx.identity.as_ref().map_or(0, |_| identity_headers::ADDED)
+                    + ctx
+                        .verified_cert()
+                        .map_or(0, |_| crate::auth::client_cert::HEADERS.len())
+            }
             UpstreamStep::Headers(edits) => edits.fields_added(),
             UpstreamStep::AuthHeaders(_)
             | UpstreamStep::StripPrefix(_)

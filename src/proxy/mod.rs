@@ -16,7 +16,7 @@ use crate::aggregate::Caller;
 use crate::cache::{self, ResponseCache};
 use crate::drain::Drain;
 use crate::filters::edge_module::EdgeModule;
-use crate::filters::{body_limit, json_body, response_headers, UpstreamStep};
+use crate::filters::{body_limit, json_body, response_headers};
 use crate::observe::metrics::{self, Metrics};
 use crate::observe::otel::{self, SpanExport};
 use crate::observe::{access_log, health};
@@ -226,7 +226,7 @@ impl ProxyHttp for Gateway {
         cache::pass_range(session, req, ctx)?;
         if let Some(route) = ctx.route() {
             let original = session.req_header();
-            req.reserve_headers(route.upstream_chain.iter().map(UpstreamStep::headers_added).sum());
+            req.reserve_headers(route.upstream_chain.iter().map(|step| step.headers_added(ctx)).sum());
             for step in &route.upstream_chain {
                 step.apply(req, original, ctx)?;
             }
