@@ -302,3 +302,29 @@ fn the_connection_memory_harness_holds_idle_and_busy_connections_on_both_proxies
         assert!(num(cells[8]) > 0.0, "{proxy}: {cells:?}");
     }
 }
+
+#[test]
+fn the_instruction_count_harness_runs_over_h2_for_both_proxies() {
+    need(
+        &["valgrind", "nginx", "h2load", "openssl", "hey", "curl"],
+        "h2 instruction count",
+    );
+    let report = smoke_run(
+        "instructions.sh",
+        "-instructions.md",
+        &[
+            ("PROTO", "h2"),
+            ("PEERS", "nginx gatehouse"),
+            ("REQUESTS", "200"),
+            ("WARMUP", "40"),
+            ("TOP", "3"),
+        ],
+    );
+    // The script itself stops unless h2 was negotiated and every answer was 2xx.
+    assert!(report.contains("HTTP/2 over TLS"), "{report}");
+    // | peer | instructions | per request | ratio to bare Pingora | ratio to nginx |
+    for peer in ["nginx", "gatehouse"] {
+        let cells = row(&report, peer);
+        assert!(num(cells[2]) > 1000.0, "{peer}: {cells:?}");
+    }
+}
