@@ -328,3 +328,29 @@ fn the_instruction_count_harness_runs_over_h2_for_both_proxies() {
         assert!(num(cells[2]) > 1000.0, "{peer}: {cells:?}");
     }
 }
+
+#[test]
+fn the_routes_scale_harness_measures_throughput_and_memory_per_route_count() {
+    need(&["nginx", "wrk", "curl", "python3"], "routes scale");
+    let report = smoke_run(
+        "routes_scale.sh",
+        "-routes-scale.md",
+        &[
+            ("DURATION", "1s"),
+            ("WARMUP", "1s"),
+            ("STARTS", "1"),
+            ("ROUTES", "10 1000"),
+        ],
+    );
+    // | routes | check ms | start ms | RSS MiB | KiB/route above 10 | req/s first | req/s last | ...
+    for routes in ["10", "1,000"] {
+        let cells = row(&report, routes);
+        assert!(num(cells[1]) > 0.0, "{routes} routes, no check time: {cells:?}");
+        assert!(num(cells[3]) > 0.0, "{routes} routes, no RSS: {cells:?}");
+        assert!(
+            num(cells[5]) > 0.0 && num(cells[6]) > 0.0,
+            "{routes} routes, no req/s: {cells:?}"
+        );
+    }
+    assert!(num(row(&report, "1,000")[4]) > 0.0, "no KiB per route:\n{report}");
+}
