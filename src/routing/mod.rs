@@ -203,7 +203,10 @@ pub fn request_host(req: &RequestHeader) -> Option<&str> {
 // === impl Router ===
 
 impl Router {
-    pub fn new(matchers: Vec<RouteMatcher>) -> Self {
+    pub fn new(mut matchers: Vec<RouteMatcher>) -> Self {
+        // A `collect` from a vector of bigger items (the snapshot's route configs) reuses
+        // their allocation: 1.3 KB per route kept for a 160-byte matcher.
+        matchers.shrink_to_fit();
         let mut order: Vec<usize> = (0..matchers.len()).collect();
         // Stable sort: equal specificity keeps config order.
         order.sort_by_cached_key(|&i| matchers[i].specificity());
