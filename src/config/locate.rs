@@ -4,6 +4,7 @@
 //! JSON is YAML, so routes.json is located the same way.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
@@ -14,16 +15,30 @@ pub struct Location {
     pub column: usize,
 }
 
-/// Field path → where its key (or, in a list, its item) starts.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Locations(HashMap<String, Location>);
+/// Field path → where its key (or, in a list, its item) starts. The table is built from
+/// the text when a location is first asked for: a config that loads keeps its text (about
+/// the file's size) instead of a table of ≈ 400 bytes per route that only a problem reads.
+#[derive(Default, Clone)]
+pub struct Locations {
+    text: Arc<str>,
+    table: OnceLock<HashMap<String, Location>>,
+}
 
 impl Locations {
-    /// Every field of `text`; empty when it does not parse (the parse error has its own).
+    /// The fields of `text`; none when it does not parse (the parse error has its own).
     pub fn of(text: &str) -> Self {
-        let mut walker = Walker::default();
-        let _ = Parser::new_from_str(text).load(&mut walker, false);
-        Locations(walker.found)
+        Locations {
+            text: text.into(),
+            table: OnceLock::new(),
+        }
+    }
+
+    fn table(&self) -> &HashMap<String, Location> {
+        self.table.get_or_init(|| {
+            let mut walker = Walker::default();
+            let _ = Parser::new_from_str(&self.text).load(&mut walker, false);
+            walker.found
+        })
     }
 
     /// The location of `path`, or of the nearest enclosing field the file has
@@ -31,12 +46,27 @@ impl Locations {
     pub fn find(&self, path: &str) -> Option<Location> {
         let mut path = path;
         loop {
-            if let Some(l) = self.0.get(path) {
+            if let Some(l) = self.table().get(path) {
                 return Some(*l);
             }
             let cut = path.rfind(['.', '['])?;
             path = &path[..cut];
         }
+    }
+}
+
+impl PartialEq for Locations {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Locations {}
+
+/// Not the text: after `${VAR}` expansion it may hold secrets.
+impl std::fmt::Debug for Locations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Locations({} bytes of text)", self.text.len())
     }
 }
 
