@@ -67,7 +67,7 @@ pub fn explain(snapshot: Arc<Snapshot>, q: &Question) -> Result<Value, String> {
     answer["route"] = json!({
         "name": route.name,
         "rules": snapshot.router.matcher(index).describe(),
-        "config": snapshot.document["routes"].get(index),
+        "config": snapshot.document.value()["routes"].get(index),
     });
     answer["steps"] = steps(route, &req, &ctx);
     if ctx.preflight.is_some() {

@@ -59,7 +59,7 @@ impl WatchFiles {
     /// The config file and every file `snapshot`'s config names.
     fn files(&self, snapshot: &Snapshot) -> Vec<PathBuf> {
         let mut files = vec![self.config.clone()];
-        named_files(&snapshot.document, &mut files);
+        named_files(&snapshot.document.value(), &mut files);
         files.sort();
         files.dedup();
         files

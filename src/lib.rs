@@ -25,6 +25,9 @@ pub mod explain;
 pub mod file_watch;
 pub mod filters;
 pub mod gitops;
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod heap_count;
 pub mod intake;
 pub mod limits;
 pub mod metric_slots;

@@ -475,7 +475,7 @@ impl Reloader {
         if if_match.is_some_and(|m| m != generation) {
             return Err(ChangeError::Conflict { current: generation });
         }
-        let mut document = state.config.document.clone();
+        let mut document = state.config.document.value();
         if !edit_document(&mut document, kind, name, value) {
             return Err(ChangeError::NotFound);
         }

@@ -57,7 +57,7 @@ pub fn config(snapshot: &Snapshot, refused: Option<crate::reload::Refusal>) -> R
             "source": snapshot.source,
             "generation": snapshot.generation,
             "hash": snapshot.config_hash,
-            "config": snapshot.document,
+            "config": snapshot.document.value(),
             "refused": refused,
         }),
     )

@@ -165,7 +165,7 @@ pub fn save_state(dir: &Path, config: &Config) -> Result<(), String> {
 /// The state file's content for `config` (taken before the config is consumed by a build,
 /// written once the build succeeded).
 pub fn state_text(config: &Config) -> Result<Vec<u8>, String> {
-    let state = serde_json::json!({ "revision": config.revision, "config": config.document });
+    let state = serde_json::json!({ "revision": config.revision, "config": config.document.value() });
     serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())
 }
 

@@ -12,6 +12,7 @@ pub use cache::defaults as cache_defaults;
 pub use tls::read_cert_key;
 pub mod client;
 mod compression;
+pub mod document;
 mod env;
 mod error;
 pub mod fleet;

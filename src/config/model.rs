@@ -36,7 +36,7 @@ pub struct Config {
     /// Things that load but deserve a look: unreachable routes, unused upstreams.
     pub warnings: Vec<String>,
     /// The config as loaded (after `${VAR}` expansion), for /admin/config and its hash.
-    pub document: serde_json::Value,
+    pub document: super::document::Document,
     /// Where each field is in the file, for problems found after validation (empty for
     /// the environment).
     pub locations: std::sync::Arc<super::locate::Locations>,
@@ -464,11 +464,15 @@ pub struct HealthCheckConfig {
 }
 
 #[derive(Debug, Clone)]
+///
+/// The loaded config is kept for rebuilds (runtime target changes), so every route costs
+/// this struct's size for as long as it is configured: the parts most routes do without
+/// are boxed, and routes without transforms share one empty [`RouteTransform`].
 pub struct RouteConfig {
     pub name: String,
     pub matcher: RouteMatcher,
     pub upstream: RouteUpstream,
-    pub rate_limit: Option<RateLimitConfig>,
+    pub rate_limit: Option<Box<RateLimitConfig>>,
     pub strip_prefix: Option<String>,
     /// Overrides the upstream's read/write timeout.
     pub timeout: Option<Duration>,
@@ -476,11 +480,11 @@ pub struct RouteConfig {
     pub websocket_idle_timeout: Duration,
     pub security: RouteSecurity,
     pub cache: Option<RouteCache>,
-    pub transform: RouteTransform,
+    pub transform: std::sync::Arc<RouteTransform>,
     /// The route's own policy, else the top level's (`None`: off).
-    pub compression: Option<CompressionConfig>,
+    pub compression: Option<Box<CompressionConfig>>,
     /// Set with `auth: forward`.
-    pub forward_auth: Option<ForwardAuthConfig>,
+    pub forward_auth: Option<Box<ForwardAuthConfig>>,
     /// gRPC-Web requests are bridged to gRPC.
     pub grpc_web: bool,
     /// Set for aggregate routes (then `upstream` lists the parts' pools).
@@ -564,6 +568,18 @@ pub struct QueryEdits {
     pub add: Vec<(String, Template)>,
 }
 
+impl RouteTransform {
+    /// Nothing to change.
+    pub fn is_empty(&self) -> bool {
+        self.rewrite.is_none()
+            && self.request_headers.is_empty()
+            && self.request_query.is_empty()
+            && matches!(self.upstream_host, UpstreamHost::Preserve)
+            && self.response_headers.is_empty()
+            && self.json.is_none()
+    }
+}
+
 impl QueryEdits {
     pub fn is_empty(&self) -> bool {
         self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
@@ -627,7 +643,7 @@ pub struct RouteSecurity {
     /// The route's own lists, checked after the global ones.
     pub ip: IpRules,
     /// The route's own policy, else the global one.
-    pub cors: Option<CorsConfig>,
+    pub cors: Option<Box<CorsConfig>>,
     /// GET requests may carry a body (HEAD never may).
     pub allow_get_body: bool,
     /// `client_cert: required`: a verified client certificate, else 403.

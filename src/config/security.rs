@@ -113,7 +113,7 @@ pub fn route_security(r: &RawRoute, path: &str, raw: &RawConfig, p: &mut Problem
             allow: cidrs(&r.ip_allow, &format!("{path}.ip_allow"), p),
             deny: cidrs(&r.ip_deny, &format!("{path}.ip_deny"), p),
         },
-        cors: r.cors.as_ref().map(|c| cors(c, &format!("{path}.cors"), p)),
+        cors: r.cors.as_ref().map(|c| Box::new(cors(c, &format!("{path}.cors"), p))),
         allow_get_body: r.allow_get_body.unwrap_or(false),
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 /// Validates `raw` from `source`. `port` (the `PORT` variable) replaces every listener's port.
 pub fn validate(raw: RawConfig, source: &str, port: Option<u16>) -> Result<Config, ConfigError> {
     let mut p = Problems::default();
-    let document = serde_json::to_value(&raw).unwrap_or_default();
+    let document = super::document::Document::new(serde_json::to_value(&raw).unwrap_or_default());
     let mut server = server_settings(&raw, port, &mut p);
     let mut security_warnings = Vec::new();
     let tls_settings = tls::tls(raw.tls.as_ref(), &mut p, &mut security_warnings);
@@ -429,8 +429,9 @@ fn health_check(raw: &RawHealthCheck, path: &str, p: &mut Problems) -> HealthChe
 
 fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: &mut Problems) -> Vec<RouteConfig> {
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(raw_routes.len());
     let compression = compression::policy(raw.compression.as_ref(), "compression", None, p);
+    let no_transform = std::sync::Arc::new(RouteTransform::default());
     for (i, r) in raw_routes.iter().enumerate() {
         let path = format!("routes[{i}]");
         let name = r.name.clone().unwrap_or_else(|| format!("route-{i}"));
@@ -457,11 +458,19 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
             None => traffic::route_upstream(r, &path, &raw.upstreams, p),
         };
         let transform = transform::route_transform(r, &path, &matcher.path, p);
-        let forward_auth = transform::forward_auth(r, &path, &matcher.path, &raw.upstreams, p);
-        let rate_limit = r
-            .rate_limit
-            .as_ref()
-            .map(|rl| traffic::rate_limit(rl, &format!("{path}.rate_limit"), raw.redis.is_some(), p));
+        let transform = match transform.is_empty() {
+            true => no_transform.clone(),
+            false => std::sync::Arc::new(transform),
+        };
+        let forward_auth = transform::forward_auth(r, &path, &matcher.path, &raw.upstreams, p).map(Box::new);
+        let rate_limit = r.rate_limit.as_ref().map(|rl| {
+            Box::new(traffic::rate_limit(
+                rl,
+                &format!("{path}.rate_limit"),
+                raw.redis.is_some(),
+                p,
+            ))
+        });
         if let Some(strip) = &r.strip_prefix {
             check_strip_prefix(strip, &matcher.path, &format!("{path}.strip_prefix"), p);
         }
@@ -490,7 +499,8 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
                 &format!("{path}.compression"),
                 compression.as_ref(),
                 p,
-            ),
+            )
+            .map(Box::new),
             forward_auth,
             grpc_web: r.grpc_web.unwrap_or(false),
             aggregate,

@@ -182,15 +182,17 @@ pub fn request_chain(
 /// One change to the request sent upstream.
 pub enum UpstreamStep {
     StripPrefix(strip_prefix::StripPrefix),
-    Rewrite(rewrite::Rewrite),
-    Query(query_edits::QueryEdits),
+    // The larger steps are boxed: the route's chain holds every step at the size of the
+    // largest, and most routes have only the small ones.
+    Rewrite(Box<rewrite::Rewrite>),
+    Query(Box<query_edits::QueryEdits>),
     Forwarded(forwarded::Forwarded),
     RequestId(request_id::PropagateRequestId),
     Identity(identity_headers::IdentityHeaders),
     AuthHeaders(forward_auth::AuthHeaders),
     Trace(tracing::PropagateTrace),
-    Headers(header_edits::HeaderEdits),
-    Host(upstream_host::UpstreamHost),
+    Headers(Box<header_edits::HeaderEdits>),
+    Host(Box<upstream_host::UpstreamHost>),
     /// The gateway compresses: the upstream is asked for identity.
     IdentityEncoding,
 }
@@ -251,12 +253,12 @@ pub fn upstream_chain(route: &RouteConfig) -> Vec<UpstreamStep> {
         chain.push(UpstreamStep::StripPrefix(strip_prefix::StripPrefix::new(prefix)));
     }
     if let Some(rule) = &transform.rewrite {
-        chain.push(UpstreamStep::Rewrite(rewrite::Rewrite::new(rule)));
+        chain.push(UpstreamStep::Rewrite(Box::new(rewrite::Rewrite::new(rule))));
     }
     if !transform.request_query.is_empty() {
-        chain.push(UpstreamStep::Query(query_edits::QueryEdits::new(
+        chain.push(UpstreamStep::Query(Box::new(query_edits::QueryEdits::new(
             &transform.request_query,
-        )));
+        ))));
     }
     chain.push(UpstreamStep::Forwarded(forwarded::Forwarded));
     chain.push(UpstreamStep::RequestId(request_id::PropagateRequestId));
@@ -269,12 +271,12 @@ pub fn upstream_chain(route: &RouteConfig) -> Vec<UpstreamStep> {
         )));
     }
     if !transform.request_headers.is_empty() {
-        chain.push(UpstreamStep::Headers(header_edits::HeaderEdits::new(
+        chain.push(UpstreamStep::Headers(Box::new(header_edits::HeaderEdits::new(
             &transform.request_headers,
-        )));
+        ))));
     }
     if let Some(step) = upstream_host::UpstreamHost::new(&transform.upstream_host) {
-        chain.push(UpstreamStep::Host(step));
+        chain.push(UpstreamStep::Host(Box::new(step)));
     }
     if route.compression.is_some() {
         chain.push(UpstreamStep::IdentityEncoding);
