@@ -470,7 +470,8 @@ pub struct HealthCheckConfig {
 /// are boxed, and routes without transforms share one empty [`RouteTransform`].
 pub struct RouteConfig {
     pub name: String,
-    pub matcher: RouteMatcher,
+    /// Shared with the router of the snapshot built from this config.
+    pub matcher: std::sync::Arc<RouteMatcher>,
     pub upstream: RouteUpstream,
     pub rate_limit: Option<Box<RateLimitConfig>>,
     pub strip_prefix: Option<String>,

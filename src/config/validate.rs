@@ -480,7 +480,7 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
             .map(|_| positive_duration(&r.timeout, &format!("{path}.timeout"), Duration::ZERO, p));
         out.push(RouteConfig {
             name,
-            matcher,
+            matcher: std::sync::Arc::new(matcher),
             upstream,
             rate_limit,
             strip_prefix: r.strip_prefix.clone(),
