@@ -30,6 +30,7 @@ pub mod gitops;
 mod heap_count;
 pub mod intake;
 pub mod limits;
+pub mod memory;
 pub mod metric_slots;
 pub mod observe;
 pub mod ports;

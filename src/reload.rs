@@ -283,6 +283,7 @@ impl Reloader {
             .then(|| (config.server.state_dir.clone(), fleet::state_text(&config)));
         let next = Arc::new(Snapshot::build(config, Some(&current))?);
         self.snapshot.store(next.clone());
+        crate::memory::release_after_load();
         if let Some((dir, text)) = state {
             if let Err(e) = text.and_then(|t| fleet::write_state(&dir, &t)) {
                 log::warn!("fleet state not saved (a restart while etcd is down would not find it): {e}");

@@ -91,6 +91,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
     socket.so_reuseport = config.server.reuse_port.then_some(true);
     let admin = config.server.admin.clone();
     let snapshot = Snapshot::build(config.clone(), None)?;
+    crate::memory::release_after_load();
     for w in &snapshot.warnings {
         log::warn!("{}: {w}", snapshot.source);
     }
