@@ -6,6 +6,7 @@
 #
 #   make fuzz                                  # every target, 60 s each
 #   FUZZ_SECONDS=600 FUZZ_TARGETS=framing make fuzz
+#   FUZZ_BUILD_ONLY=1 bash fuzz/run.sh         # install cargo-fuzz and build, run nothing
 #
 # The targets build with cargo-fuzz (installed when missing) on the stable toolchain:
 # RUSTC_BOOTSTRAP=1 lets it pass the sanitizer flags that need nightly.
@@ -23,6 +24,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked >&2
 fi
 cargo fuzz build "${FLAGS[@]}" >&2
+if [[ "${FUZZ_BUILD_ONLY:-0}" == 1 ]]; then
+    echo "fuzz: built ${TARGETS// /, }" >&2
+    exit 0
+fi
 
 report="| target | seconds | executions | per second | corpus (seeds → after) |"$'\n'"|---|---:|---:|---:|---|"
 for target in $TARGETS; do
