@@ -14,7 +14,7 @@
 
 use log::debug;
 use pingora_error::{Error, ErrorType::*, OrErr, Result};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Once, OnceLock};
 
 use crate::connectors::tls::replace_leftmost_underscore;
 use crate::connectors::ConnectorOptions;
@@ -87,62 +87,91 @@ fn init_ssl_cert_env_vars() {
 
 #[derive(Clone)]
 pub struct Connector {
-    pub(crate) ctx: Arc<SslConnector>, // Arc to support clone
+    // gatehouse patch: built on first use (see `LazyConnector`); derefs to the SslConnector.
+    pub(crate) ctx: Arc<LazyConnector>, // Arc to support clone
+}
+
+// gatehouse patch: the SSL context, and with it the system's CA bundle, is built when the
+// first TLS connection is made rather than when the connector is. Loading the bundle
+// (`set_default_verify_paths` reads the whole file) took ≈ 5 MiB of RSS in every process,
+// and in each of its connectors (the proxy's, each health check's), though a proxy whose
+// upstreams are all plain HTTP never makes a TLS connection.
+pub(crate) struct LazyConnector {
+    options: Option<ConnectorOptions>,
+    ctx: OnceLock<SslConnector>,
+}
+
+impl std::ops::Deref for LazyConnector {
+    type Target = SslConnector;
+
+    fn deref(&self) -> &SslConnector {
+        self.ctx.get_or_init(|| build_ctx(self.options.as_ref()))
+    }
 }
 
 impl Connector {
     pub fn new(options: Option<ConnectorOptions>) -> Self {
-        let mut builder = SslConnector::builder(SslMethod::tls()).unwrap();
-        // TODO: make these conf
-        // Set supported ciphers.
-        builder.set_cipher_list(CIPHER_LIST).unwrap();
-        // Set supported signature algorithms and ECDH (key exchange) curves.
-        builder.set_sigalgs_list(SIGALG_LIST).unwrap();
-        #[cfg(feature = "boringssl")]
-        builder.set_curves_list(BORINGSSL_CURVES_LIST).unwrap();
-        builder
-            .set_max_proto_version(Some(SslVersion::TLS1_3))
-            .unwrap();
-        builder
-            .set_min_proto_version(Some(SslVersion::TLS1))
-            .unwrap();
-        if let Some(conf) = options.as_ref() {
-            if let Some(ca_file_path) = conf.ca_file.as_ref() {
-                builder.set_ca_file(ca_file_path).unwrap();
-            } else {
-                init_ssl_cert_env_vars();
-                // load from default system wide trust location. (the name is misleading)
-                builder.set_default_verify_paths().unwrap();
-            }
-            if let Some((cert, key)) = conf.cert_key_file.as_ref() {
-                builder.set_certificate_chain_file(cert).unwrap();
-
-                builder.set_private_key_file(key, SslFiletype::PEM).unwrap();
-            }
-            if conf.debug_ssl_keylog {
-                // write TLS keys to file specified by SSLKEYLOGFILE if it exists
-                if let Some(keylog) = std::env::var_os("SSLKEYLOGFILE").and_then(|path| {
-                    std::fs::OpenOptions::new()
-                        .append(true)
-                        .create(true)
-                        .open(path)
-                        .ok()
-                }) {
-                    use std::io::Write;
-                    builder.set_keylog_callback(move |_, line| {
-                        let _ = writeln!(&keylog, "{}", line);
-                    });
-                }
-            }
-        } else {
+        // gatehouse patch: the environment is read now, at start, as before (it sets
+        // variables, which must not race other threads); the context is built later.
+        if options.as_ref().is_none_or(|o| o.ca_file.is_none()) {
             init_ssl_cert_env_vars();
-            builder.set_default_verify_paths().unwrap();
         }
-
         Connector {
-            ctx: Arc::new(builder.build()),
+            ctx: Arc::new(LazyConnector {
+                options,
+                ctx: OnceLock::new(),
+            }),
         }
     }
+}
+
+fn build_ctx(options: Option<&ConnectorOptions>) -> SslConnector {
+    let mut builder = SslConnector::builder(SslMethod::tls()).unwrap();
+    // TODO: make these conf
+    // Set supported ciphers.
+    builder.set_cipher_list(CIPHER_LIST).unwrap();
+    // Set supported signature algorithms and ECDH (key exchange) curves.
+    builder.set_sigalgs_list(SIGALG_LIST).unwrap();
+    #[cfg(feature = "boringssl")]
+    builder.set_curves_list(BORINGSSL_CURVES_LIST).unwrap();
+    builder
+        .set_max_proto_version(Some(SslVersion::TLS1_3))
+        .unwrap();
+    builder
+        .set_min_proto_version(Some(SslVersion::TLS1))
+        .unwrap();
+    if let Some(conf) = options {
+        if let Some(ca_file_path) = conf.ca_file.as_ref() {
+            builder.set_ca_file(ca_file_path).unwrap();
+        } else {
+            // load from default system wide trust location. (the name is misleading)
+            builder.set_default_verify_paths().unwrap();
+        }
+        if let Some((cert, key)) = conf.cert_key_file.as_ref() {
+            builder.set_certificate_chain_file(cert).unwrap();
+
+            builder.set_private_key_file(key, SslFiletype::PEM).unwrap();
+        }
+        if conf.debug_ssl_keylog {
+            // write TLS keys to file specified by SSLKEYLOGFILE if it exists
+            if let Some(keylog) = std::env::var_os("SSLKEYLOGFILE").and_then(|path| {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(path)
+                    .ok()
+            }) {
+                use std::io::Write;
+                builder.set_keylog_callback(move |_, line| {
+                    let _ = writeln!(&keylog, "{}", line);
+                });
+            }
+        }
+    } else {
+        builder.set_default_verify_paths().unwrap();
+    }
+
+    builder.build()
 }
 
 pub(crate) async fn connect<T, P>(
