@@ -458,9 +458,10 @@ fn routes(raw_routes: &[RawRoute], raw: &RawConfig, caching: &CacheSettings, p: 
             None => traffic::route_upstream(r, &path, &raw.upstreams, p),
         };
         let transform = transform::route_transform(r, &path, &matcher.path, p);
-        let transform = match transform.is_empty() {
-            true => no_transform.clone(),
-            false => std::sync::Arc::new(transform),
+        let transform = if transform.is_empty() {
+            no_transform.clone()
+        } else {
+            std::sync::Arc::new(transform)
         };
         let forward_auth = transform::forward_auth(r, &path, &matcher.path, &raw.upstreams, p).map(Box::new);
         let rate_limit = r.rate_limit.as_ref().map(|rl| {
