@@ -32,11 +32,19 @@ if [[ "${FUZZ_BUILD_ONLY:-0}" == 1 ]]; then
     exit 0
 fi
 
-report="| target | seconds | executions | per second | corpus (seeds → after) |"$'\n'"|---|---:|---:|---:|---|"
-for target in $TARGETS; do
+# Targets run side by side, one per core (FUZZ_JOBS): each is one single-threaded libFuzzer
+# process, so on CI's 2 cores the run takes half the time of one after the other.
+JOBS="${FUZZ_JOBS:-$(nproc)}"
+rows="$(mktemp -d)"
+trap 'rm -rf "$rows"' EXIT
+
+# One target for SECONDS_EACH; its table row goes to $rows/<target>, its log's tail to
+# stderr when it fails.
+fuzz_one() {
+    local target=$1 work log seeds runs secs after
     work="$(mktemp -d)"
     log="$work.log"
-    extra=()
+    local extra=()
     [[ "$target" == framing ]] && extra+=(-dict=dicts/http.dict)
     seeds=$(find "corpus/$target" -type f | wc -l)
     echo "fuzz: $target for ${SECONDS_EACH}s" >&2
@@ -44,12 +52,33 @@ for target in $TARGETS; do
         -max_total_time="$SECONDS_EACH" -print_final_stats=1 "${extra[@]}" > "$log" 2>&1; then
         tail -n 40 "$log" >&2
         echo "fuzz: $target FAILED; the input is in fuzz/artifacts/$target/" >&2
-        exit 1
+        return 1
     fi
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
     secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' || echo "$SECONDS_EACH")
     after=$(find "$work" -type f | wc -l)
-    report+=$'\n'"| $target | $secs | $runs | $(( runs / (secs > 0 ? secs : 1) )) | $seeds → $((seeds + after)) |"
+    echo "| $target | $secs | $runs | $(( runs / (secs > 0 ? secs : 1) )) | $seeds → $((seeds + after)) |" > "$rows/$target"
     rm -rf "$work" "$log"
+}
+
+failed=0
+running=0
+for target in $TARGETS; do
+    if (( running >= JOBS )); then
+        wait -n || failed=1
+        running=$((running - 1))
+    fi
+    fuzz_one "$target" &
+    running=$((running + 1))
 done
-echo "$report"
+while (( running > 0 )); do
+    wait -n || failed=1
+    running=$((running - 1))
+done
+(( failed == 0 )) || exit 1
+
+echo "| target | seconds | executions | per second | corpus (seeds → after) |"
+echo "|---|---:|---:|---:|---|"
+for target in $TARGETS; do
+    cat "$rows/$target"
+done
