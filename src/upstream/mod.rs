@@ -59,6 +59,10 @@ pub struct UpstreamPool {
     balancer: Balancer,
     /// Same order as `config.targets`.
     targets: Arc<Vec<Arc<TargetState>>>,
+    /// A pool of one resolved target (a Kubernetes Service, one host): every selection
+    /// ends on it, so a pick skips the balancer, which hashes the backend twice and
+    /// allocates a seen-set per request to find the same answer.
+    sole: Option<SoleTarget>,
     circuit: Option<Arc<CircuitBreaker>>,
     peer_template: HttpPeer,
     health: Option<Arc<HealthSchedule>>,
@@ -67,6 +71,12 @@ pub struct UpstreamPool {
     registry: Arc<HealthRegistry>,
     /// `gateway_upstream_duration_seconds` of this pool, found without hashing its name.
     pub duration_meter: crate::metric_slots::MetricSlots<prometheus::Histogram, 1>,
+}
+
+/// The one target of a pool of one, and whether an active check can mark it down.
+struct SoleTarget {
+    state: Arc<TargetState>,
+    checked: bool,
 }
 
 /// Why no target was picked.
@@ -163,10 +173,18 @@ impl UpstreamPool {
                 .as_ref()
                 .map(|c| Arc::new(CircuitBreaker::new(name, c))),
         };
+        let sole = match targets.as_slice() {
+            [only] if only.config.addr.is_some() => Some(SoleTarget {
+                state: only.clone(),
+                checked: config.health_check.is_some(),
+            }),
+            _ => None,
+        };
         Ok(UpstreamPool {
             name: name.to_string(),
             config: config.clone(),
             balancer,
+            sole,
             circuit,
             health,
             registry,
@@ -183,6 +201,18 @@ impl UpstreamPool {
             Some(circuit) => Some(circuit.try_acquire().ok_or(PickError::CircuitOpen)?),
             None => None,
         };
+        if let Some(sole) = &self.sole {
+            // What the balancer would pick, retries included (the only target, failed or
+            // not, is the fallback of every retry).
+            let healthy = !sole.checked || self.balancer.backends().ready(&sole.state.backend);
+            if !healthy || sole.state.is_ejected() {
+                return Err(PickError::NoHealthyTarget);
+            }
+            return Ok(Pick {
+                target: InFlight::start(sole.state.clone()),
+                permit,
+            });
+        }
         let usable = |b: &Backend, healthy: bool| healthy && !self.state_of(b).is_some_and(|t| t.is_ejected());
         let retry = !failed.is_empty();
         let chosen = match &self.balancer {
@@ -370,4 +400,64 @@ where
         .ok_or("static discovery did not complete")?
         .map_err(|e| format!("cannot build the target set: {e}"))?;
     Ok(balancer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(upstream: &str) -> UpstreamPool {
+        let yaml = format!("upstreams:\n  u: {upstream}\nroutes: [{{ prefix: /, upstream: u }}]\n");
+        let config = crate::config::parse_yaml(&yaml, "test.yaml", &|_| None).expect("a valid config");
+        UpstreamPool::build("u", &config.upstreams["u"], None).expect("a pool")
+    }
+
+    fn picked(pool: &UpstreamPool, failed: &[SocketAddr]) -> Result<SocketAddr, PickError> {
+        pool.pick(&[], failed).map(|p| p.target.target().backend.addr.clone())
+    }
+
+    #[test]
+    fn a_pool_of_one_picks_its_target_first_and_on_every_retry() {
+        let p = pool("{ targets: [\"127.0.0.1:9\"] }");
+        assert!(p.sole.is_some(), "one resolved target: the balancer is skipped");
+        let only = picked(&p, &[]).expect("the target");
+        assert_eq!(only.to_string(), "127.0.0.1:9");
+        assert_eq!(picked(&p, &[only.clone()]), Ok(only), "a failed sole target is retried");
+    }
+
+    #[test]
+    fn a_pool_of_one_counts_its_target_in_flight() {
+        let p = pool("{ targets: [\"127.0.0.1:9\"] }");
+        let first = p.pick(&[], &[]).expect("a pick");
+        let second = p.pick(&[], &[]).expect("a pick");
+        assert_eq!(first.target.target().in_flight(), 2);
+        drop((first, second));
+        assert_eq!(p.targets[0].in_flight(), 0);
+    }
+
+    #[test]
+    fn an_ejected_sole_target_is_no_healthy_target() {
+        let p = pool("{ targets: [\"127.0.0.1:9\"], passive_health: { failures: 2, eject_for: 1m } }");
+        for _ in 0..2 {
+            let pick = p.pick(&[], &[]).expect("healthy until ejected");
+            p.record(pick.target.target(), pick.permit, false);
+        }
+        assert!(matches!(p.pick(&[], &[]), Err(PickError::NoHealthyTarget)));
+    }
+
+    #[test]
+    fn a_sole_target_under_an_open_circuit_is_refused() {
+        let p = pool("{ targets: [\"127.0.0.1:9\"], circuit_breaker: { failures: 1, open_for: 1m } }");
+        let pick = p.pick(&[], &[]).expect("closed at first");
+        p.record(pick.target.target(), pick.permit, false);
+        assert!(matches!(p.pick(&[], &[]), Err(PickError::CircuitOpen)));
+    }
+
+    #[test]
+    fn a_pool_of_several_keeps_the_balancer() {
+        let two = pool("{ targets: [\"127.0.0.1:9\", \"127.0.0.1:10\"] }");
+        assert!(two.sole.is_none());
+        let seen: BTreeSet<String> = (0..4).map(|_| picked(&two, &[]).expect("a pick").to_string()).collect();
+        assert_eq!(seen.len(), 2, "round robin over both: {seen:?}");
+    }
 }
