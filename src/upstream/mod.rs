@@ -416,13 +416,23 @@ mod tests {
         pool.pick(&[], failed).map(|p| p.target.target().backend.addr.clone())
     }
 
+    /// One attempt that picks a target and fails on it.
+    fn fail_once(pool: &UpstreamPool) {
+        let pick = pool.pick(&[], &[]).expect("a target to fail on");
+        pool.record(pick.target.target(), pick.permit, false);
+    }
+
     #[test]
     fn a_pool_of_one_picks_its_target_first_and_on_every_retry() {
         let p = pool("{ targets: [\"127.0.0.1:9\"] }");
         assert!(p.sole.is_some(), "one resolved target: the balancer is skipped");
         let only = picked(&p, &[]).expect("the target");
         assert_eq!(only.to_string(), "127.0.0.1:9");
-        assert_eq!(picked(&p, &[only.clone()]), Ok(only), "a failed sole target is retried");
+        assert_eq!(
+            picked(&p, std::slice::from_ref(&only)),
+            Ok(only),
+            "a failed sole target is retried"
+        );
     }
 
     #[test]
@@ -438,18 +448,15 @@ mod tests {
     #[test]
     fn an_ejected_sole_target_is_no_healthy_target() {
         let p = pool("{ targets: [\"127.0.0.1:9\"], passive_health: { failures: 2, eject_for: 1m } }");
-        for _ in 0..2 {
-            let pick = p.pick(&[], &[]).expect("healthy until ejected");
-            p.record(pick.target.target(), pick.permit, false);
-        }
+        fail_once(&p);
+        fail_once(&p);
         assert!(matches!(p.pick(&[], &[]), Err(PickError::NoHealthyTarget)));
     }
 
     #[test]
     fn a_sole_target_under_an_open_circuit_is_refused() {
         let p = pool("{ targets: [\"127.0.0.1:9\"], circuit_breaker: { failures: 1, open_for: 1m } }");
-        let pick = p.pick(&[], &[]).expect("closed at first");
-        p.record(pick.target.target(), pick.permit, false);
+        fail_once(&p);
         assert!(matches!(p.pick(&[], &[]), Err(PickError::CircuitOpen)));
     }
 
