@@ -62,7 +62,7 @@ pub struct UpstreamPool {
     /// A pool of one resolved target (a Kubernetes Service, one host): every selection
     /// ends on it, so a pick skips the balancer, which hashes the backend twice and
     /// allocates a seen-set per request to find the same answer.
-    sole: Option<SoleTarget>,
+    sole: Option<Arc<TargetState>>,
     circuit: Option<Arc<CircuitBreaker>>,
     peer_template: HttpPeer,
     health: Option<Arc<HealthSchedule>>,
@@ -71,12 +71,6 @@ pub struct UpstreamPool {
     registry: Arc<HealthRegistry>,
     /// `gateway_upstream_duration_seconds` of this pool, found without hashing its name.
     pub duration_meter: crate::metric_slots::MetricSlots<prometheus::Histogram, 1>,
-}
-
-/// The one target of a pool of one, and whether an active check can mark it down.
-struct SoleTarget {
-    state: Arc<TargetState>,
-    checked: bool,
 }
 
 /// Why no target was picked.
@@ -174,10 +168,7 @@ impl UpstreamPool {
                 .map(|c| Arc::new(CircuitBreaker::new(name, c))),
         };
         let sole = match targets.as_slice() {
-            [only] if only.config.addr.is_some() => Some(SoleTarget {
-                state: only.clone(),
-                checked: config.health_check.is_some(),
-            }),
+            [only] if only.config.addr.is_some() => Some(only.clone()),
             _ => None,
         };
         Ok(UpstreamPool {
@@ -204,12 +195,13 @@ impl UpstreamPool {
         if let Some(sole) = &self.sole {
             // What the balancer would pick, retries included (the only target, failed or
             // not, is the fallback of every retry).
-            let healthy = !sole.checked || self.balancer.backends().ready(&sole.state.backend);
-            if !healthy || sole.state.is_ejected() {
+            // Without an active check nothing marks it down: no readiness lookup.
+            let healthy = self.health.is_none() || self.balancer.backends().ready(&sole.backend);
+            if !healthy || sole.is_ejected() {
                 return Err(PickError::NoHealthyTarget);
             }
             return Ok(Pick {
-                target: InFlight::start(sole.state.clone()),
+                target: InFlight::start(sole.clone()),
                 permit,
             });
         }
