@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+mod nested_cargo;
+
 fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")
@@ -248,7 +250,7 @@ fn the_grpc_harness_measures_unary_calls_through_gatehouse_and_direct() {
         .expect("target/<profile>")
         .to_path_buf();
     let target_dir = profile_dir.parent().expect("target dir");
-    let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    let mut build = nested_cargo::cargo();
     build
         .args(["build", "--locked", "--example", "grpc_bench", "--target-dir"])
         .arg(target_dir)
