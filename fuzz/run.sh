@@ -21,6 +21,10 @@ export RUSTC_BOOTSTRAP=1
 # source: no target does TLS, and that C build took 19 of the fuzzers' build minutes in a
 # CI-like run (the gateway itself keeps the vendored, newer OpenSSL).
 export OPENSSL_NO_VENDOR=1
+# Whatever OpenSSL the caller points the main crate's builds at (.ci/run builds the vendored
+# one once for them): the fuzzers' build and their runs must see the same environment, or
+# openssl-sys's build script runs again and everything above it is rebuilt.
+unset OPENSSL_DIR OPENSSL_LIB_DIR OPENSSL_INCLUDE_DIR OPENSSL_STATIC
 # -O: optimised; -a: debug assertions (overflow checks) on. --codegen-units 16: cargo-fuzz
 # builds every crate as one codegen unit unless told, which leaves one of the two cores idle
 # through the big crates (Pingora's, gatehouse's own); its help says 16 builds faster for
