@@ -62,7 +62,7 @@ run: build
 test: test-deps
 	$(CARGO) test --locked
 
-## fuzz: every fuzz target (fuzz/) for FUZZ_SECONDS (60) each, with libFuzzer (cargo-fuzz)
+## fuzz: every fuzz target (fuzz/) for FUZZ_SECONDS (60) each, with libFuzzer (fuzz/run.sh)
 fuzz: deps
 	bash fuzz/run.sh
 

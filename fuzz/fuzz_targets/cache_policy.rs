@@ -48,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
     let mut opted_in = cache_defaults();
     opted_in.heuristic = true;
     opted_in.range_pass = true;
-    let targeted = resp.headers.contains_key("cdn-cache-control") || resp.headers.contains_key("gatehouse-cache-control");
+    let targeted =
+        resp.headers.contains_key("cdn-cache-control") || resp.headers.contains_key("gatehouse-cache-control");
     for (authorized, settings) in [(false, &plain), (true, &plain), (false, &opted_in)] {
         let route = RouteCache {
             ttl: Duration::from_secs(60),
