@@ -16,7 +16,7 @@
 # the same target directory. Every target reads input with gatehouse's code (the framing
 # target is gatehouse's own head check), so that is the code whose edges guide the search.
 # Built from scratch like cargo-fuzz does, with every crate instrumented under its own
-# target directory, this took 21.6 CPU minutes; after a release build it takes about 7.5.
+# target directory, this took 21.6 CPU minutes; after a release build it takes about 5.6.
 # A sanitizer (FUZZ_SANITIZER=address, memory, thread or leak) needs every crate built with
 # it: that build is cargo-fuzz's (installed when missing), under fuzz/target, with the
 # system's OpenSSL (no target does TLS) and RUSTC_BOOTSTRAP=1 for the nightly -Zsanitizer.
