@@ -282,6 +282,7 @@ impl Reloader {
         let state = matches!(self.source, ConfigSource::Etcd { .. })
             .then(|| (config.server.state_dir.clone(), fleet::state_text(&config)));
         let next = Arc::new(Snapshot::build(config, Some(&current))?);
+        next.size_upstream_responses();
         self.snapshot.store(next.clone());
         crate::memory::release_after_load();
         if let Some((dir, text)) = state {

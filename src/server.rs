@@ -107,6 +107,7 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         None => None,
     };
     let conf = server_conf(&snapshot);
+    snapshot.size_upstream_responses();
     let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
 
     let opt = Opt {

@@ -103,6 +103,15 @@ pub struct EdgeSecurity {
 }
 
 impl Snapshot {
+    /// Tells Pingora how many fields the gateway adds at most to an upstream response on
+    /// this snapshot's routes, so that each response's header maps are made once with
+    /// room for them (a vendored patch, vendor/README.md). Called when a snapshot starts
+    /// serving: at start and after each reload.
+    pub fn size_upstream_responses(&self) {
+        let fields = crate::filters::response_headers::most_fields_added(self);
+        pingora::protocols::http::v1::client::set_response_header_headroom(fields);
+    }
+
     /// Builds the runtime world from `config`. Parts whose config equals the one in
     /// `previous` are reused as they are: upstream pools keep their health state, the JWKS
     /// its keys, introspection its cache.

@@ -22,6 +22,7 @@ use pingora_http::{HMap, IntoCaseHeaderName, RequestHeader, ResponseHeader};
 use pingora_timeout::timeout;
 use std::io::ErrorKind;
 use std::str;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -30,6 +31,18 @@ use super::common::*;
 use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
 use crate::utils::{BufRef, KVRef};
+
+/// gatehouse patch: how many more fields than it arrived with an upstream response's header
+/// maps are made for (0 unless set). A proxy adds its own on the way back (security
+/// headers, `Server-Timing`, a request id, rate-limit fields); a map sized for the fields
+/// read grows, and rehashes every entry, at the first of them.
+static RESPONSE_HEADER_HEADROOM: AtomicUsize = AtomicUsize::new(0);
+
+/// gatehouse patch: sets how many fields the proxy adds at most to an upstream response
+/// (capped at 64), so that its header maps are made once with room for them.
+pub fn set_response_header_headroom(fields: usize) {
+    RESPONSE_HEADER_HEADROOM.store(fields.min(64), Ordering::Relaxed);
+}
 
 /// The HTTP 1.x client session
 pub struct HttpSession {
@@ -284,9 +297,11 @@ impl HttpSession {
                         // while header_refs doesn't as it is still empty
                         let _num_headers = populate_headers(base, &mut header_refs, resp.headers);
 
+                        // gatehouse patch: room for the fields the proxy adds on the
+                        // way back (see `set_response_header_headroom`).
                         let mut response_header = match ResponseHeader::build(
                             resp.code.unwrap(),
-                            Some(resp.headers.len()),
+                            Some(resp.headers.len() + RESPONSE_HEADER_HEADROOM.load(Ordering::Relaxed)),
                         ) {
                             Ok(header) => Box::new(header),
                             Err(e) => return self.fail_response_header_read(e),
