@@ -39,7 +39,7 @@ pub async fn next_peer(req: &RequestHeader, ctx: &mut RequestCtx) -> Result<Box<
             let upgrade = req.headers.contains_key(http::header::UPGRADE);
             let timeout = if upgrade {
                 Some(route.websocket_idle_timeout)
-            } else if let Some(deadline) = crate::request::grpc::timeout(req) {
+            } else if let Some(deadline) = ctx.grpc.then(|| crate::request::grpc::timeout(req)).flatten() {
                 // The gRPC call's own deadline (its upstream gets `grpc-timeout` too); a
                 // read that waits longer is DEADLINE_EXCEEDED.
                 Some(route.timeout.map_or(deadline, |t| t.min(deadline)))

@@ -4,7 +4,7 @@
 //! client's `grpc-timeout` is read as the call's deadline.
 
 use super::GatewayError;
-use http::header::CONTENT_TYPE;
+use http::header::{HeaderName, CONTENT_TYPE};
 use pingora::http::RequestHeader;
 use std::time::Duration;
 
@@ -64,9 +64,11 @@ pub fn encode_message(message: &str) -> String {
     out
 }
 
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
 /// The client's `grpc-timeout` (`100m`, `5S`, `1H`, …: at most 8 digits and a unit).
 pub fn timeout(req: &RequestHeader) -> Option<Duration> {
-    let value = req.headers.get("grpc-timeout")?.to_str().ok()?;
+    let value = req.headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
