@@ -15,7 +15,7 @@ const MAX_LEN: usize = 128;
 /// The id for this request: the client's if sane, else a fresh UUID. A header value, so
 /// that the upstream request and the response share it without copying.
 pub fn for_request(req: &RequestHeader) -> HeaderValue {
-    match req.headers.get(HEADER) {
+    match req.headers.get(NAME.name()) {
         Some(v) if is_sane(v.as_bytes()) => v.clone(),
         _ => fresh(),
     }

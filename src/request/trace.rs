@@ -5,6 +5,8 @@
 use pingora::http::RequestHeader;
 
 pub const TRACEPARENT: &str = "traceparent";
+/// For lookups: a `&str` key is parsed into a header name on every call.
+const TRACEPARENT_NAME: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
 
 /// Length of `00-<32 hex>-<16 hex>-<2 hex>`.
 const TRACEPARENT_LEN: usize = 55;
@@ -24,7 +26,7 @@ impl TraceContext {
     /// The client's context, or a new sampled trace.
     pub fn for_request(req: &RequestHeader) -> Self {
         req.headers
-            .get(TRACEPARENT)
+            .get(TRACEPARENT_NAME)
             .and_then(|v| parse(v.as_bytes()))
             .unwrap_or_else(|| {
                 let mut trace = [0u8; 32];
