@@ -6,8 +6,9 @@
 //! PINGORA_BIN=target/release/examples/bare_pingora_mimalloc bash loadtest/instructions.sh
 //! ```
 
+/// The same allocator as gatehouse's, asked the same way (src/allocator.rs).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: gatehouse::allocator::Mimalloc = gatehouse::allocator::Mimalloc;
 
 #[path = "bare_pingora.rs"]
 mod bare;

@@ -13,6 +13,7 @@
 pub mod acme;
 pub mod admin;
 pub mod aggregate;
+pub mod allocator;
 pub mod auth;
 pub mod cache;
 pub mod config;

@@ -21,9 +21,10 @@ use std::str::FromStr;
 /// on a host with THP on `madvise` (Debian's and Ubuntu's default) made an idle gatehouse
 /// 44 MiB of RSS, 18 MiB of it huge pages barely used; 29 MiB without
 /// (loadtest/conn_memory.sh). On hosts with THP `always`, `MIMALLOC_ALLOW_THP=0` does the
-/// same.
+/// same. Asked through `gatehouse::allocator`, which keeps small allocations off mimalloc's
+/// aligned path.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: gatehouse::allocator::Mimalloc = gatehouse::allocator::Mimalloc;
 
 #[derive(Parser)]
 #[command(name = "gatehouse", version, about = "An edge API gateway on Pingora")]
