@@ -49,12 +49,17 @@ impl Authenticate {
     }
 }
 
-/// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
+/// The token of `Authorization: Bearer <token>` (scheme case-insensitive). The bytes are
+/// checked as UTF-8 (word at a time) rather than with `HeaderValue::to_str` (byte at a
+/// time, ≈ 600 instructions for a JWT); a token with other bytes fails verification.
 fn bearer_token(req: &RequestHeader) -> Option<&str> {
-    let value = req.headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    let value = req.headers.get(AUTHORIZATION)?.as_bytes();
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, token) = (&value[..space], value[space + 1..].trim_ascii());
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
+        return None;
+    }
+    std::str::from_utf8(token).ok()
 }
 
 fn bearer_error(f: &AuthFailure) -> GatewayError {
