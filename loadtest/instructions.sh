@@ -10,11 +10,14 @@
 #   REQUESTS=5000 PEERS=gatehouse bash loadtest/instructions.sh
 #   CONFIG=full bash loadtest/instructions.sh         # gatehouse with JWT + rate limit + log + metrics
 #   PROTO=h2 PEERS="nginx gatehouse" bash loadtest/instructions.sh   # HTTP/2 over TLS (h2load)
+#   PEERS="pingap gatehouse" bash loadtest/instructions.sh          # Pingap (minimal config, h1)
 #
 # Knobs: REQUESTS=20000 WARMUP=2000 CONNS=8 SIZE=2 (2 = `return 200 "ok"`, or Nk)
 #        PEERS="nginx pingora gatehouse" TOP=25 CONFIG=minimal|full BUILD=1
 #        GATEHOUSE_TOP='work_stealing: false' (more top-level YAML for gatehouse's config)
 #        RESULTS=loadtest/results (where the report goes) GATEHOUSE_BIN PINGORA_BIN
+#        PINGAP_BIN (default: `pingap` on the PATH, else target/pingap/bin/pingap, which
+#        `PEERS=pingap bash loadtest/run.sh` installs; this script installs nothing)
 #        PROTO=h1|h2: h2 = the client speaks HTTP/2 over TLS (ALPN h2) to the proxy, h2load
 #        with CONNS connections x STREAMS (10) concurrent streams; both proxies use the same
 #        ECDSA P-256 certificate, so that the CONNS handshakes in the window cost little
@@ -41,6 +44,7 @@ PROTO="${PROTO:-h1}"
 STREAMS="${STREAMS:-10}"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT/target/release/gatehouse}"
 PINGORA_BIN="${PINGORA_BIN:-$ROOT/target/release/examples/bare_pingora}"
+PINGAP_BIN="${PINGAP_BIN:-$(command -v pingap 2>/dev/null || echo "$ROOT/target/pingap/bin/pingap")}"
 
 die() { echo "error: $*" >&2; exit 1; }
 # hey sends n / c requests on each of its c connections: keep the counts exact.
@@ -51,6 +55,7 @@ missing=()
 case "$PROTO" in
     h1) ;;
     h2) [[ " $PEERS " != *" pingora "* ]] || die "bare Pingora has no TLS listener: PEERS without pingora for PROTO=h2"
+        [[ " $PEERS " != *" pingap "* ]] || die "the pingap peer is configured for h1 only: PEERS without pingap for PROTO=h2"
         for tool in h2load openssl; do
             command -v "$tool" >/dev/null || die "missing: $tool (Debian: apt-get install nghttp2-client openssl)"
         done ;;
@@ -151,6 +156,34 @@ EOF
     fi
 }
 
+# Pingap with the minimal config's equivalent (as loadtest/run.sh's `pingap` peer: one
+# location / to one upstream, idle upstream connections kept 60 s, no access log, no plugin).
+pingap_config() {
+    cat <<EOF
+[basic]
+threads = 1
+pid_file = "$TMP/pingap.pid"
+upgrade_sock = "$TMP/pingap_upgrade.sock"
+
+[upstreams.origin]
+addrs = ["127.0.0.1:$ORIGIN_PORT"]
+idle_timeout = "60s"
+
+[locations.bench]
+upstream = "origin"
+path = "/"
+
+[servers.bench]
+addr = "127.0.0.1:$PROXY_PORT"
+locations = ["bench"]
+threads = 1
+EOF
+}
+if [[ " $PEERS " == *" pingap "* ]]; then
+    [[ "$CONFIG" == minimal ]] || die "the pingap peer has the minimal config only (CONFIG=minimal)"
+    [[ -x "$PINGAP_BIN" ]] || die "no pingap at $PINGAP_BIN: set PINGAP_BIN, or install it with PEERS=pingap bash loadtest/run.sh"
+fi
+
 # nginx as the reverse proxy, in one process (no master) so that callgrind sees the worker.
 mkdir -p "$TMP/nginx/logs"
 cat > "$TMP/nginx.conf" <<EOF
@@ -187,6 +220,9 @@ start_under_callgrind() {
             cmd=(nginx -p "$TMP/nginx" -c "$TMP/nginx.conf") ;;
         pingora)
             cmd=("$PINGORA_BIN" --listen "127.0.0.1:$PROXY_PORT" --upstream "127.0.0.1:$ORIGIN_PORT" --threads 1 --dir "$TMP") ;;
+        pingap)
+            pingap_config > "$TMP/pingap.toml"
+            cmd=("$PINGAP_BIN" -c "$TMP/pingap.toml") ;;
         *) die "unknown peer $peer" ;;
     esac
     valgrind --tool=callgrind --instr-atstart=no --separate-threads=no \
@@ -285,6 +321,9 @@ out="$RESULTS/$stamp-instructions.md"
         echo "SIZE=$SIZE after $WARMUP warm-up requests, hey -c $CONNS, keep-alive both sides;"
     fi
     echo "gatehouse $(git -C "$ROOT" rev-parse --short HEAD) config \`$CONFIG\`${GATEHOUSE_TOP:+ + \`$GATEHOUSE_TOP\`}, threads 1; bare Pingora = examples/$(basename "$PINGORA_BIN").rs."
+    if [[ " $PEERS " == *" pingap "* ]]; then
+        echo "Pingap = $("$PINGAP_BIN" --version 2>/dev/null || echo 'version unknown') ($PINGAP_BIN, its crates.io build: fat LTO, one codegen unit, panic = abort, glibc malloc), run.sh's \`pingap\` config."
+    fi
     echo
     echo "| peer | instructions | per request | ratio to bare Pingora | ratio to nginx |"
     echo "|---|---:|---:|---:|---:|"
