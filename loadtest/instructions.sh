@@ -156,29 +156,9 @@ EOF
     fi
 }
 
-# Pingap with the minimal config's equivalent (as loadtest/run.sh's `pingap` peer: one
-# location / to one upstream, idle upstream connections kept 60 s, no access log, no plugin).
-pingap_config() {
-    cat <<EOF
-[basic]
-threads = 1
-pid_file = "$TMP/pingap.pid"
-upgrade_sock = "$TMP/pingap_upgrade.sock"
-
-[upstreams.origin]
-addrs = ["127.0.0.1:$ORIGIN_PORT"]
-idle_timeout = "60s"
-
-[locations.bench]
-upstream = "origin"
-path = "/"
-
-[servers.bench]
-addr = "127.0.0.1:$PROXY_PORT"
-locations = ["bench"]
-threads = 1
-EOF
-}
+# Pingap with the minimal config's equivalent: run.sh's `pingap` peer (pingap_config.sh).
+# shellcheck source=loadtest/pingap_config.sh
+source "$HERE/pingap_config.sh"
 if [[ " $PEERS " == *" pingap "* ]]; then
     [[ "$CONFIG" == minimal ]] || die "the pingap peer has the minimal config only (CONFIG=minimal)"
     [[ -x "$PINGAP_BIN" ]] || die "no pingap at $PINGAP_BIN: set PINGAP_BIN, or install it with PEERS=pingap bash loadtest/run.sh"
@@ -221,7 +201,7 @@ start_under_callgrind() {
         pingora)
             cmd=("$PINGORA_BIN" --listen "127.0.0.1:$PROXY_PORT" --upstream "127.0.0.1:$ORIGIN_PORT" --threads 1 --dir "$TMP") ;;
         pingap)
-            pingap_config > "$TMP/pingap.toml"
+            pingap_config pingap "$PROXY_PORT"
             cmd=("$PINGAP_BIN" -c "$TMP/pingap.toml") ;;
         *) die "unknown peer $peer" ;;
     esac
