@@ -3,16 +3,13 @@
 //! then every response, the gateway's own included, gets the security headers it lacks,
 //! the route's CORS headers and X-Request-ID.
 
-use super::cors::CorsPolicy;
-use super::header_edits::HeaderEdits;
 use super::request_id;
 use crate::config::model::SecurityHeadersConfig;
 use crate::request::RequestCtx;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Route, Snapshot};
 use http::header::{CONNECTION, TE, UPGRADE};
 use http::{HeaderName, HeaderValue};
 use pingora::http::{KnownHeaderName, ResponseHeader};
-use std::sync::Arc;
 
 /// Hop-by-hop response headers that are never forwarded (RFC 9110 §7.6.1), besides
 /// `Connection` itself, which Pingora replaces with its own on HTTP/1 and drops on h2.
@@ -51,12 +48,8 @@ pub fn upstream_response(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora
 /// At most how many fields [`finish`] and the steps after it add to an upstream's response
 /// (cache status, CORS, the route's own edits), so that its maps grow once.
 fn fields_added(ctx: &RequestCtx) -> usize {
-    let route = ctx.route();
-    static_fields_added(
-        &ctx.snapshot.edge.config.headers,
-        route.and_then(|r| r.cors.as_ref()),
-        route.and_then(|r| r.response_edits.as_deref()),
-    ) + if ctx.rate_limit.is_some() { RATE_LIMIT_FIELDS } else { 0 }
+    static_fields_added(&ctx.snapshot.edge.config.headers, ctx.route())
+        + if ctx.rate_limit.is_some() { RATE_LIMIT_FIELDS } else { 0 }
         + if ctx.cache.is_some() { CACHE_FIELDS } else { 0 }
 }
 
@@ -66,16 +59,12 @@ const RATE_LIMIT_FIELDS: usize = 3;
 const CACHE_FIELDS: usize = 2;
 
 /// The fields a route's responses get whatever the request.
-fn static_fields_added(
-    headers: &SecurityHeadersConfig,
-    cors: Option<&Arc<CorsPolicy>>,
-    edits: Option<&HeaderEdits>,
-) -> usize {
+fn static_fields_added(headers: &SecurityHeadersConfig, route: Option<&Route>) -> usize {
     headers.add.len()
         + usize::from(headers.hsts.is_some())
         + 2 // Server-Timing, X-Request-ID
-        + cors.map_or(0, |_| 4)
-        + edits.map_or(0, HeaderEdits::fields_added)
+        + route.and_then(|r| r.cors.as_ref()).map_or(0, |_| 4)
+        + route.and_then(|r| r.response_edits.as_ref()).map_or(0, |e| e.fields_added())
 }
 
 /// At most how many fields the gateway adds to an upstream response on any route of
@@ -88,7 +77,7 @@ pub fn most_fields_added(snapshot: &Snapshot) -> usize {
         .routes
         .iter()
         .map(|route| {
-            static_fields_added(headers, route.cors.as_ref(), route.response_edits.as_deref())
+            static_fields_added(headers, Some(route))
                 + if route.rate_limit.is_some() || snapshot.rate_limit.is_some() {
                     RATE_LIMIT_FIELDS
                 } else {
