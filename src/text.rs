@@ -7,10 +7,10 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-/// Longest text of an IP address (`ffff:ffff:…` with an embedded IPv4) and a port.
-const ADDR_MAX: usize = 47 + 6;
+/// Longest text of an IP address (`ffff:ffff:…` with an embedded IPv4).
+const ADDR_MAX: usize = 47;
 
-/// An address (or address and port) as text, in a stack buffer.
+/// An address as text, in a stack buffer.
 pub struct AddrText {
     buf: [u8; ADDR_MAX],
     len: usize,
@@ -40,27 +40,14 @@ impl AddrText {
         text
     }
 
-    /// The same text as `SocketAddr::to_string()` (`1.2.3.4:80`, `[::1]:80`).
-    pub fn socket(addr: std::net::SocketAddr) -> Self {
-        let mut text = match addr.ip() {
-            IpAddr::V4(_) => AddrText::ip(addr.ip()),
-            IpAddr::V6(_) => {
-                let mut text = AddrText {
-                    buf: [0; ADDR_MAX],
-                    len: 0,
-                };
-                let _ = write!(text, "[{}]", addr.ip());
-                text
-            }
-        };
-        text.push(b':');
-        text.push_decimal(u32::from(addr.port()));
-        text
-    }
-
     pub fn as_str(&self) -> &str {
         // Only ASCII digits, dots, colons, brackets and hex digits are ever written.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The text's bytes, without `as_str`'s UTF-8 check.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 
     fn push(&mut self, byte: u8) {
@@ -163,14 +150,19 @@ impl TimestampText {
     }
 
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The text's bytes (ASCII), without `as_str`'s UTF-8 check.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn addresses_read_as_their_display() {
@@ -186,10 +178,7 @@ mod tests {
         ];
         for ip in ips {
             assert_eq!(AddrText::ip(ip).as_str(), ip.to_string());
-            for port in [0, 80, 65535] {
-                let addr = SocketAddr::new(ip, port);
-                assert_eq!(AddrText::socket(addr).as_str(), addr.to_string());
-            }
+            assert_eq!(AddrText::ip(ip).as_bytes(), ip.to_string().as_bytes());
         }
     }
 

@@ -70,18 +70,28 @@ pub struct RequestRecord<'a> {
 }
 
 impl<'a> RequestRecord<'a> {
-    /// What the finished request in `session` contributes.
-    pub fn of(session: &'a pingora::proxy::Session, ctx: &'a crate::request::RequestCtx) -> Self {
+    /// What the finished request in `session` contributes; `elapsed` since it started (the
+    /// clock is read once for the log and the metrics, each read ≈ 240 instructions).
+    pub fn of(
+        session: &'a pingora::proxy::Session,
+        ctx: &'a crate::request::RequestCtx,
+        elapsed: std::time::Duration,
+    ) -> Self {
         let pool = ctx.pool();
         RequestRecord {
             route: ctx.route().map_or(NO_ROUTE, |r| r.name.as_str()),
             method: method_label(&session.req_header().method),
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
-            seconds: ctx.started.elapsed().as_secs_f64(),
+            seconds: elapsed.as_secs_f64(),
             meters: ctx.route().map(|r| &r.meters),
-            upstream: pool
-                .zip(ctx.upstream_started)
-                .map(|(p, t)| (p.as_ref(), t.elapsed().as_secs_f64())),
+            upstream: pool.zip(ctx.upstream_started).map(|(p, t)| {
+                (
+                    p.as_ref(),
+                    elapsed
+                        .saturating_sub(t.saturating_duration_since(ctx.started))
+                        .as_secs_f64(),
+                )
+            }),
             rejected: ctx.error.as_ref().and_then(|e| e.rejection()),
             cache: ctx.cache.map(|c| c.label()),
             json: ctx.json_outcome.map(|o| o.label()),

@@ -382,11 +382,15 @@ impl ProxyHttp for Gateway {
                 self.metrics.downstream_error(kind);
             }
         }
-        if ctx.snapshot.server.access_log {
-            access_log::record(session, e, ctx);
-        }
-        if ctx.snapshot.server.metrics {
-            self.metrics.record(&metrics::RequestRecord::of(session, ctx));
+        let server = &ctx.snapshot.server;
+        if server.access_log || server.metrics {
+            let elapsed = ctx.started.elapsed();
+            if server.access_log {
+                access_log::record(session, e, ctx, elapsed);
+            }
+            if server.metrics {
+                self.metrics.record(&metrics::RequestRecord::of(session, ctx, elapsed));
+            }
         }
         if let Some(span) = ctx.span.take() {
             otel::finish(*span, otel::SpanEnd::of(session, ctx));

@@ -10,6 +10,8 @@ use std::time::Instant;
 pub struct TargetState {
     pub config: TargetConfig,
     pub backend: Backend,
+    /// `backend.addr` as text, for the access log: written once, not per request.
+    pub addr_text: Box<str>,
     in_flight: AtomicUsize,
     consecutive_failures: AtomicU32,
     /// Milliseconds since `epoch` until which the target is ejected; 0 = not ejected.
@@ -21,6 +23,7 @@ impl TargetState {
     pub fn new(config: TargetConfig, backend: Backend, epoch: Instant) -> Self {
         TargetState {
             config,
+            addr_text: backend.addr.to_string().into(),
             backend,
             in_flight: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
