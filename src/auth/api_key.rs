@@ -6,12 +6,14 @@ use crate::config::model::ApiKeysConfig;
 use http::HeaderName;
 use pingora::http::RequestHeader;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 pub struct ApiKeyStore {
     header: HeaderName,
     query: Option<String>,
-    keys: Vec<([u8; 32], String)>,
+    /// Each key's hash and the identity it names, made once at config load.
+    keys: Vec<([u8; 32], Arc<Identity>)>,
 }
 
 /// Hex SHA-256 of `key`, as the config stores it (`gatehouse hash-key`).
@@ -24,23 +26,25 @@ impl ApiKeyStore {
         ApiKeyStore {
             header: config.header.clone(),
             query: config.query.clone(),
-            keys: config.keys.clone(),
+            keys: config
+                .keys
+                .iter()
+                .map(|(hash, consumer)| (*hash, Arc::new(Identity::consumer(consumer))))
+                .collect(),
         }
     }
 
-    pub fn authenticate(&self, req: &RequestHeader) -> Result<Identity, AuthFailure> {
+    pub fn authenticate(&self, req: &RequestHeader) -> Result<Arc<Identity>, AuthFailure> {
         let presented = self.presented(req).ok_or(AuthFailure::missing("missing API key"))?;
         let digest: [u8; 32] = Sha256::digest(presented).into();
-        let mut found: Option<&str> = None;
-        for (hash, consumer) in &self.keys {
+        let mut found: Option<&Arc<Identity>> = None;
+        for (hash, identity) in &self.keys {
             // Every hash is compared, whatever matched before.
             if bool::from(hash.ct_eq(&digest)) {
-                found = Some(consumer);
+                found = Some(identity);
             }
         }
-        found
-            .map(Identity::consumer)
-            .ok_or(AuthFailure::invalid("unknown API key"))
+        found.cloned().ok_or(AuthFailure::invalid("unknown API key"))
     }
 
     fn presented<'a>(&self, req: &'a RequestHeader) -> Option<&'a [u8]> {

@@ -1,5 +1,6 @@
 //! Who a verified credential says the caller is.
 
+use http::HeaderValue;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -12,6 +13,20 @@ pub struct Identity {
     pub consumer: Option<String>,
     /// The verified token's claims, for `{claims.<name>}` in templates (empty for API keys).
     pub claims: Map<String, Value>,
+    /// What the backend is told, made by [`Identity::with_header_values`].
+    pub header_values: IdentityHeaderValues,
+}
+
+/// The identity as the values of X-User-ID, X-User-Roles, X-User-Scopes and X-Consumer,
+/// made once per verified credential rather than per request: a cached token's identity
+/// serves every request that presents it. `None` when the field is absent, or cannot be a
+/// header value (a newline in `sub`) and is left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityHeaderValues {
+    pub user_id: Option<HeaderValue>,
+    pub roles: Option<HeaderValue>,
+    pub scopes: Option<HeaderValue>,
+    pub consumer: Option<HeaderValue>,
 }
 
 impl Identity {
@@ -34,7 +49,9 @@ impl Identity {
             roles: at.map(strings).unwrap_or_default(),
             consumer: None,
             claims: claims.clone(),
+            header_values: IdentityHeaderValues::default(),
         }
+        .with_header_values()
     }
 
     pub fn consumer(name: &str) -> Self {
@@ -42,7 +59,27 @@ impl Identity {
             consumer: Some(name.to_string()),
             ..Default::default()
         }
+        .with_header_values()
     }
+
+    /// The identity with `header_values` made from its fields.
+    pub fn with_header_values(mut self) -> Self {
+        let joined = |items: &[String], separator| (!items.is_empty()).then(|| items.join(separator));
+        self.header_values = IdentityHeaderValues {
+            user_id: self.subject.as_deref().and_then(|v| header_value("sub", v)),
+            roles: joined(&self.roles, ",").and_then(|v| header_value("roles", &v)),
+            scopes: joined(&self.scopes, " ").and_then(|v| header_value("scopes", &v)),
+            consumer: self.consumer.as_deref().and_then(|v| header_value("consumer", v)),
+        };
+        self
+    }
+}
+
+/// A claim that cannot be a header value is left out, not fatal.
+fn header_value(field: &str, value: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(value)
+        .inspect_err(|e| log::debug!("identity's {field} left out of its header: {e}"))
+        .ok()
 }
 
 /// `"a b"` or `["a", "b"]` → `[a, b]`.
@@ -70,6 +107,25 @@ mod tests {
         assert_eq!(a.scopes, ["read", "write"]);
         let b = Identity::from_claims(&claims(json!({"scp": ["x", "y"]})), &["roles".into()]);
         assert_eq!(b.scopes, ["x", "y"]);
+    }
+
+    #[test]
+    fn header_values_are_made_with_the_identity() {
+        let c = claims(json!({"sub": "u1", "scope": "read write", "roles": ["admin", "dev"]}));
+        let id = Identity::from_claims(&c, &["roles".into()]);
+        let values = &id.header_values;
+        assert_eq!(values.user_id.as_ref().map(|v| v.as_bytes()), Some(&b"u1"[..]));
+        assert_eq!(values.roles.as_ref().map(|v| v.as_bytes()), Some(&b"admin,dev"[..]));
+        assert_eq!(values.scopes.as_ref().map(|v| v.as_bytes()), Some(&b"read write"[..]));
+        assert_eq!(values.consumer, None);
+        let bad = Identity::from_claims(&claims(json!({"sub": "u\n1"})), &["roles".into()]);
+        assert_eq!(bad.header_values.user_id, None, "a newline cannot be sent");
+        let key = Identity::consumer("mobile-app");
+        assert_eq!(
+            key.header_values.consumer.as_ref().map(|v| v.as_bytes()),
+            Some(&b"mobile-app"[..])
+        );
+        assert_eq!(key.header_values.user_id, None);
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl Authenticate {
                 Some(token) => verifier.verify(token).await.map_err(|f| bearer_error(&f))?,
                 None => return Err(bearer_error(&AuthFailure::missing("missing bearer token"))),
             },
-            Authenticate::ApiKey(store) => Arc::new(store.authenticate(req).map_err(|f| api_key_error(&f, store))?),
+            Authenticate::ApiKey(store) => store.authenticate(req).map_err(|f| api_key_error(&f, store))?,
         };
         ctx.identity = Some(identity);
         Ok(())

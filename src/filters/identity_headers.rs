@@ -5,7 +5,6 @@
 
 use crate::auth::client_cert;
 use crate::request::RequestCtx;
-use http::HeaderValue;
 use pingora::http::{KnownHeaderName, RequestHeader};
 
 pub const USER_ID: &str = "x-user-id";
@@ -45,26 +44,19 @@ impl IdentityHeaders {
         let Some(id) = &ctx.identity else {
             return Ok(());
         };
-        if let Some(sub) = &id.subject {
-            set(req, &USER_ID_NAME, sub);
-        }
-        if !id.roles.is_empty() {
-            set(req, &USER_ROLES_NAME, &id.roles.join(","));
-        }
-        if !id.scopes.is_empty() {
-            set(req, &USER_SCOPES_NAME, &id.scopes.join(" "));
-        }
-        if let Some(consumer) = &id.consumer {
-            set(req, &CONSUMER_NAME, consumer);
+        // Made when the credential was verified: a cheap copy of shared bytes here.
+        let values = &id.header_values;
+        let fields = [
+            (&USER_ID_NAME, &values.user_id),
+            (&USER_ROLES_NAME, &values.roles),
+            (&USER_SCOPES_NAME, &values.scopes),
+            (&CONSUMER_NAME, &values.consumer),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                req.insert_known_header(name, value.clone());
+            }
         }
         Ok(())
-    }
-}
-
-/// A claim that cannot be a header value (a newline in `sub`) is left out, not fatal.
-fn set(req: &mut RequestHeader, name: &KnownHeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
-        Ok(value) => req.insert_known_header(name, value),
-        Err(e) => log::debug!("identity header {} left out: {e}", name.name()),
     }
 }
