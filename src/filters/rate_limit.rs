@@ -50,7 +50,7 @@ impl RateLimitStep {
     pub async fn run(&self, req: &RequestHeader, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
         for limit in &self.limits {
             let key = key_value(limit.key_kind(), req, ctx);
-            let decision = limit.check(&key).await;
+            let decision = limit.check(&key, ctx.started).await;
             if decision.by_policy {
                 ctx.rate_limit_policy = Some(if decision.allowed { "allow" } else { "deny" });
                 if !decision.allowed {
@@ -97,9 +97,10 @@ fn key_value(kind: &RateKey, req: &RequestHeader, ctx: &RequestCtx) -> String {
     value.unwrap_or_else(|| match ctx.client_ip {
         Some(ip) => {
             let ip = crate::text::AddrText::ip(ip);
-            let mut key = String::with_capacity(3 + ip.as_str().len());
+            let ip = ip.as_str();
+            let mut key = String::with_capacity(3 + ip.len());
             key.push_str("ip:");
-            key.push_str(ip.as_str());
+            key.push_str(ip);
             key
         }
         None => "ip:unknown".to_string(),

@@ -74,9 +74,10 @@ impl RateLimit {
     }
 
     /// Decides for `key` (the value of the configured key: address, consumer, ...).
-    pub async fn check(&self, key: &str) -> Decision {
+    /// Counts one request under `key`; `now` is when it arrived (local limits count from it).
+    pub async fn check(&self, key: &str, now: std::time::Instant) -> Decision {
         let verdict = match &self.counter {
-            Counter::Local(limiter) => limiter.check(key),
+            Counter::Local(limiter) => limiter.check(key, now),
             Counter::Global { store, prefix } => {
                 let full_key = format!("{prefix}{key}");
                 match store.check(&full_key, &self.quota).await {
