@@ -237,3 +237,82 @@ async fn spans_are_exported_over_otlp_with_the_propagated_ids() {
     assert_eq!(span["name"], "GET traced");
     assert!(body.contains("gatehouse-test"), "service.name");
 }
+
+/// The access log's writer gathers lines while they keep coming: a burst from many
+/// connections is logged line for line (none lost, none torn), and a request after the
+/// burst, when the writer has gone back to waiting, is logged too.
+#[tokio::test]
+async fn a_burst_is_logged_line_for_line_and_a_later_request_too() {
+    let up = MockUpstream::start("api").await;
+    let gw = Gateway::start(&format!(
+        "access_log: true\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+        up.addr()
+    ))
+    .await;
+    const TASKS: usize = 16;
+    const EACH: usize = 50;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let url = gw.url("/burst");
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            for i in 0..EACH {
+                let r = c
+                    .get(&url)
+                    .header("X-Request-ID", format!("burst-{t}-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let burst_ids = |gw: &Gateway| {
+        let mut ids: Vec<String> = gw
+            .access_log()
+            .iter()
+            .filter_map(|l| {
+                l["request_id"]
+                    .as_str()
+                    .filter(|id| id.starts_with("burst-"))
+                    .map(String::from)
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    eventually(Duration::from_secs(10), "every line of the burst", || {
+        let n = burst_ids(&gw).len();
+        async move { n >= TASKS * EACH }
+    })
+    .await;
+    let ids = burst_ids(&gw);
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(
+        (ids.len(), unique.len()),
+        (TASKS * EACH, TASKS * EACH),
+        "each request once"
+    );
+    let torn = gw
+        .logs()
+        .lines()
+        .filter(|l| l.contains("burst-") && serde_json::from_str::<serde_json::Value>(l).is_err())
+        .count();
+    assert_eq!(torn, 0, "no line is cut or mixed with another");
+
+    client()
+        .get(gw.url("/after"))
+        .header("X-Request-ID", "after-the-burst")
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "the line of a request after the burst", || {
+        let found = gw.access_log().iter().any(|l| l["request_id"] == "after-the-burst");
+        async move { found }
+    })
+    .await;
+}
