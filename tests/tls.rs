@@ -504,3 +504,35 @@ async fn tls_policy_sets_versions_and_suites() {
     let (ok, out) = handshake(e.tls_port, &["-tls1_3", "-groups", "P-256"]).await;
     assert!(ok, "{out}");
 }
+
+/// The upstream TLS context, and the system CA bundle it loads, is made at the first TLS
+/// connection to an upstream, not at the first connection of any kind: a gateway with plain
+/// HTTP upstreams never reads the bundle (it used to, on its first request: ≈ 30 ms and
+/// ≈ 3 MiB). `SSL_CERT_FILE` names a FIFO here, and opening a FIFO to read blocks until a
+/// writer comes, so a health check or request that made the context would hang.
+#[tokio::test]
+async fn plain_upstreams_never_load_the_ca_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("ca-bundle.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let up = MockUpstream::start("plain").await;
+    let gw = Gateway::start_with_env(
+        &format!(
+            "upstreams: {{ u: {{ targets: [\"{}\"], health_check: {{ path: /health, interval: 100ms }} }} }}\nroutes: [{{ prefix: /, upstream: u }}]\n",
+            up.addr()
+        ),
+        &[("SSL_CERT_FILE", fifo.to_str().unwrap())],
+    )
+    .await;
+    eventually(Duration::from_secs(5), "two health checks", || {
+        let n = up.health_hits();
+        async move { n >= 2 }
+    })
+    .await;
+    for i in 0..3 {
+        let answered = tokio::time::timeout(Duration::from_secs(5), gw.get(&format!("/r{i}"))).await;
+        let r = answered.expect("answered: the CA bundle was not opened");
+        assert_eq!(r.status(), 200);
+    }
+}

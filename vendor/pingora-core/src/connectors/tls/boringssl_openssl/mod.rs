@@ -30,6 +30,8 @@ use crate::tls::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode, SslVe
 use crate::tls::x509::store::X509StoreBuilder;
 use crate::upstreams::peer::{Peer, ALPN};
 
+// gatehouse patch: no longer named by `connectors::do_connect`, which takes the `Connector`.
+#[allow(dead_code)]
 pub type TlsConnector = SslConnector;
 
 const CIPHER_LIST: &str = "AES-128-GCM-SHA256\
