@@ -28,6 +28,7 @@ use http::{header::AsHeaderName, HeaderMap};
 use pingora_error::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::any::Any;
+use std::future::Future;
 use std::time::Duration;
 
 /// A reusable HTTP/1.x stream and bytes already read for the next request.
@@ -265,24 +266,37 @@ impl Session {
     /// otherwise None.
     /// For H2, always return None because H2 stream is not reusable.
     /// For subrequests, there is no true underlying stream to return.
-    pub async fn finish(self) -> Result<Option<ReusableHttpStream>> {
-        match self {
-            Self::H1(mut s) => {
-                // need to flush body due to buffering
-                s.finish_body().await?;
-                s.reuse().await
+    // gatehouse patch: an async block that finishes the session in place, instead of an
+    // `async fn` that moved it. Each request's future holds this one, and the 680-byte session
+    // sat in it three times (the argument captured, the argument moved into the body, the H1
+    // session moved out of it) and twice more in `reuse`'s future: 3.7 KB, the largest state of
+    // a request's future. Now the session is held once.
+    pub fn finish(mut self) -> impl Future<Output = Result<Option<ReusableHttpStream>>> {
+        async move {
+            match &mut self {
+                Self::H1(s) => {
+                    // need to flush body due to buffering
+                    s.finish_body().await?;
+                    if !s.prepare_reuse().await? {
+                        return Ok(None);
+                    }
+                }
+                Self::H2(s) => {
+                    s.finish()?;
+                    return Ok(None);
+                }
+                Self::Subrequest(s) => {
+                    s.finish().await?;
+                    return Ok(None);
+                }
+                Self::Custom(s) => {
+                    s.finish().await?;
+                    return Ok(None);
+                }
             }
-            Self::H2(mut s) => {
-                s.finish()?;
-                Ok(None)
-            }
-            Self::Subrequest(mut s) => {
-                s.finish().await?;
-                Ok(None)
-            }
-            Self::Custom(mut s) => {
-                s.finish().await?;
-                Ok(None)
+            match self {
+                Self::H1(s) => Ok(Some(s.into_reusable_stream())),
+                _ => Ok(None),
             }
         }
     }

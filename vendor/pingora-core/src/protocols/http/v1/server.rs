@@ -1452,27 +1452,40 @@ impl HttpSession {
     /// returned. If there was an error while draining any remaining request body that error will
     /// be returned.
     pub async fn reuse(mut self) -> Result<Option<ReusableHttpStream>> {
+        if self.prepare_reuse().await? {
+            Ok(Some(self.into_reusable_stream()))
+        } else {
+            Ok(None)
+        }
+    }
+
+    // gatehouse patch: `reuse` in two steps, the waiting one on `&mut self`, so that a caller
+    // holding the session can reuse it without moving it into another future first.
+    /// Shut the connection down if it will not be kept alive, or drain the request body.
+    /// Returns whether the connection can be reused: then call [`Self::into_reusable_stream`].
+    pub async fn prepare_reuse(&mut self) -> Result<bool> {
         if !self.will_keepalive() {
             debug!("HTTP shutdown connection");
             self.shutdown().await;
-            Ok(None)
-        } else {
-            self.drain_request_body().await?;
-            if self.body_reader.has_bytes_overread() && !self.pipelining_enabled {
-                debug!("bytes overread on request, disallowing reuse");
-                Ok(None)
-            } else {
-                let pipelined_prefix = self
-                    .pipelining_enabled
-                    .then(|| self.take_body_overread())
-                    .flatten()
-                    .filter(|prefix| !prefix.is_empty());
-                Ok(Some(ReusableHttpStream::new(
-                    self.underlying_stream,
-                    pipelined_prefix,
-                )))
-            }
+            return Ok(false);
         }
+        self.drain_request_body().await?;
+        if self.body_reader.has_bytes_overread() && !self.pipelining_enabled {
+            debug!("bytes overread on request, disallowing reuse");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The connection, with any pipelined request bytes already read, after
+    /// [`Self::prepare_reuse`] returned true.
+    pub fn into_reusable_stream(mut self) -> ReusableHttpStream {
+        let pipelined_prefix = self
+            .pipelining_enabled
+            .then(|| self.take_body_overread())
+            .flatten()
+            .filter(|prefix| !prefix.is_empty());
+        ReusableHttpStream::new(self.underlying_stream, pipelined_prefix)
     }
 
     /// Write a `100 Continue` response to the client.
