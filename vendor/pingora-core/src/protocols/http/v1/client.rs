@@ -17,7 +17,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{header, header::AsHeaderName, HeaderValue, StatusCode, Version};
 use log::{debug, trace};
-use pingora_error::{Error, ErrorType::*, OrErr, Result, RetryType};
+use pingora_error::{Error, ErrorType::*, OkOrErr, OrErr, Result, RetryType};
 use pingora_http::{HMap, IntoCaseHeaderName, RequestHeader, ResponseHeader};
 use pingora_timeout::timeout;
 use std::io::ErrorKind;
@@ -452,8 +452,16 @@ impl HttpSession {
     /// Similar to [`Self::read_response()`], read the response header and then return a copy of it.
     pub async fn read_resp_header_parts(&mut self) -> Result<Box<ResponseHeader>> {
         self.read_response().await?;
-        // safe to unwrap because it is just read
-        Ok(Box::new(self.resp_header().unwrap().clone()))
+        // gatehouse patch: hand out the header as parsed, with the room made for the fields
+        // the proxy adds (`set_response_header_headroom`), and keep the copy. A clone's field
+        // list is sized to the fields it holds, so the proxy's first added field grew the
+        // lists of both maps (the values and the original-case names) again.
+        let parsed = self
+            .response_header
+            .take()
+            .or_err(InternalError, "response header missing after it was read")?;
+        self.response_header = Some(Box::new((*parsed).clone()));
+        Ok(parsed)
     }
 
     /// Return a reference of the [`ResponseHeader`] if the response is read
