@@ -14,6 +14,8 @@
 #
 # Knobs: REQUESTS=20000 WARMUP=2000 CONNS=8 SIZE=2 (2 = `return 200 "ok"`, or Nk)
 #        PEERS="nginx pingora gatehouse" TOP=25 CONFIG=minimal|full BUILD=1
+#        CALLGRIND_ARGS='--separate-callers=8' (more callgrind options; with KEEP_TMP=1, to
+#        see through which calls a cost is reached: callgrind_annotate <tmp>/<peer>.callgrind.1)
 #        GATEHOUSE_TOP='work_stealing: false' (more top-level YAML for gatehouse's config)
 #        RESULTS=loadtest/results (where the report goes) GATEHOUSE_BIN PINGORA_BIN
 #        PINGAP_BIN (default: `pingap` on the PATH, else target/pingap/bin/pingap, which
@@ -205,7 +207,8 @@ start_under_callgrind() {
             cmd=("$PINGAP_BIN" -c "$TMP/pingap.toml") ;;
         *) die "unknown peer $peer" ;;
     esac
-    valgrind --tool=callgrind --instr-atstart=no --separate-threads=no \
+    # shellcheck disable=SC2086 # CALLGRIND_ARGS is a list of options
+    valgrind --tool=callgrind --instr-atstart=no --separate-threads=no ${CALLGRIND_ARGS:-} \
         --callgrind-out-file="$TMP/$peer.callgrind" "${cmd[@]}" > "$TMP/$peer.log" 2>&1 &
     VG_PID=$!
     PIDS+=("$VG_PID")
