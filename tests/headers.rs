@@ -124,6 +124,36 @@ async fn hop_by_hop_headers_do_not_cross_the_gateway() {
     }
 }
 
+/// Each hop-by-hop field on its own, without a `Connection` field naming it: the proxy looks
+/// for them in one pass over the request's names (vendor/README.md), which must find any one.
+#[tokio::test]
+async fn a_lone_hop_by_hop_field_is_still_removed() {
+    let up = MockUpstream::start("u").await;
+    let gw = Gateway::start(&simple_config(&[up.addr()])).await;
+    let fields = [
+        ("Keep-Alive", "300"),
+        ("Proxy-Connection", "keep-alive"),
+        ("Proxy-Authorization", "Basic dTpw"),
+        ("Proxy-Authenticate", "Basic"),
+        ("TE", "trailers"),
+        ("Trailer", "X-Checksum"),
+        ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
+    ];
+    let mut conn = common::raw::RawClient::connect(gw.port).await;
+    for (name, value) in fields {
+        conn.send(format!("GET /h HTTP/1.1\r\nHost: x\r\nX-Kept: 1\r\n{name}: {value}\r\n\r\n").as_bytes())
+            .await;
+        let answer = conn.response().await;
+        assert_eq!(answer.status, 200, "{name}: {answer:?}");
+        let seen = up.last().headers;
+        assert!(
+            !seen.contains_key(name.to_ascii_lowercase().as_str()),
+            "{name} reached the upstream: {seen:?}"
+        );
+        assert_eq!(seen.get("x-kept").map(|v| v.as_bytes()), Some(&b"1"[..]), "{seen:?}");
+    }
+}
+
 #[tokio::test]
 async fn every_request_writes_one_json_access_log_line() {
     let up = MockUpstream::start("u").await;

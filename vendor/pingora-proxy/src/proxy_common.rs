@@ -168,24 +168,53 @@ impl ConnectionNominations {
         Ok(Self { headers, len })
     }
 
-    fn remove_from(self, req: &mut RequestHeader) {
-        for name in self.headers.into_iter().take(self.len).flatten() {
-            req.remove_header(&name);
+    fn remove_from(&self, req: &mut RequestHeader) {
+        for name in self.headers[..self.len].iter().flatten() {
+            req.remove_header(name);
         }
     }
 }
 
+// gatehouse patch (vendor/README.md): hop-by-hop fields are looked for in one pass over the
+// request's names, and removed only when one is there.
+
+/// The hop-by-hop fields [`strip_standard_hop_by_hop_headers`] removes.
+static STANDARD_HOP_BY_HOP: [HeaderName; 10] = [
+    HeaderName::from_static(KEEP_ALIVE),
+    HeaderName::from_static(PROXY_CONNECTION),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+    header::UPGRADE,
+    HeaderName::from_static(HTTP2_SETTINGS),
+];
+
+/// The fields of an HTTP/1 upgrade handshake.
+static UPGRADE_FIELDS: [HeaderName; 3] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    HeaderName::from_static(HTTP2_SETTINGS),
+];
+
 fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
-    req.remove_header(KEEP_ALIVE);
-    req.remove_header(PROXY_CONNECTION);
-    req.remove_header(&header::PROXY_AUTHENTICATE);
-    req.remove_header(&header::PROXY_AUTHORIZATION);
-    req.remove_header(&header::TE);
-    req.remove_header(&header::TRAILER);
-    req.remove_header(&header::TRANSFER_ENCODING);
-    req.remove_header(&header::CONNECTION);
-    req.remove_header(&header::UPGRADE);
-    req.remove_header(HTTP2_SETTINGS);
+    remove_headers(req, &STANDARD_HOP_BY_HOP);
+}
+
+/// Removes those of `names` that `req` carries.
+///
+/// Most requests carry none of them, which one pass over the request's few field names finds.
+/// Removing each name unconditionally hashes it (parsing it first when given as a `&str`) and
+/// probes both the header map and the case map, for every name on every request.
+fn remove_headers(req: &mut RequestHeader, names: &[HeaderName]) {
+    if !req.headers.keys().any(|present| names.contains(present)) {
+        return;
+    }
+    for name in names {
+        req.remove_header(name);
+    }
 }
 
 /// Set H1 `Host` from the URI or absolute-form authority.
@@ -358,21 +387,21 @@ pub(crate) fn sanitize_h1_upstream_request(
         strip_standard_hop_by_hop_headers(req);
     }
 
+    // gatehouse patch: the upgrade fields are hop-by-hop, so with `strip_hop_by_hop` they are
+    // gone already.
+    let upgrade_fields_remain = !policy.strip_hop_by_hop;
     match policy.h1_upgrade {
         H1UpgradePolicy::WebSocketOnly => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            if upgrade_fields_remain {
+                remove_headers(req, &UPGRADE_FIELDS);
+            }
             if websocket_upgrade {
                 req.insert_header(header::CONNECTION, "Upgrade")?;
                 req.insert_header(header::UPGRADE, "websocket")?;
             }
         }
-        H1UpgradePolicy::Deny => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
-        }
+        H1UpgradePolicy::Deny if upgrade_fields_remain => remove_headers(req, &UPGRADE_FIELDS),
+        H1UpgradePolicy::Deny => {}
         H1UpgradePolicy::Preserve => {}
     }
 
