@@ -210,6 +210,18 @@ async fn h2c_with_prior_knowledge_on_the_plain_listener() {
     let r = client.get(e.gw.url("/h2c")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
+
+    // Per-request values are sent "never indexed" (out of HPACK's table): on one
+    // connection, each response still decodes to its own id and timing.
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let r = client.get(e.gw.url("/h2c")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(id.len(), 36, "a UUID: {id}");
+        assert!(r.headers()["server-timing"].to_str().unwrap().starts_with("gateway;dur="));
+        assert!(ids.insert(id), "ids are distinct");
+    }
 }
 
 async fn tls_upstream(pki: &TestPki) -> TlsUpstream {

@@ -128,7 +128,8 @@ fn server_timing(ctx: &RequestCtx) -> HeaderValue {
         }
         None => text.entry(b"gateway;dur=", total),
     }
-    HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static("gateway"))
+    let value = HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static("gateway"));
+    request_id::unique(value)
 }
 
 /// The Server-Timing value being written: two entries of at most 15 + 20 + 4 bytes.
@@ -211,6 +212,13 @@ mod tests {
             "[{ name: a, prefix: /a, upstream: u }, { name: b, prefix: /b, upstream: u, rate_limit: { requests: 10, per: 1s } }]",
         );
         assert_eq!(most_fields_added(&limited), 9);
+    }
+
+    #[test]
+    fn server_timing_is_left_out_of_header_compression_tables() {
+        let snapshot = std::sync::Arc::new(snapshot("[{ name: a, prefix: /, upstream: u }]"));
+        let ctx = crate::request::RequestCtx::new(snapshot);
+        assert!(super::server_timing(&ctx).is_sensitive());
     }
 
     #[test]

@@ -18,7 +18,8 @@ impl PropagateTrace {
             return Ok(());
         };
         if let Ok(value) = HeaderValue::from_bytes(&trace.traceparent) {
-            req.insert_known_header(&NAME, value);
+            // A new span id on every request: out of an h2 upstream's compression table.
+            req.insert_known_header(&NAME, super::request_id::unique(value));
         }
         Ok(())
     }
