@@ -219,7 +219,10 @@ async fn h2c_with_prior_knowledge_on_the_plain_listener() {
         assert_eq!(r.status(), 200);
         let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
         assert_eq!(id.len(), 36, "a UUID: {id}");
-        assert!(r.headers()["server-timing"].to_str().unwrap().starts_with("gateway;dur="));
+        assert!(r.headers()["server-timing"]
+            .to_str()
+            .unwrap()
+            .starts_with("gateway;dur="));
         assert!(ids.insert(id), "ids are distinct");
     }
 }
