@@ -1,6 +1,7 @@
 //! X-Request-ID: kept when the client sent a sane one, generated otherwise; sent upstream
 //! and returned on the response, and written in the access log.
 
+use super::never_indexed;
 use crate::request::RequestCtx;
 use http::HeaderValue;
 use pingora::http::{KnownHeaderName, RequestHeader};
@@ -16,7 +17,7 @@ const MAX_LEN: usize = 128;
 /// that the upstream request and the response share it without copying.
 pub fn for_request(req: &RequestHeader) -> HeaderValue {
     match req.headers.get(NAME.name()) {
-        Some(v) if is_sane(v.as_bytes()) => unique(v.clone()),
+        Some(v) if is_sane(v.as_bytes()) => never_indexed(v.clone()),
         _ => fresh(),
     }
 }
@@ -25,18 +26,7 @@ pub fn for_request(req: &RequestHeader) -> HeaderValue {
 pub fn fresh() -> HeaderValue {
     let mut buf = uuid::Uuid::encode_buffer();
     let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    unique(HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-")))
-}
-
-/// Marks a value that no other request or response carries (an id, a timing) as one to
-/// leave out of HTTP/2's header compression table ("never indexed", RFC 7541 §6.2.3).
-/// Indexed, each one took a table entry that is never used again and pushed out one that
-/// would have been, and the encoder compared every new value against all the old ones
-/// under that name: ≈ 3,000 instructions a response over h2 for X-Request-ID and
-/// Server-Timing. HTTP/1 ignores the mark.
-pub fn unique(mut value: HeaderValue) -> HeaderValue {
-    value.set_sensitive(true);
-    value
+    never_indexed(HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-")))
 }
 
 /// The id as text (every id [`for_request`] makes is ASCII).

@@ -129,7 +129,7 @@ fn server_timing(ctx: &RequestCtx) -> HeaderValue {
         None => text.entry(b"gateway;dur=", total),
     }
     let value = HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static("gateway"));
-    request_id::unique(value)
+    super::never_indexed(value)
 }
 
 /// The Server-Timing value being written: two entries of at most 15 + 20 + 4 bytes.

@@ -19,7 +19,7 @@ impl PropagateTrace {
         };
         if let Ok(value) = HeaderValue::from_bytes(&trace.traceparent) {
             // A new span id on every request: out of an h2 upstream's compression table.
-            req.insert_known_header(&NAME, super::request_id::unique(value));
+            req.insert_known_header(&NAME, super::never_indexed(value));
         }
         Ok(())
     }
