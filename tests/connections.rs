@@ -5,6 +5,8 @@
 mod common;
 
 use common::*;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -192,4 +194,160 @@ async fn without_work_stealing_the_gateway_serves_on_its_per_thread_runtimes() {
     })
     .await;
     assert_eq!(gw.get("/after").await.status(), 200, "still serving the running config");
+}
+
+/// An upstream that answers one request per connection with a keep-alive `200` after
+/// `delay`, then, if `close_after` is some, closes its sending side that long after (once
+/// the gateway has put the connection in its pool). `closed` gets the time the gateway
+/// closed each connection (the read after the answer ended).
+struct OneAnswerUpstream {
+    addr: std::net::SocketAddr,
+    closed: tokio::sync::mpsc::UnboundedReceiver<std::time::Instant>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections whose sending side the upstream has closed.
+    shut: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl OneAnswerUpstream {
+    async fn start(delay: Duration, close_after: Option<Duration>) -> OneAnswerUpstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+        let connections = std::sync::Arc::new(AtomicUsize::new(0));
+        let shut = std::sync::Arc::new(AtomicUsize::new(0));
+        let (count, shut_count) = (connections.clone(), shut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                count.fetch_add(1, SeqCst);
+                let (closed_tx, shut_count) = (closed_tx.clone(), shut_count.clone());
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut chunk).await {
+                            Ok(n) if n > 0 => seen.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if conn.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    if let Some(after) = close_after {
+                        tokio::time::sleep(after).await;
+                        let _ = conn.shutdown().await;
+                        shut_count.fetch_add(1, SeqCst);
+                    }
+                    // Nothing more is sent on an idle connection: the next read ends when
+                    // the gateway closes it.
+                    while matches!(conn.read(&mut chunk).await, Ok(n) if n > 0) {}
+                    let _ = closed_tx.send(Instant::now());
+                });
+            }
+        });
+        OneAnswerUpstream {
+            addr,
+            closed,
+            connections,
+            shut,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(SeqCst)
+    }
+
+    /// When the gateway next closes a connection to this upstream.
+    async fn next_close(&mut self, within: Duration, what: &str) -> Instant {
+        tokio::time::timeout(within, self.closed.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: still open after {within:?}"))
+            .expect("the upstream stopped")
+    }
+}
+
+#[tokio::test]
+async fn an_idle_upstream_connection_is_closed_at_the_pools_keepalive_timeout() {
+    let mut up = OneAnswerUpstream::start(Duration::ZERO, None).await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  u:\n    targets: [\"{}\"]\n    keepalive_timeout: 1s\nroutes:\n  - prefix: /\n    upstream: u\n",
+        up.addr
+    ))
+    .await;
+    assert_eq!(gw.get("/first").await.status(), 200);
+    let answered = Instant::now();
+    let idle = up
+        .next_close(
+            Duration::from_secs(6),
+            "an idle connection with a 1 s keepalive_timeout",
+        )
+        .await
+        - answered;
+    // Kept for its timeout, then closed within the pool's check interval (1 s) of it.
+    assert!(
+        idle >= Duration::from_millis(900) && idle <= Duration::from_millis(3500),
+        "closed after {idle:?} idle"
+    );
+    assert_eq!(gw.get("/second").await.status(), 200);
+    assert_eq!(up.connections(), 2, "a new connection");
+}
+
+/// How long the upstream of the tests below keeps an answered connection open before
+/// closing it: long enough that the gateway has pooled it.
+const CLOSE_AFTER: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn an_idle_connection_the_upstream_closes_is_closed_and_never_reused() {
+    let mut up = OneAnswerUpstream::start(Duration::ZERO, Some(CLOSE_AFTER)).await;
+    // The default keepalive_timeout (far longer than this test) would keep it otherwise.
+    let gw = Gateway::start(&simple_config(&[up.addr])).await;
+    assert_eq!(gw.get("/first").await.status(), 200);
+    let answered = Instant::now();
+    let closed = up
+        .next_close(Duration::from_secs(5), "an idle connection the upstream closed")
+        .await;
+    // The upstream closes 300 ms after answering; the pool checks once a second.
+    assert!(
+        closed - answered <= Duration::from_millis(2500),
+        "closed after {:?}",
+        closed - answered
+    );
+    assert_eq!(gw.get("/second").await.status(), 200, "no 502 from a dead connection");
+    assert_eq!(up.connections(), 2);
+}
+
+#[tokio::test]
+async fn a_request_skips_idle_connections_the_upstream_closed_for_a_new_one() {
+    // Four idle connections, all closed by the upstream while idle: a request may take them
+    // before the pool's own check does. Each is tested when taken, and skipped. Answers
+    // overlap (300 ms each), so four requests at once open four connections.
+    let mut up = OneAnswerUpstream::start(Duration::from_millis(300), Some(CLOSE_AFTER)).await;
+    let gw = Gateway::start(&simple_config(&[up.addr])).await;
+    let paths: Vec<String> = (0..4).map(|i| format!("/first/{i}")).collect();
+    let first = futures::future::join_all(paths.iter().map(|path| gw.get(path))).await;
+    let first: Vec<u16> = first.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(first, [200; 4]);
+    assert_eq!(up.connections(), 4);
+    // (This upstream answers one request per connection: each request comes once the
+    // upstream has closed every connection the gateway holds.)
+    for shut in 4..7 {
+        eventually(
+            Duration::from_secs(5),
+            "the upstream closed its connections",
+            || async { up.shut.load(SeqCst) == shut },
+        )
+        .await;
+        assert_eq!(
+            gw.get("/again").await.status(),
+            200,
+            "no 502 or 504 from a dead connection"
+        );
+    }
+    assert_eq!(up.connections(), 7, "one new connection per request");
+    // And the gateway closed every connection the upstream closed.
+    for _ in 0..7 {
+        up.next_close(Duration::from_secs(5), "a connection the upstream closed")
+            .await;
+    }
 }
