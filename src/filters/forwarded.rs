@@ -27,8 +27,11 @@ impl Forwarded {
                     .filter_map(|v| v.to_str().ok())
                     .collect();
                 HeaderValue::try_from(format!("{}, {ip}", previous.join(", ")))
+            } else if ctx.client_ip == Some(ip) {
+                // The common case: the address alone, the text the access log and a
+                // rate-limit key use too.
+                HeaderValue::from_str(ctx.client_ip_text().map_or("", AddrText::as_str))
             } else {
-                // The common case: the address alone, formatted without a String.
                 HeaderValue::from_str(AddrText::ip(ip).as_str())
             };
             if let Ok(chain) = chain {

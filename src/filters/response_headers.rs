@@ -108,7 +108,7 @@ pub fn finish(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()
     resp.insert_known_header(&SERVER_TIMING, server_timing(ctx));
     if let Some(decision) = &ctx.rate_limit {
         for (name, value) in super::rate_limit::headers(decision) {
-            resp.insert_known_header(name, HeaderValue::from(value));
+            resp.insert_known_header(name, value);
         }
     }
     resp.insert_known_header(&request_id::NAME, ctx.request_id.clone());

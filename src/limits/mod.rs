@@ -8,6 +8,7 @@ pub mod local;
 use crate::config::model::{RateKey, RateLimitConfig, RateScope};
 use gcra::{Quota, Verdict};
 use global::RedisStore;
+use http::HeaderValue;
 use local::LocalLimiter;
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ pub struct RateLimit {
     /// Name in keys and logs: the route name, or `*` for the global limit.
     pub name: String,
     pub config: RateLimitConfig,
+    /// `config.requests` as the RateLimit-Limit value, written once.
+    limit_value: HeaderValue,
     quota: Quota,
     counter: Counter,
 }
@@ -26,10 +29,12 @@ enum Counter {
 }
 
 /// A decision, with what the RateLimit-* headers report.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Decision {
     pub allowed: bool,
     pub limit: u64,
+    /// `limit` as a header value (the limit's own, shared: no text made per request).
+    pub limit_value: HeaderValue,
     pub remaining: u64,
     /// Seconds until the bucket is full again.
     pub reset_secs: u64,
@@ -55,6 +60,7 @@ impl RateLimit {
         Ok(RateLimit {
             name: name.to_string(),
             config: config.clone(),
+            limit_value: HeaderValue::from(config.requests),
             quota,
             counter,
         })
@@ -97,6 +103,7 @@ impl RateLimit {
         Decision {
             allowed: v.allowed,
             limit: self.config.requests,
+            limit_value: self.limit_value.clone(),
             remaining: v.remaining,
             reset_secs: v.reset_us.div_ceil(1_000_000),
             retry_after_secs: v.retry_after_us.div_ceil(1_000_000).max(u64::from(!v.allowed)),
@@ -110,6 +117,7 @@ impl RateLimit {
         Decision {
             allowed,
             limit: self.config.requests,
+            limit_value: self.limit_value.clone(),
             remaining: 0,
             reset_secs: 0,
             retry_after_secs: u64::from(!allowed),

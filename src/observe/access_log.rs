@@ -13,13 +13,17 @@ struct AccessLine<'a> {
     ts: jiff::Timestamp,
     request_id: &'a str,
     trace_id: Option<&'a str>,
-    client_ip: Option<std::net::IpAddr>,
+    client_ip: Option<&'a AddrText>,
     method: &'a str,
+    /// `method` is a parsed method (a token: nothing in it to escape), not the bytes of a
+    /// refused request line.
+    method_is_token: bool,
     path: &'a str,
     /// Only with `access_log_query: true`, credentials redacted.
     query: Option<String>,
     route: Option<&'a str>,
-    /// The address of the target the last attempt went to.
+    /// The address of the target the last attempt went to (an IP and a port: nothing in
+    /// it to escape).
     upstream: Option<&'a str>,
     status: u16,
     bytes_sent: usize,
@@ -46,16 +50,23 @@ impl AccessLine<'_> {
         line.str(key!("request_id"), self.request_id);
         line.opt_str(key!("trace_id"), self.trace_id);
         match self.client_ip {
-            Some(ip) => line.own_text(key!("client_ip"), AddrText::ip(ip).as_bytes()),
+            Some(ip) => line.own_text(key!("client_ip"), ip.as_bytes()),
             None => line.opt_str(key!("client_ip"), None),
         }
-        line.str(key!("method"), self.method);
+        if self.method_is_token {
+            line.own_text(key!("method"), self.method.as_bytes());
+        } else {
+            line.str(key!("method"), self.method);
+        }
         line.str(key!("path"), self.path);
         if let Some(query) = &self.query {
             line.str(key!("query"), query);
         }
         line.opt_str(key!("route"), self.route);
-        line.opt_str(key!("upstream"), self.upstream);
+        match self.upstream {
+            Some(addr) => line.own_text(key!("upstream"), addr.as_bytes()),
+            None => line.opt_str(key!("upstream"), None),
+        }
         line.uint(key!("status"), u64::from(self.status));
         line.uint(key!("bytes_sent"), self.bytes_sent as u64);
         line.millis(key!("duration_ms"), self.duration_micros);
@@ -111,8 +122,9 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx, elapsed: s
         ts: jiff::Timestamp::now(),
         request_id: crate::filters::request_id::as_str(&ctx.request_id),
         trace_id: ctx.trace.as_ref().map(|t| t.trace_id()),
-        client_ip: ctx.client_ip,
+        client_ip: ctx.client_ip_text(),
         method: req.method.as_str(),
+        method_is_token: true,
         path: req.uri.path(),
         query: ctx
             .snapshot
@@ -161,12 +173,14 @@ pub fn refused(r: &Refused) {
     if !enabled() {
         return;
     }
+    let client_ip = r.client_ip.map(AddrText::ip);
     let line = AccessLine {
         ts: jiff::Timestamp::now(),
         request_id: r.request_id,
         trace_id: None,
-        client_ip: r.client_ip,
+        client_ip: client_ip.as_ref(),
         method: r.method,
+        method_is_token: false,
         path: r.path,
         query: None,
         route: None,

@@ -5,11 +5,12 @@ use crate::auth::Identity;
 use crate::limits::Decision;
 use crate::request::trace::TraceContext;
 use crate::snapshot::{Route, Snapshot};
+use crate::text::AddrText;
 use crate::upstream::{InFlight, Permit, UpstreamPool};
 use http::{HeaderValue, Method};
 use pingora::protocols::l4::socket::SocketAddr;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 pub struct RequestCtx {
@@ -19,8 +20,12 @@ pub struct RequestCtx {
     pub request_id: HeaderValue,
     /// The socket peer.
     pub peer_ip: Option<IpAddr>,
-    /// The client: the peer, or the X-Forwarded-For entry behind trusted proxies.
+    /// The client: the peer, or the X-Forwarded-For entry behind trusted proxies. Set
+    /// once, before anything reads [`RequestCtx::client_ip_text`].
     pub client_ip: Option<IpAddr>,
+    /// `client_ip` as text, written at the first step that prints it (X-Forwarded-For, the
+    /// rate-limit key, the access log) and reused by the others.
+    client_ip_text: OnceLock<AddrText>,
     /// `http` or `https`, for X-Forwarded-Proto.
     pub scheme: &'static str,
     /// Index into `snapshot.routes` once routing found one.
@@ -101,6 +106,7 @@ impl RequestCtx {
             request_id: HeaderValue::from_static(""),
             peer_ip: None,
             client_ip: None,
+            client_ip_text: OnceLock::new(),
             scheme: "http",
             route: None,
             pool: None,
@@ -132,6 +138,12 @@ impl RequestCtx {
             grpc: false,
             grpc_web: false,
         }
+    }
+
+    /// [`RequestCtx::client_ip`] as text, the same every time it is asked for.
+    pub fn client_ip_text(&self) -> Option<&AddrText> {
+        let ip = self.client_ip?;
+        Some(self.client_ip_text.get_or_init(|| AddrText::ip(ip)))
     }
 
     /// What `{…}` templates read besides the request head.
