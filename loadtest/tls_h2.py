@@ -7,7 +7,8 @@
 
 Set-up (in a temp dir, everything on loopback, nothing of the system nginx touched):
   * one self-signed RSA-2048 certificate for localhost, used by both proxies;
-  * origin: nginx, 1 worker, `return 200 "ok"` on / and a 64 KiB static file on /64k;
+  * origin: nginx, 1 worker, `return 200 "ok"` on / and 4 KiB and 64 KiB static files on
+    /4k and /64k;
   * gatehouse: threads 1, a `tls:` listener with that certificate (h2 + http/1.1 by ALPN)
     and session tickets with a fixed secret (`tls.session_tickets: { secret, rotate: 12h }`),
     access log and metrics off, no admin listener, routes / and /hs to the origin;
@@ -25,7 +26,7 @@ and a warm-up):
     through a relay that reads each connection's ServerHello (TLS 1.3: a pre_shared_key
     extension; TLS 1.2: no Certificate after it) gives the share that resumed, reported
     with the row;
-  * h2: `h2load` (ALPN h2) with C connections × M concurrent streams, on / (2 B) and /64k;
+  * h2: `h2load` (ALPN h2) with C connections × M concurrent streams, on / (2 B), /4k and /64k;
   * full vs resumed handshakes (RESUME=1), TLS 1.3 and TLS 1.2: ST_CLIENTS `openssl s_time
     -new` (a full handshake per connection) or `-reuse` (every connection resumes the
     previous one's session, i.e. its ticket) processes in parallel on the load core, each
@@ -68,6 +69,8 @@ REPS = int(os.environ.get("REPS", "3"))
 HS_CONNS = int(os.environ.get("HS_CONNS", "16"))
 H2_CONNS = int(os.environ.get("H2_CONNS", "16"))
 H2_STREAMS = int(os.environ.get("H2_STREAMS", "10"))
+# The h2 bodies: the origin's `return 200 "ok"` and two static files.
+BODY_LABELS = {"/": "2 B", "/4k": "4 KiB", "/64k": "64 KiB"}
 RESUME = os.environ.get("RESUME", "1") == "1"
 ST_CLIENTS = int(os.environ.get("ST_CLIENTS", "8"))
 PIN = os.environ.get("PIN", "1") == "1" and (os.cpu_count() or 1) >= 2
@@ -356,9 +359,10 @@ def main():
     os.chmod(tmp, 0o755)
     www = os.path.join(tmp, "www")
     os.makedirs(www)
-    with open(os.path.join(www, "64k"), "wb") as f:
-        f.write(b"x" * 65536)
-    os.chmod(os.path.join(www, "64k"), 0o644)
+    for name, size in (("4k", 4096), ("64k", 65536)):
+        with open(os.path.join(www, name), "wb") as f:
+            f.write(b"x" * size)
+        os.chmod(os.path.join(www, name), 0o644)
     origin_port, gh_plain, gh_tls, ngx_tls = (free_port() for _ in range(4))
 
     origin = start("origin", LOAD_CORE + nginx_conf(tmp, "origin", f"""    sendfile on;
@@ -411,7 +415,7 @@ routes:
     for name, (p, port) in peers.items():
         wait_ready(name, p, f"https://127.0.0.1:{port}/64k")
 
-    tests = [("handshake", "/"), ("h2", "/"), ("h2", "/64k")]
+    tests = [("handshake", "/"), ("h2", "/"), ("h2", "/4k"), ("h2", "/64k")]
     hs_tests = [(k, v) for v in ("1.3", "1.2") for k in ("full", "resumed")] if RESUME else []
     if RESUME:
         for name, (p, port) in peers.items():
@@ -450,7 +454,7 @@ routes:
         span = lambda rs: f"{min(x[0] for x in rs):.0f}–{max(x[0] for x in rs):.0f}"  # noqa: E731
         errs = sum(x[2] for x in g + n)
         label = (f"TLS handshakes (new connection per request; resumed {wrk_resumed['gatehouse']:.0%} / "
-                 f"{wrk_resumed['nginx']:.0%})") if kind == "handshake" else f"h2 GET {path} ({'2 B' if path == '/' else '64 KiB'})"
+                 f"{wrk_resumed['nginx']:.0%})") if kind == "handshake" else f"h2 GET {path} ({BODY_LABELS[path]})"
         lines.append(f"| {label} | {gr:.0f} ({span(g)}) | {nr:.0f} ({span(n)}) | {gr / nr:.2f}× | {gu:.1f} | {nu:.1f} | {errs} |")
     if RESUME:
         med = lambda rs, i: statistics.median(x[i] for x in rs)  # noqa: E731
