@@ -11,11 +11,12 @@
 #      access log, no metrics, no admin listener, pid file and upgrade socket in the temp
 #      dir, one upstream `origin`) with N routes svc0..svc{N-1}, route i being
 #      `{ name: svc<i>, path: /svc<i>/:id/items, upstream: origin }`;
-#   2. times `gatehouse check -c <config>` (parse, validate, build the snapshot; REPS times);
-#   3. in a temp dir, starts an nginx ORIGIN (1 worker) answering `200 "ok"` for any path,
-#      then one gatehouse per N on the proxy core (taskset -c 0), STARTS times each (all but
-#      the last stopped again): start ms = from the exec to the first 200 on /svc0/1/items,
-#      polled every ms by a client on core 1;
+#   2. starts, in a temp dir, an nginx ORIGIN (1 worker) answering `200 "ok"` for any path,
+#      and times `gatehouse check -c <config>` (parse, validate, build the snapshot; REPS
+#      times);
+#   3. starts one gatehouse per N on the proxy core (taskset -c 0), STARTS times each (all
+#      but the last stopped again), each start on a port chosen right before it: start ms =
+#      from the exec to the first 200 on /svc0/1/items, polled every ms by a client on core 1;
 #   4. checks that /svc0/1/items and /svc{N-1}/1/items answer 200 "ok" and that
 #      /svc{N}/1/items and /svc0/1/other answer 404 (the routes really route);
 #   5. warms each gatehouse up (wrk WARMUP on its first and its last route), reads VmRSS;
@@ -87,15 +88,16 @@ BIN_DIRTY=""
 cp -p "$BIN_SRC" "$TMP/gatehouse"
 GATEHOUSE_BIN="$TMP/gatehouse"
 nroutes=$(wc -w <<<"$ROUTES")
-read -r -a PORTS < <(free_ports $((nroutes + 1)))
-ORIGIN_PORT="${PORTS[0]}"
 declare -A PORT PID   # N -> gatehouse port, N -> pid of the gatehouse kept running
-i=1
-for n in $ROUTES; do PORT[$n]="${PORTS[$i]}"; i=$((i + 1)); done
 
 # ---------------------------------------------------------------------------------------
-# Configs: the origin answers "ok" for any path; gatehouse N routes svc0..svc{N-1}.
+# Origin first (its port is taken as soon as it is chosen), then the gatehouse configs:
+# the origin answers "ok" for any path; gatehouse N routes svc0..svc{N-1}. A gatehouse's
+# port is chosen again right before each of its starts (write_config): the suite runs
+# harnesses in parallel, and a port reserved here would stay free for the whole of the
+# `check` timings below, long enough for another harness to take it.
 # ---------------------------------------------------------------------------------------
+ORIGIN_PORT="$(free_ports 1)"
 {
     nginx_head origin
     cat <<EOF
@@ -106,9 +108,13 @@ for n in $ROUTES; do PORT[$n]="${PORTS[$i]}"; i=$((i + 1)); done
 }
 EOF
 } > "$TMP/origin.conf"
+start_nginx origin "${LOAD_PIN[@]}"
+ORIGIN_PID=$STARTED_PID
+wait_ready origin "$ORIGIN_PID" "http://127.0.0.1:$ORIGIN_PORT/svc0/1/items" "$TMP/origin/logs/error.log"
 
-for n in $ROUTES; do
-    name="routes-$n"
+write_config() {   # $1 = N: a fresh port for gatehouse N, and its config listening there
+    local n="$1" name="routes-$1"
+    PORT[$n]="$(free_ports 1)"
     {
         gatehouse_head "$name" "${PORT[$n]}"
         cat <<EOF
@@ -125,7 +131,8 @@ for i in range(int(sys.argv[1])):
     out.write(f"  - {{ name: svc{i}, path: /svc{i}/:id/items, upstream: origin }}\n")
 ' "$n"
     } > "$TMP/$name.yaml"
-done
+}
+for n in $ROUTES; do write_config "$n"; done
 log "temp dir: $TMP"
 log "layout: $LAYOUT"
 log "configs: $(for n in $ROUTES; do printf '%s routes %s KiB; ' "$n" $(( $(stat -c %s "$TMP/routes-$n.yaml") / 1024 )); done)"
@@ -150,11 +157,8 @@ for n in $ROUTES; do
 done
 
 # ---------------------------------------------------------------------------------------
-# Origin, then each gatehouse STARTS times: exec → first 200 on /svc0/1/items
+# Each gatehouse STARTS times: exec → first 200 on /svc0/1/items
 # ---------------------------------------------------------------------------------------
-start_nginx origin "${LOAD_PIN[@]}"
-ORIGIN_PID=$STARTED_PID
-wait_ready origin "$ORIGIN_PID" "http://127.0.0.1:$ORIGIN_PORT/svc0/1/items" "$TMP/origin/logs/error.log"
 
 # The poller (core 1) tries a GET every millisecond from before the exec: connection
 # refused until gatehouse listens, 404 or 5xx until the route serves. It prints the wall
@@ -205,25 +209,34 @@ declare -A START_MS
 for n in $ROUTES; do
     name="routes-$n" times=()
     for s in $(seq "$STARTS"); do
-        rm -f "$TMP/poll.pid" "$TMP/poll.ready"
-        "${LOAD_PIN[@]}" python3 "$TMP/poll.py" "${PORT[$n]}" /svc0/1/items "$TMP/poll.pid" "$TMP/poll.ready" \
-            > "$TMP/poll.out" 2>&1 &
-        poller=$!
-        until [[ -e "$TMP/poll.ready" ]]; do
-            kill -0 "$poller" 2>/dev/null || { cat "$TMP/poll.out" >&2; die "start-time poller failed"; }
-            sleep 0.01
-        done
-        t0=$EPOCHREALTIME
-        "${PROXY_PIN[@]}" env -u PORT RUST_LOG=info "$GATEHOUSE_BIN" run -c "$TMP/$name.yaml" \
-            > "$TMP/$name.log" 2>&1 &
-        pid=$!
-        echo "$pid" > "$TMP/poll.pid"
-        started "$pid" "gatehouse-$name" "$TMP/$name.log"
-        st=0; wait "$poller" || st=$?
-        if [[ $st -ne 0 ]]; then
+        # Another process may still take the fresh port between its choice and the bind:
+        # then gatehouse says "already in use" and exits, and this start is tried again.
+        for try in 1 2 3; do
+            write_config "$n"
+            rm -f "$TMP/poll.pid" "$TMP/poll.ready"
+            "${LOAD_PIN[@]}" python3 "$TMP/poll.py" "${PORT[$n]}" /svc0/1/items "$TMP/poll.pid" "$TMP/poll.ready" \
+                > "$TMP/poll.out" 2>&1 &
+            poller=$!
+            until [[ -e "$TMP/poll.ready" ]]; do
+                kill -0 "$poller" 2>/dev/null || { cat "$TMP/poll.out" >&2; die "start-time poller failed"; }
+                sleep 0.01
+            done
+            t0=$EPOCHREALTIME
+            "${PROXY_PIN[@]}" env -u PORT RUST_LOG=info "$GATEHOUSE_BIN" run -c "$TMP/$name.yaml" \
+                > "$TMP/$name.log" 2>&1 &
+            pid=$!
+            echo "$pid" > "$TMP/poll.pid"
+            started "$pid" "gatehouse-$name" "$TMP/$name.log"
+            st=0; wait "$poller" || st=$?
+            [[ $st -eq 0 ]] && break
+            if [[ $try -lt 3 ]] && grep -q "already in use" "$TMP/$name.log"; then
+                log "gatehouse with $n routes: port ${PORT[$n]} was taken by another process; again on a new one"
+                stop_gatehouse "$pid"
+                continue
+            fi
             tail -n 20 "$TMP/$name.log" >&2 || true
             die "gatehouse with $n routes did not answer 200 on /svc0/1/items (poller exit $st)"
-        fi
+        done
         t1="$(head -n1 "$TMP/poll.out")"
         times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b / 1e6 - a * 1000 }')")
         if [[ "$s" -lt "$STARTS" ]]; then stop_gatehouse "$pid"; else PID[$n]=$pid; fi

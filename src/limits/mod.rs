@@ -32,8 +32,8 @@ enum Counter {
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub allowed: bool,
-    pub limit: u64,
-    /// `limit` as a header value (the limit's own, shared: no text made per request).
+    /// The limit (requests per window) as a header value: the limit's own, shared, so that
+    /// no text is made per request.
     pub limit_value: HeaderValue,
     pub remaining: u64,
     /// Seconds until the bucket is full again.
@@ -102,7 +102,6 @@ impl RateLimit {
     fn decision(&self, v: Verdict) -> Decision {
         Decision {
             allowed: v.allowed,
-            limit: self.config.requests,
             limit_value: self.limit_value.clone(),
             remaining: v.remaining,
             reset_secs: v.reset_us.div_ceil(1_000_000),
@@ -116,7 +115,6 @@ impl RateLimit {
         let allowed = !self.config.deny_on_redis_error;
         Decision {
             allowed,
-            limit: self.config.requests,
             limit_value: self.limit_value.clone(),
             remaining: 0,
             reset_secs: 0,
