@@ -39,6 +39,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import re
 import resource
 import shlex
@@ -348,11 +349,33 @@ def write_row(path, row):
 
 
 def cmd_ports(a):
+    """N distinct ports free now, for servers a harness starts later.
+
+    Taken at random below the kernel's ephemeral range (as tests/common's free_port does):
+    a port from bind(":0") is one the outgoing connections of a harness running in
+    parallel (wrk's, the proxies') can take as their local port before the server binds
+    it. Random, so that harnesses started at the same moment do not pick the same ones.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_start = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_start = 32768
+    low, high = 10_000, max(ephemeral_start, 20_000)
+    rng = random.SystemRandom()
     socks = []
-    for _ in range(a.n):
+    for port in rng.sample(range(low, high), high - low):
+        if len(socks) == a.n:
+            break
         s = socket.socket()
-        s.bind(("127.0.0.1", 0))
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            s.close()
+            continue
         socks.append(s)
+    if len(socks) < a.n:
+        sys.exit(f"helper.py ports: only {len(socks)} of {a.n} ports below {high} are free")
     print(" ".join(str(s.getsockname()[1]) for s in socks))
     for s in socks:
         s.close()
