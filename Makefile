@@ -25,7 +25,8 @@ TEST_DEPS := $(BUILD_DEPS) chromium:chromium redis-server:redis-server prometheu
 	unshare:util-linux taskset:util-linux python3:python3 etcd:etcd-server etcdctl:etcd-client \
 	dnsmasq:dnsmasq podman:podman runc:runc podman-compose:podman-compose wget:wget \
 	setpriv:util-linux redis-cli:redis-server pebble:pebble pebble-challtestsrv:pebble \
-	pk12util:libnss3-tools certutil:libnss3-tools valgrind:valgrind hey:hey h2load:nghttp2-client
+	pk12util:libnss3-tools certutil:libnss3-tools valgrind:valgrind hey:hey h2load:nghttp2-client \
+	strace:strace
 
 ## deps: install what the build needs (scripts/deps.sh: apt-get, only what is missing)
 deps:

@@ -296,8 +296,8 @@ out="$RESULTS/$stamp-instructions.md"
     echo "# Instructions per request ($stamp)"
     echo
     echo "callgrind (user-space instructions, every thread of the process; kernel work such as the"
-    echo "socket calls is not counted, and is about the same for all three: 2 reads, 2 writes and"
-    echo "one getsockopt/getpeername per request by strace), $REQUESTS requests of"
+    echo "socket calls is not counted: 2 reads and 2 writes per request for each peer, and one"
+    echo "getpeername more for Pingap and an unpatched Pingora, by perf trace), $REQUESTS requests of"
     if [[ "$PROTO" == h2 ]]; then
         echo "SIZE=$SIZE after $WARMUP warm-up requests, HTTP/2 over TLS 1.3 (ECDSA P-256), h2load -c $CONNS -m $STREAMS (the $CONNS handshakes are in the window), keep-alive upstream;"
     else
