@@ -316,3 +316,90 @@ async fn a_burst_is_logged_line_for_line_and_a_later_request_too() {
     })
     .await;
 }
+
+/// stderr blocked (a pipe nobody reads): requests are still answered at once, the lines
+/// that do not fit the writer's buffer are dropped and counted, and the warning about it
+/// does not stall a request either (it is the writer's to log, and the writer is the one
+/// blocked).
+#[tokio::test]
+async fn a_blocked_stderr_drops_access_lines_and_never_stalls_requests() {
+    let up = MockUpstream::start("api").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let config = dir.path().join("gatehouse.yaml");
+    let body = format!(
+        "access_log: true\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+        up.addr()
+    );
+    std::fs::write(&config, Gateway::config_text(port, dir.path(), &body)).expect("write config");
+    let admin_port: u16 = std::fs::read_to_string(dir.path().join("admin.port"))
+        .expect("admin port")
+        .trim()
+        .parse()
+        .expect("admin port number");
+    // stderr (and stdout) into a pipe this test holds and never reads: it fills at 64 KiB.
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&config)
+        .env_remove("PORT")
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn gatehouse");
+    let http = client();
+    let url = format!("http://127.0.0.1:{port}/");
+    eventually(Duration::from_secs(15), "the gateway serving", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+
+    // Lines of ≈ 4 KiB (the path is logged): ≈ 2,100 of them fill the 8 MiB buffer.
+    let path = format!("/{}", "p".repeat(4000));
+    const TASKS: usize = 8;
+    const EACH: usize = 400;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let (http, url) = (http.clone(), format!("http://127.0.0.1:{port}{path}"));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..EACH {
+                let r = tokio::time::timeout(Duration::from_secs(5), http.get(&url).send())
+                    .await
+                    .expect("a request answered within 5 s with stderr blocked")
+                    .expect("request");
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("request task");
+    }
+    let metrics = http
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gateway_access_log_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        dropped >= 1000.0,
+        "{} requests with stderr blocked, {dropped} lines counted as dropped",
+        TASKS * EACH
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the requests took {:?}",
+        started.elapsed()
+    );
+}

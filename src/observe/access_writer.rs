@@ -1,36 +1,47 @@
-//! Access-log lines leave the request path through a bounded queue: a request formats its
-//! line into its thread's reused buffer and queues a copy; one writer thread writes the
-//! queued lines to stderr in batches (one `write` for many lines, gathered for up to 10 ms
-//! while lines keep coming, so a busy gateway does not wake it per line). A full queue (stderr
-//! blocked, a slow pipe) drops the line and counts it in
+//! Access-log lines leave the request path through a bounded buffer: a request formats its
+//! line into its thread's reused buffer and appends it to the shared pending bytes (a lock
+//! held for one copy); one writer thread takes all the pending bytes at once and writes
+//! them to stderr in one `write`, then lets lines gather for up to 10 ms while they keep
+//! coming, so a busy gateway does not wake it per line. Past [`PENDING_BYTES`] (stderr
+//! blocked, a slow pipe) a line is dropped and counted in
 //! `gateway_access_log_dropped_total` instead of stalling requests.
 //!
 //! Through `env_logger`, a line cost ≈ 8,000 instructions of formatting, escape-stripping
-//! and a locked write per request; this path costs a copy and a queue slot.
+//! and a locked write per request. A queue of one `Vec` per line cost an allocation, a
+//! channel slot and a free on the writer's thread; this path costs a copy.
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Lines the queue holds before it drops (about 20 MB of typical lines).
-const QUEUE_LINES: usize = 65_536;
-/// Bytes gathered before a write when more lines keep coming.
-const BATCH_BYTES: usize = 64 * 1024;
+/// Bytes of lines waiting for the writer before lines are dropped (≈ 25,000 typical lines,
+/// about a second of a busy gateway's traffic with stderr blocked).
+const PENDING_BYTES: usize = 8 * 1024 * 1024;
 /// How long the writer lets lines gather while they keep coming: a line waits at most
-/// this long, and the queue takes ≈ 65,000 lines, so up to 6 M lines a second fit.
+/// this long.
 const GATHER: Duration = Duration::from_millis(10);
-/// Longest [`drain`] waits for the queued lines at exit.
+/// A buffer that grew past this while stderr was slow is given back after its write.
+const KEEP_CAPACITY: usize = 1024 * 1024;
+/// Longest [`drain`] waits for the pending lines at exit.
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
-struct Queue {
-    lines: SyncSender<Vec<u8>>,
+/// The lines written by requests and not yet taken by the writer.
+struct Pending {
+    bytes: Vec<u8>,
+    lines: u64,
+    /// The writer waits on `wake` (nothing was pending): the next line wakes it.
+    writer_waiting: bool,
 }
 
-static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
-/// Lines queued and lines written: equal when the writer has caught up.
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+static SHARED: OnceLock<Option<Shared>> = OnceLock::new();
+/// Lines handed to the writer and lines written: equal when the writer has caught up.
 static QUEUED: AtomicU64 = AtomicU64::new(0);
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -43,43 +54,56 @@ thread_local! {
 
 /// Writes the line `format` puts in the buffer, and a newline.
 pub fn write(format: impl FnOnce(&mut Vec<u8>)) {
-    LINE.with_borrow_mut(|buf| {
-        buf.clear();
-        format(buf);
-        buf.push(b'\n');
-        let Some(queue) = QUEUE.get_or_init(start) else {
-            let _ = std::io::stderr().lock().write_all(buf);
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        format(line);
+        line.push(b'\n');
+        let Some(shared) = SHARED.get_or_init(start) else {
+            let _ = std::io::stderr().lock().write_all(line);
             return;
         };
-        match queue.lines.try_send(buf.clone()) {
-            Ok(()) => {
-                QUEUED.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Full(_)) => {
-                if DROPPED.fetch_add(1, Ordering::Relaxed) == 0 {
-                    log::warn!("access log queue full (stderr is not keeping up): lines are dropped and counted in gateway_access_log_dropped_total");
-                }
-                if let Some(counter) = DROPPED_METRIC.get() {
-                    counter.inc();
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                let _ = std::io::stderr().lock().write_all(buf);
-            }
+        // A panic elsewhere while the lock was held left whole lines: go on with them.
+        let mut pending = shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.bytes.len() + line.len() > PENDING_BYTES {
+            drop(pending);
+            dropped();
+            return;
+        }
+        pending.bytes.extend_from_slice(line);
+        pending.lines += 1;
+        QUEUED.fetch_add(1, Ordering::Relaxed);
+        if std::mem::take(&mut pending.writer_waiting) {
+            drop(pending);
+            shared.wake.notify_one();
         }
     });
 }
 
-/// The queue and its writer thread, started by the first line: in the process that
-/// serves, after Pingora's daemon mode has forked (a thread does not survive a fork).
+/// Counts a dropped line. The warning is the writer's to log (see [`write_batches`]): a
+/// request that wrote to a blocked stderr itself would stall on it.
+fn dropped() {
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+    if let Some(counter) = DROPPED_METRIC.get() {
+        counter.inc();
+    }
+}
+
+/// The shared buffer and its writer thread, started by the first line: in the process
+/// that serves, after Pingora's daemon mode has forked (a thread does not survive a fork).
 /// `None` when the thread cannot be started: lines are then written directly.
-fn start() -> Option<Queue> {
-    let (lines, queue) = sync_channel(QUEUE_LINES);
+fn start() -> Option<Shared> {
     let spawned = std::thread::Builder::new()
         .name("access-log".into())
-        .spawn(move || write_batches(&queue));
+        .spawn(write_batches);
     match spawned {
-        Ok(_) => Some(Queue { lines }),
+        Ok(_) => Some(Shared {
+            pending: Mutex::new(Pending {
+                bytes: Vec::with_capacity(64 * 1024),
+                lines: 0,
+                writer_waiting: false,
+            }),
+            wake: Condvar::new(),
+        }),
         Err(e) => {
             log::error!("access log writer thread not started, lines are written directly: {e}");
             None
@@ -93,7 +117,7 @@ pub fn count_drops_in(counter: prometheus::IntCounter) {
     let _ = DROPPED_METRIC.set(counter);
 }
 
-/// Waits (a little) until every queued line is written: called before the process exits.
+/// Waits (a little) until every pending line is written: called before the process exits.
 pub fn drain() {
     let until = Instant::now() + DRAIN_WAIT;
     while WRITTEN.load(Ordering::Acquire) < QUEUED.load(Ordering::Relaxed) && Instant::now() < until {
@@ -101,39 +125,46 @@ pub fn drain() {
     }
 }
 
-/// Writes the queued lines until the queue closes. While lines keep coming, the writer
-/// sleeps [`GATHER`] between batches instead of waiting on the queue: a sender wakes a
-/// waiting receiver (a futex call, and on a busy core a switch to this thread) for each
-/// line, which cost more than the line itself (2 futex calls and a `write` per request,
-/// ≈ 20 µs of CPU, under wrk). Only a line after a quiet spell wakes it.
-fn write_batches(queue: &Receiver<Vec<u8>>) {
-    let mut batch = Vec::with_capacity(BATCH_BYTES * 2);
-    // Quiet: wait for a line.
-    while let Ok(first) = queue.recv() {
-        batch.extend_from_slice(&first);
-        let mut lines = 1;
-        loop {
-            while let Ok(line) = queue.try_recv() {
-                batch.extend_from_slice(&line);
-                lines += 1;
-                if batch.len() >= BATCH_BYTES {
-                    write_out(&mut batch, &mut lines);
-                }
-            }
-            if lines == 0 {
-                break;
-            }
-            write_out(&mut batch, &mut lines);
-            // Busy: let lines gather without anyone waiting on the queue.
-            std::thread::sleep(GATHER);
+/// Takes the pending lines and writes them, for ever. While lines keep coming, the writer
+/// sleeps [`GATHER`] between writes instead of waiting to be woken: waking a waiting
+/// thread per line (a futex call, and on a busy core a switch to this thread) cost more
+/// than the line itself (≈ 20 µs of CPU a request under wrk). Only a line after a quiet
+/// spell wakes it.
+fn write_batches() {
+    // The shared state is made by the `OnceLock` that spawned this thread: wait for it.
+    let shared = loop {
+        match SHARED.get() {
+            Some(Some(shared)) => break shared,
+            Some(None) => return,
+            None => std::thread::sleep(Duration::from_millis(1)),
         }
+    };
+    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let (mut dropped_reported, mut reported_at) = (0, Instant::now());
+    loop {
+        let lines = {
+            let mut pending = shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            while pending.lines == 0 {
+                pending.writer_waiting = true;
+                pending = shared.wake.wait(pending).unwrap_or_else(PoisonError::into_inner);
+            }
+            std::mem::swap(&mut pending.bytes, &mut batch);
+            std::mem::take(&mut pending.lines)
+        };
+        // Whole lines in one locked write: other log records never land mid-line.
+        let _ = std::io::stderr().lock().write_all(&batch);
+        batch.clear();
+        if batch.capacity() > KEEP_CAPACITY {
+            batch.shrink_to(64 * 1024);
+        }
+        WRITTEN.fetch_add(lines, Ordering::Release);
+        let dropped = DROPPED.load(Ordering::Relaxed);
+        // At most once a second while lines keep being dropped.
+        if dropped > dropped_reported && (dropped_reported == 0 || reported_at.elapsed() >= Duration::from_secs(1)) {
+            log::warn!("access log buffer was full (stderr is not keeping up): {dropped} lines dropped so far, counted in gateway_access_log_dropped_total");
+            (dropped_reported, reported_at) = (dropped, Instant::now());
+        }
+        // Busy: let lines gather without anyone waiting to wake the writer.
+        std::thread::sleep(GATHER);
     }
-}
-
-/// Whole lines in one locked write: other log records never land mid-line.
-fn write_out(batch: &mut Vec<u8>, lines: &mut u64) {
-    let _ = std::io::stderr().lock().write_all(batch);
-    batch.clear();
-    WRITTEN.fetch_add(*lines, Ordering::Release);
-    *lines = 0;
 }
