@@ -31,16 +31,18 @@ const DRAIN_WAIT: Duration = Duration::from_secs(2);
 struct Pending {
     bytes: Vec<u8>,
     lines: u64,
-    /// The writer waits on `wake` (nothing was pending): the next line wakes it.
+    /// The writer waits on [`WAKE`] (nothing was pending): the next line wakes it.
     writer_waiting: bool,
 }
 
-struct Shared {
-    pending: Mutex<Pending>,
-    wake: Condvar,
-}
-
-static SHARED: OnceLock<Option<Shared>> = OnceLock::new();
+static PENDING: Mutex<Pending> = Mutex::new(Pending {
+    bytes: Vec::new(),
+    lines: 0,
+    writer_waiting: false,
+});
+static WAKE: Condvar = Condvar::new();
+/// Whether the writer thread runs; started by the first line (see [`start_writer`]).
+static WRITER: OnceLock<bool> = OnceLock::new();
 /// Lines handed to the writer and lines written: equal when the writer has caught up.
 static QUEUED: AtomicU64 = AtomicU64::new(0);
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
@@ -58,12 +60,12 @@ pub fn write(format: impl FnOnce(&mut Vec<u8>)) {
         line.clear();
         format(line);
         line.push(b'\n');
-        let Some(shared) = SHARED.get_or_init(start) else {
+        if !*WRITER.get_or_init(start_writer) {
             let _ = std::io::stderr().lock().write_all(line);
             return;
-        };
+        }
         // A panic elsewhere while the lock was held left whole lines: go on with them.
-        let mut pending = shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
         if pending.bytes.len() + line.len() > PENDING_BYTES {
             drop(pending);
             dropped();
@@ -74,7 +76,7 @@ pub fn write(format: impl FnOnce(&mut Vec<u8>)) {
         QUEUED.fetch_add(1, Ordering::Relaxed);
         if std::mem::take(&mut pending.writer_waiting) {
             drop(pending);
-            shared.wake.notify_one();
+            WAKE.notify_one();
         }
     });
 }
@@ -88,27 +90,17 @@ fn dropped() {
     }
 }
 
-/// The shared buffer and its writer thread, started by the first line: in the process
-/// that serves, after Pingora's daemon mode has forked (a thread does not survive a fork).
-/// `None` when the thread cannot be started: lines are then written directly.
-fn start() -> Option<Shared> {
+/// The writer thread, started by the first line: in the process that serves, after
+/// Pingora's daemon mode has forked (a thread does not survive a fork). `false` when it
+/// cannot be started: lines are then written directly.
+fn start_writer() -> bool {
     let spawned = std::thread::Builder::new()
         .name("access-log".into())
         .spawn(write_batches);
-    match spawned {
-        Ok(_) => Some(Shared {
-            pending: Mutex::new(Pending {
-                bytes: Vec::with_capacity(64 * 1024),
-                lines: 0,
-                writer_waiting: false,
-            }),
-            wake: Condvar::new(),
-        }),
-        Err(e) => {
-            log::error!("access log writer thread not started, lines are written directly: {e}");
-            None
-        }
+    if let Err(e) = &spawned {
+        log::error!("access log writer thread not started, lines are written directly: {e}");
     }
+    spawned.is_ok()
 }
 
 /// Counts dropped lines in `counter` from now on.
@@ -131,22 +123,14 @@ pub fn drain() {
 /// than the line itself (≈ 20 µs of CPU a request under wrk). Only a line after a quiet
 /// spell wakes it.
 fn write_batches() {
-    // The shared state is made by the `OnceLock` that spawned this thread: wait for it.
-    let shared = loop {
-        match SHARED.get() {
-            Some(Some(shared)) => break shared,
-            Some(None) => return,
-            None => std::thread::sleep(Duration::from_millis(1)),
-        }
-    };
     let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
     let (mut dropped_reported, mut reported_at) = (0, Instant::now());
     loop {
         let lines = {
-            let mut pending = shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
             while pending.lines == 0 {
                 pending.writer_waiting = true;
-                pending = shared.wake.wait(pending).unwrap_or_else(PoisonError::into_inner);
+                pending = WAKE.wait(pending).unwrap_or_else(PoisonError::into_inner);
             }
             std::mem::swap(&mut pending.bytes, &mut batch);
             std::mem::take(&mut pending.lines)
