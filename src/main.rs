@@ -327,7 +327,7 @@ fn run(source: ConfigSource, options: ProcessOptions) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(running.signals),
     });
-    gatehouse::observe::access_writer::drain();
+    gatehouse::observe::log_writer::drain();
     if let Some(spans) = running.spans {
         spans.shutdown();
     }

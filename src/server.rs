@@ -10,6 +10,7 @@ use crate::discovery::Discovery;
 use crate::drain::{Drain, DrainingSignals, ExitWhenIdle, OpenConnections};
 use crate::file_watch::WatchFiles;
 use crate::intake::Intake;
+use crate::observe::log_writer::StartWriter;
 use crate::observe::metrics::Metrics;
 use crate::observe::otel::SpanExport;
 use crate::ports;
@@ -173,6 +174,9 @@ pub fn build(source: ConfigSource, options: ProcessOptions) -> Result<(Server, R
         );
     }
     server.add_service(proxy).add_dependency(&bootstrap);
+    server
+        .add_service(background_service("log writer", StartWriter))
+        .add_dependency(&bootstrap);
     let flush_spans = spans.clone();
     server.add_service(background_service(
         "exit when idle",

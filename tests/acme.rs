@@ -247,7 +247,11 @@ async fn http_01_issues_renews_keeps_the_certificate_on_failure_and_reuses_it_af
         orders(&gw, "failure").await >= 1
     })
     .await;
-    assert!(gw.logs().contains("keeping the current certificate"), "{}", gw.logs());
+    // Log lines reach the file through the gateway's log writer: moments later.
+    eventually(Duration::from_secs(5), "the kept certificate logged", || async {
+        gw.logs().contains("keeping the current certificate")
+    })
+    .await;
     let kept = served(tls_port, NAME).expect("still serving");
     assert!(issued_by_pebble(&kept));
     let latest = serial(&kept);
@@ -317,7 +321,10 @@ async fn tls_alpn_01_is_answered_in_the_handshake() {
         .collect();
     assert_eq!(names, vec![NAME.to_string()]);
     assert_eq!(orders(&gw, "success").await, 1);
-    assert!(gw.logs().contains("tls-alpn-01"));
+    eventually(Duration::from_secs(5), "the challenge type logged", || async {
+        gw.logs().contains("tls-alpn-01")
+    })
+    .await;
 }
 
 #[tokio::test]

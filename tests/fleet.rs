@@ -137,9 +137,11 @@ async fn a_bad_change_is_refused_on_every_node_which_keeps_serving_and_says_why(
             .metrics_text()
             .await
             .contains("gateway_config_reloads_total{result=\"invalid\"} 1"));
-        assert!(node
-            .logs()
-            .contains("routes/broken: upstream: unknown upstream \\\"nowhere\\\""));
+        eventually(Duration::from_secs(5), "the refusal logged", || async {
+            node.logs()
+                .contains("routes/broken: upstream: unknown upstream \\\"nowhere\\\"")
+        })
+        .await;
     }
     // Fixed in etcd: applied, and the refusal is cleared.
     let fixed = etcd.put(&format!("{PREFIX}routes/broken"), "{ prefix: /broken, upstream: api }");

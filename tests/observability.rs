@@ -317,6 +317,83 @@ async fn a_burst_is_logged_line_for_line_and_a_later_request_too() {
     .await;
 }
 
+/// A gateway whose stdout and stderr are a pipe this test holds and never reads: it fills
+/// at 64 KiB, and from then on a write to it blocks. Killed when dropped.
+struct StderrBlocked {
+    child: std::process::Child,
+    port: u16,
+    admin_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl StderrBlocked {
+    async fn start(body: &str) -> StderrBlocked {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let config = dir.path().join("gatehouse.yaml");
+        std::fs::write(&config, Gateway::config_text(port, dir.path(), body)).expect("write config");
+        let admin_port: u16 = std::fs::read_to_string(dir.path().join("admin.port"))
+            .expect("admin port")
+            .trim()
+            .parse()
+            .expect("admin port number");
+        let child = std::process::Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&config)
+            .env_remove("PORT")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn gatehouse");
+        let gateway = StderrBlocked {
+            child,
+            port,
+            admin_port,
+            _dir: dir,
+        };
+        let url = gateway.url("/");
+        eventually(Duration::from_secs(15), "the gateway answering", || {
+            let url = url.clone();
+            async move { client().get(&url).send().await.is_ok() }
+        })
+        .await;
+        gateway
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `tasks` × `each` requests for `path`, each answered with `status` within 5 s.
+    async fn requests(&self, path: &str, tasks: usize, each: usize, status: u16) {
+        let mut running = Vec::new();
+        for _ in 0..tasks {
+            let (http, url) = (client(), self.url(path));
+            running.push(tokio::spawn(async move {
+                for _ in 0..each {
+                    let r = tokio::time::timeout(Duration::from_secs(5), http.get(&url).send())
+                        .await
+                        .expect("a request answered within 5 s with stderr blocked")
+                        .expect("request");
+                    assert_eq!(r.status(), status);
+                }
+            }));
+        }
+        for task in running {
+            task.await.expect("request task");
+        }
+    }
+}
+
+impl Drop for StderrBlocked {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// stderr blocked (a pipe nobody reads): requests are still answered at once, the lines
 /// that do not fit the writer's buffer are dropped and counted, and the warning about it
 /// does not stall a request either (it is the writer's to log, and the writer is the one
@@ -324,61 +401,19 @@ async fn a_burst_is_logged_line_for_line_and_a_later_request_too() {
 #[tokio::test]
 async fn a_blocked_stderr_drops_access_lines_and_never_stalls_requests() {
     let up = MockUpstream::start("api").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let config = dir.path().join("gatehouse.yaml");
     let body = format!(
         "access_log: true\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
         up.addr()
     );
-    std::fs::write(&config, Gateway::config_text(port, dir.path(), &body)).expect("write config");
-    let admin_port: u16 = std::fs::read_to_string(dir.path().join("admin.port"))
-        .expect("admin port")
-        .trim()
-        .parse()
-        .expect("admin port number");
-    // stderr (and stdout) into a pipe this test holds and never reads: it fills at 64 KiB.
-    let mut child = std::process::Command::new(BIN)
-        .args(["run", "-c"])
-        .arg(&config)
-        .env_remove("PORT")
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn gatehouse");
+    let gateway = StderrBlocked::start(&body).await;
     let http = client();
-    let url = format!("http://127.0.0.1:{port}/");
-    eventually(Duration::from_secs(15), "the gateway serving", || {
-        let (http, url) = (http.clone(), url.clone());
-        async move { http.get(&url).send().await.is_ok_and(|r| r.status() == 200) }
-    })
-    .await;
 
     // Lines of ≈ 4 KiB (the path is logged): ≈ 2,100 of them fill the 8 MiB buffer.
     let path = format!("/{}", "p".repeat(4000));
-    const TASKS: usize = 8;
-    const EACH: usize = 400;
     let started = std::time::Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..TASKS {
-        let (http, url) = (http.clone(), format!("http://127.0.0.1:{port}{path}"));
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..EACH {
-                let r = tokio::time::timeout(Duration::from_secs(5), http.get(&url).send())
-                    .await
-                    .expect("a request answered within 5 s with stderr blocked")
-                    .expect("request");
-                assert_eq!(r.status(), 200);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("request task");
-    }
+    gateway.requests(&path, 8, 400, 200).await;
     let metrics = http
-        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .get(format!("http://127.0.0.1:{}/metrics", gateway.admin_port))
         .send()
         .await
         .expect("metrics")
@@ -390,16 +425,27 @@ async fn a_blocked_stderr_drops_access_lines_and_never_stalls_requests() {
         .find_map(|l| l.strip_prefix("gateway_access_log_dropped_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0);
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
         dropped >= 1000.0,
-        "{} requests with stderr blocked, {dropped} lines counted as dropped",
-        TASKS * EACH
+        "3,200 requests with stderr blocked, {dropped} lines counted as dropped"
     );
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "the requests took {:?}",
         started.elapsed()
     );
+}
+
+/// A dead upstream makes Pingora log two records per request (the failed try and the
+/// 502). With stderr blocked they must not stall the requests that log them: before
+/// they went through the log writer, the 52nd request hung on the full pipe.
+#[tokio::test]
+async fn a_blocked_stderr_never_stalls_requests_that_log_an_upstream_failure() {
+    let dead = free_port();
+    let body = format!(
+        "upstreams: {{ api: {{ targets: [\"127.0.0.1:{dead}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n"
+    );
+    let gateway = StderrBlocked::start(&body).await;
+    // ≈ 560 bytes of records per request: the 64 KiB pipe is full after ≈ 120.
+    gateway.requests("/api", 4, 250, 502).await;
 }

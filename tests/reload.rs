@@ -30,7 +30,10 @@ async fn a_good_file_is_applied_on_sighup() {
     })
     .await;
     assert_eq!(gw.get("/two").await.status(), 200);
-    assert!(gw.logs().contains("config reloaded"));
+    eventually(Duration::from_secs(5), "the reload logged", || async {
+        gw.logs().contains("config reloaded")
+    })
+    .await;
 }
 
 #[tokio::test]

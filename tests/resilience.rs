@@ -45,7 +45,10 @@ async fn the_circuit_opens_half_opens_and_closes() {
     for _ in 0..5 {
         assert_eq!(status(&gw, "/x").await, 200);
     }
-    assert!(gw.logs().contains("circuit open") && gw.logs().contains("circuit closed"));
+    eventually(Duration::from_secs(5), "the circuit's changes logged", || async {
+        gw.logs().contains("circuit open") && gw.logs().contains("circuit closed")
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -153,7 +153,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx, elapsed: s
         client_cert_subject: ctx.verified_cert().map(|c| c.subject.as_str()),
         client_cert_fingerprint: ctx.verified_cert().map(|c| c.fingerprint.as_str()),
     };
-    super::access_writer::write(|out| line.write_json(out));
+    super::log_writer::write(|out| line.write_json(out));
 }
 
 /// What is known of a request head the gateway refused before Pingora parsed it.
@@ -196,7 +196,7 @@ pub fn refused(r: &Refused) {
         client_cert_subject: None,
         client_cert_fingerprint: None,
     };
-    super::access_writer::write(|out| line.write_json(out));
+    super::log_writer::write(|out| line.write_json(out));
 }
 
 /// `a=1&token=abc` → `a=1&token=[redacted]` for every parameter named in `redact`.

@@ -143,7 +143,7 @@ impl Metrics {
         )?;
         let access_log_dropped = prometheus::IntCounter::new(
             "gateway_access_log_dropped_total",
-            "Access-log lines dropped because the log writer's queue was full (stderr not keeping up)",
+            "Log lines (access lines and other records) dropped because the log writer's buffer was full (stderr not keeping up)",
         )?;
         let reloads = IntCounterVec::new(
             Opts::new("gateway_config_reloads_total", "Config reloads, by result (ok; invalid: refused, the running config stays; unavailable: the source could not be read)"),
@@ -241,7 +241,7 @@ impl Metrics {
         registry.register(Box::new(downstream_errors.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
-        crate::observe::access_writer::count_drops_in(access_log_dropped);
+        crate::observe::log_writer::count_drops_in(access_log_dropped);
         registry.register(Box::new(upstream_healthy.clone()))?;
         registry.register(Box::new(circuit_state.clone()))?;
         registry.register(Box::new(rate_limit_redis_errors.clone()))?;

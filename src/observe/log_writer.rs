@@ -1,16 +1,22 @@
-//! Access-log lines leave the request path through a bounded buffer: a request formats its
-//! line into its thread's reused buffer and appends it to the shared pending bytes (a lock
-//! held for one copy); one writer thread takes all the pending bytes at once and writes
-//! them to stderr in one `write`, then lets lines gather for up to 10 ms while they keep
-//! coming, so a busy gateway does not wake it per line. Past [`PENDING_BYTES`] (stderr
-//! blocked, a slow pipe) a line is dropped and counted in
+//! Every log line leaves the request path through a bounded buffer: access-log lines and
+//! the other records (`Fail to proxy …` for each request a dead upstream fails) alike. A
+//! line is formatted into its thread's reused buffer and appended to the shared pending
+//! bytes (a lock held for one copy); one writer thread takes all the pending bytes at once
+//! and writes them to stderr in one `write`, then lets lines gather for up to 10 ms while
+//! they keep coming, so a busy gateway does not wake it per line. Past [`PENDING_BYTES`]
+//! (stderr blocked, a slow pipe) a line is dropped and counted in
 //! `gateway_access_log_dropped_total` instead of stalling requests.
 //!
-//! Through `env_logger`, a line cost ≈ 8,000 instructions of formatting, escape-stripping
-//! and a locked write per request. A queue of one `Vec` per line cost an allocation, a
-//! channel slot and a free on the writer's thread; this path costs a copy.
+//! The writer runs once [`start`] is called, in the process that serves (after Pingora's
+//! daemon fork: a thread does not survive a fork) and after its bootstrap, whose failure
+//! ends the process at once. Until then, and on the writer's own thread, lines are
+//! written directly.
+//!
+//! Through `env_logger`, an access line cost ≈ 8,000 instructions of formatting,
+//! escape-stripping and a locked write per request. A queue of one `Vec` per line cost an
+//! allocation, a channel slot and a free on the writer's thread; this path costs a copy.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
@@ -41,7 +47,7 @@ static PENDING: Mutex<Pending> = Mutex::new(Pending {
     writer_waiting: false,
 });
 static WAKE: Condvar = Condvar::new();
-/// Whether the writer thread runs; started by the first line (see [`start_writer`]).
+/// Whether the writer thread runs (set by [`start`]).
 static WRITER: OnceLock<bool> = OnceLock::new();
 /// Lines handed to the writer and lines written: equal when the writer has caught up.
 static QUEUED: AtomicU64 = AtomicU64::new(0);
@@ -52,33 +58,55 @@ static DROPPED_METRIC: OnceLock<prometheus::IntCounter> = OnceLock::new();
 
 thread_local! {
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+    /// Set on the writer's thread: what it logs itself is written directly, the buffer
+    /// may be the full one it is reporting.
+    static ON_WRITER: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Writes the line `format` puts in the buffer, and a newline.
 pub fn write(format: impl FnOnce(&mut Vec<u8>)) {
-    LINE.with_borrow_mut(|line| {
-        line.clear();
-        format(line);
-        line.push(b'\n');
-        if !*WRITER.get_or_init(start_writer) {
-            let _ = std::io::stderr().lock().write_all(line);
-            return;
-        }
-        // A panic elsewhere while the lock was held left whole lines: go on with them.
-        let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
-        if pending.bytes.len() + line.len() > PENDING_BYTES {
-            drop(pending);
-            dropped();
-            return;
-        }
-        pending.bytes.extend_from_slice(line);
-        pending.lines += 1;
-        QUEUED.fetch_add(1, Ordering::Relaxed);
-        if std::mem::take(&mut pending.writer_waiting) {
-            drop(pending);
-            WAKE.notify_one();
-        }
-    });
+    let mut format = Some(format);
+    // A line formatted while another is (a `Display` that logs), or while the thread is
+    // being torn down, gets a buffer of its own rather than a panic.
+    let reused = LINE
+        .try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => {
+                if let Some(format) = format.take() {
+                    write_in(&mut line, format);
+                }
+                true
+            }
+            Err(_) => false,
+        })
+        .unwrap_or(false);
+    if let (false, Some(format)) = (reused, format.take()) {
+        write_in(&mut Vec::new(), format);
+    }
+}
+
+fn write_in(line: &mut Vec<u8>, format: impl FnOnce(&mut Vec<u8>)) {
+    line.clear();
+    format(line);
+    line.push(b'\n');
+    let on_writer = ON_WRITER.try_with(Cell::get).unwrap_or(false);
+    if on_writer || WRITER.get() != Some(&true) {
+        let _ = std::io::stderr().lock().write_all(line);
+        return;
+    }
+    // A panic elsewhere while the lock was held left whole lines: go on with them.
+    let mut pending = PENDING.lock().unwrap_or_else(PoisonError::into_inner);
+    if pending.bytes.len() + line.len() > PENDING_BYTES {
+        drop(pending);
+        dropped();
+        return;
+    }
+    pending.bytes.extend_from_slice(line);
+    pending.lines += 1;
+    QUEUED.fetch_add(1, Ordering::Relaxed);
+    if std::mem::take(&mut pending.writer_waiting) {
+        drop(pending);
+        WAKE.notify_one();
+    }
 }
 
 /// Counts a dropped line. The warning is the writer's to log (see [`write_batches`]): a
@@ -90,17 +118,31 @@ fn dropped() {
     }
 }
 
-/// The writer thread, started by the first line: in the process that serves, after
-/// Pingora's daemon mode has forked (a thread does not survive a fork). `false` when it
-/// cannot be started: lines are then written directly.
-fn start_writer() -> bool {
-    let spawned = std::thread::Builder::new()
-        .name("access-log".into())
-        .spawn(write_batches);
-    if let Err(e) = &spawned {
-        log::error!("access log writer thread not started, lines are written directly: {e}");
+/// Starts the writer thread (once): from then on lines go through the buffer. Called in
+/// the process that serves, once it is sure to go on serving (see the module's comment).
+/// When the thread cannot be started, lines go on being written directly.
+pub fn start() {
+    WRITER.get_or_init(|| {
+        let spawned = std::thread::Builder::new().name("log-writer".into()).spawn(|| {
+            ON_WRITER.set(true);
+            write_batches();
+        });
+        if let Err(e) = &spawned {
+            log::error!("log writer thread not started, lines are written directly: {e}");
+        }
+        spawned.is_ok()
+    });
+}
+
+/// The service that calls [`start`]: made to depend on Pingora's bootstrap, so that the
+/// writer runs in the process that serves, once it is past the steps that end it at once.
+pub struct StartWriter;
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for StartWriter {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        start();
     }
-    spawned.is_ok()
 }
 
 /// Counts dropped lines in `counter` from now on.
@@ -135,7 +177,7 @@ fn write_batches() {
             std::mem::swap(&mut pending.bytes, &mut batch);
             std::mem::take(&mut pending.lines)
         };
-        // Whole lines in one locked write: other log records never land mid-line.
+        // Whole lines in one locked write: a line written directly never lands mid-line.
         let _ = std::io::stderr().lock().write_all(&batch);
         batch.clear();
         if batch.capacity() > KEEP_CAPACITY {
@@ -145,7 +187,7 @@ fn write_batches() {
         let dropped = DROPPED.load(Ordering::Relaxed);
         // At most once a second while lines keep being dropped.
         if dropped > dropped_reported && (dropped_reported == 0 || reported_at.elapsed() >= Duration::from_secs(1)) {
-            log::warn!("access log buffer was full (stderr is not keeping up): {dropped} lines dropped so far, counted in gateway_access_log_dropped_total");
+            log::warn!("log buffer was full (stderr is not keeping up): {dropped} lines dropped so far, counted in gateway_access_log_dropped_total");
             (dropped_reported, reported_at) = (dropped, Instant::now());
         }
         // Busy: let lines gather without anyone waiting to wake the writer.
