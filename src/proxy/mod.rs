@@ -354,18 +354,22 @@ impl ProxyHttp for Gateway {
         // connection. An interim one (the upstream's `100 Continue`) does not count: the
         // client still waits for the answer.
         let answered = session.response_written().is_some_and(|r| !is_interim(r));
+        let mut keep = false;
         if code != 0 && !answered {
-            // Pingora 0.9 closes the client connection after a failed upstream attempt,
-            // whatever this returns: the answer must say so, or a client that reuses the
-            // connection gets a reset instead of its next response.
-            session.set_keepalive(None);
+            keep = keeps_client_connection(code, e, session);
+            // The answer says whether the connection stays: a client that reuses one the
+            // gateway closes gets a reset instead of its next response.
+            if !keep {
+                session.set_keepalive(None);
+            }
             if let Err(write_error) = respond::error(session, ctx, &err).await {
                 log::debug!("could not send the {code} error response: {write_error}");
+                keep = false;
             }
         }
         FailToProxy {
             error_code: code,
-            can_reuse_downstream: false,
+            can_reuse_downstream: keep,
         }
     }
 
@@ -404,6 +408,16 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<u8> {
 }
 
 /// A 1xx response other than `101 Switching Protocols`: more responses follow.
+/// Whether the client connection stays open after the gateway answers a failed request
+/// with `code`: for an upstream that failed or could not be reached (502, 503, 504), as
+/// nginx keeps it, so that an outage does not make every client reconnect (and redo its
+/// TLS handshake) per request. Only when the whole request body has been read: its unread
+/// rest would be taken for the next request. Anything else (a client error, a body too
+/// large) closes it, as before.
+fn keeps_client_connection(code: u16, e: &Error, session: &mut Session) -> bool {
+    matches!(code, 502..=504) && *e.esource() != ErrorSource::Downstream && session.is_body_done()
+}
+
 fn is_interim(resp: &ResponseHeader) -> bool {
     resp.status.is_informational() && resp.status != http::StatusCode::SWITCHING_PROTOCOLS
 }

@@ -1346,6 +1346,9 @@ where
                 session.cache.disable(reason);
             }
             let res = self.inner.fail_to_proxy(&mut session, e, &mut ctx).await;
+            // gatehouse patch: honour `can_reuse_downstream` here too, as `handle_error`
+            // does: the answer to a failed upstream attempt may keep the client connection.
+            server_reuse = server_reuse || res.can_reuse_downstream;
 
             // final error will have > 0 status unless downstream connection is dead
             if !self.inner.suppress_error_log(&session, &ctx, e) {
