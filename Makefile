@@ -9,7 +9,7 @@ BIN    := target/release/gatehouse
 # Demo upstreams the bundled config routes to.
 DEMO_PORTS := 9001 9002
 
-.PHONY: all deps test-deps build dist run test fuzz soak check lint lint-deploy fmt bench bench-cache bench-cache-tiers bench-tls bench-compression bench-aggregate bench-grpc upgrade certs clean image image-local compose-config kubernetes-config
+.PHONY: all deps test-deps build dist run test fuzz soak check lint lint-deploy fmt bench bench-cache bench-cache-tiers bench-tls bench-compression bench-outage bench-aggregate bench-grpc upgrade certs clean image image-local compose-config kubernetes-config
 
 all: build
 
@@ -128,6 +128,10 @@ bench-tls: build
 ## bench-compression: CPU per gzip-compressed ~1 MiB JSON response, gatehouse vs nginx (loadtest/compression.sh)
 bench-compression: build
 	BUILD=0 bash loadtest/compression.sh
+
+## bench-outage: CPU per failed request with the upstream down, plain and TLS, gatehouse vs nginx (loadtest/dead_upstream.sh)
+bench-outage: build
+	BUILD=0 bash loadtest/dead_upstream.sh
 
 ## bench-aggregate: latency of an aggregate route of 3 parts vs 3 client calls (loadtest/aggregate.sh)
 bench-aggregate: build

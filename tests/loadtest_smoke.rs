@@ -290,6 +290,27 @@ fn the_grpc_harness_measures_unary_calls_through_gatehouse_and_direct() {
 }
 
 #[test]
+fn the_outage_harness_counts_failed_requests_over_plain_and_tls_for_both_proxies() {
+    need(&["nginx", "hey", "curl", "openssl", "python3"], "dead upstream");
+    let report = smoke_run("dead_upstream.sh", "-dead-upstream.md", &[("CONNS", "4")]);
+    // | proxy | scheme | answers/s | 502s | CPU µs per answer |
+    for proxy in ["gatehouse", "nginx"] {
+        for scheme in ["http", "https"] {
+            let cells: Vec<&str> = report
+                .lines()
+                .find(|l| l.starts_with(&format!("| {proxy} | {scheme} |")))
+                .unwrap_or_else(|| panic!("no {proxy} {scheme} row:\n{report}"))
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            assert!(num(cells[3]) > 0.0, "{proxy} {scheme}: {cells:?}");
+            assert!(num(cells[4]) > 0.0, "{proxy} {scheme}: {cells:?}");
+        }
+    }
+}
+
+#[test]
 fn the_connection_memory_harness_holds_idle_and_busy_connections_on_both_proxies() {
     need(&["nginx", "wrk", "curl", "python3", "ss"], "connection memory");
     let report = smoke_run("conn_memory.sh", "-conn-memory.md", &[("IDLE", "200"), ("BUSY", "32")]);
