@@ -327,10 +327,11 @@ fn run(source: ConfigSource, options: ProcessOptions) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(running.signals),
     });
-    gatehouse::observe::log_writer::drain();
     if let Some(spans) = running.spans {
         spans.shutdown();
     }
+    // Last: every line logged so far, the shutdown's included, is written before exit.
+    gatehouse::observe::log_writer::drain();
     Ok(())
 }
 
