@@ -101,6 +101,18 @@ pin_layout() {   # $1 = what shares core 1 (for the report)
     fi
 }
 
+# Stops a process started here and forgets it (the cleanup trap reports those that died).
+stop() {   # $1 = pid, $2 = signal
+    local pid="$1" kept=() p
+    kill "-$2" "$pid" 2>/dev/null || true
+    pkill "-$2" -P "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [[ "$p" == "$pid" ]] || kept+=("$p"); done
+    PIDS=("${kept[@]}")
+}
+
 free_ports() { python3 "$HERE/helper.py" ports "$1"; }
 
 # Summed VmRSS (KiB) of the given pids; 0 for one that is gone.

@@ -69,18 +69,6 @@ wait_ready origin "$STARTED_PID" "http://127.0.0.1:$ORIGIN_PORT/" "$TMP/origin/l
 
 established() { ss -Htn state established "( sport = :$1 )" | wc -l; }
 
-# Stops a process started here and forgets it (the cleanup trap reports those that died).
-stop() {   # $1 = pid, $2 = signal
-    local pid="$1" kept=() p
-    kill "-$2" "$pid" 2>/dev/null || true
-    pkill "-$2" -P "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do [[ "$p" == "$pid" ]] || kept+=("$p"); done
-    PIDS=("${kept[@]}")
-}
-
 # A fresh proxy: sets PROXY_PID and RSS_PIDS (the pids whose RSS counts).
 start_proxy() {   # $1 = gatehouse | nginx
     if [[ "$1" == gatehouse ]]; then

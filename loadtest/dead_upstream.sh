@@ -103,17 +103,6 @@ measure() {   # $1 = peer name, $2 = pid, $3 = plain port, $4 = TLS port
     done
 }
 
-# Stops a process started here and forgets it (the cleanup trap reports those that died).
-stop() {   # $1 = pid, $2 = signal
-    local pid="$1" kept=() p
-    kill "-$2" "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do [[ "$p" == "$pid" ]] || kept+=("$p"); done
-    PIDS=("${kept[@]}")
-}
-
 run_gatehouse() {   # $1 = name, $2 = binary
     gatehouse_config "$1" > "$TMP/$1.yaml"
     "${PROXY_PIN[@]}" env -u PORT RUST_LOG=info "$2" run -c "$TMP/$1.yaml" > "$TMP/$1.log" 2>&1 &
