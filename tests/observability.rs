@@ -317,6 +317,44 @@ async fn a_burst_is_logged_line_for_line_and_a_later_request_too() {
     .await;
 }
 
+/// Lines wait in the log writer's buffer for up to 10 ms: on a clean exit (SIGINT, as
+/// `make run`'s Ctrl-C) every one is written first, the access lines of the last requests
+/// and the shutdown's own records alike.
+#[tokio::test]
+async fn a_clean_exit_writes_every_buffered_log_line() {
+    let up = MockUpstream::start("api").await;
+    let mut gw = Gateway::start(&format!(
+        "access_log: true\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+        up.addr()
+    ))
+    .await;
+    let c = client();
+    for i in 0..200 {
+        let r = c
+            .get(gw.url("/last"))
+            .header("X-Request-ID", format!("last-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // At once: the last lines are still in the buffer.
+    gw.signal("INT");
+    let status = gw.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.is_some(), "still running 15 s after SIGINT:\n{}", gw.logs());
+    let logged = gw
+        .access_log()
+        .iter()
+        .filter(|l| l["request_id"].as_str().is_some_and(|id| id.starts_with("last-")))
+        .count();
+    assert_eq!(logged, 200, "access lines written before the exit");
+    assert!(
+        gw.logs().contains("All runtimes exited"),
+        "the shutdown's last record is written too:\n{}",
+        gw.logs()
+    );
+}
+
 /// A gateway whose stdout and stderr are a pipe this test holds and never reads: it fills
 /// at 64 KiB, and from then on a write to it blocks. Killed when dropped.
 struct StderrBlocked {
