@@ -139,11 +139,36 @@ async fn the_status_page_shows_routes_and_targets_in_a_browser() {
 #[tokio::test]
 async fn logs_never_show_credentials() {
     let up = MockUpstream::start("api").await;
+    let dead = free_port();
     let gw = Gateway::start(&format!(
-        "access_log_query: true\nupstreams: {{ api: {{ targets: [\"{}\"] }} }}\nroutes: [{{ prefix: /, upstream: api }}]\n",
+        "access_log_query: true\nupstreams: {{ api: {{ targets: [\"{}\"] }}, dead: {{ targets: [\"127.0.0.1:{dead}\"] }} }}\nroutes: [{{ prefix: /dead, upstream: dead }}, {{ prefix: /, upstream: api }}]\n",
         up.addr()
     ))
     .await;
+    // A failed request: Pingora's error records name it too (`Fail to proxy: …`).
+    let r = client()
+        .get(gw.url("/dead?access_token=SECRET-FAILED-TOKEN&page=1"))
+        .header("X-Request-ID", "redaction-failed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let failure_record = |gw: &Gateway| {
+        gw.logs()
+            .lines()
+            .find(|l| l.contains("\"level\":\"ERROR\"") && l.contains("request_id: redaction-failed"))
+            .map(String::from)
+    };
+    eventually(Duration::from_secs(5), "the 502's error record", || {
+        let found = failure_record(&gw).is_some();
+        async move { found }
+    })
+    .await;
+    let record = failure_record(&gw).expect("the 502's error record");
+    assert!(
+        record.contains("GET /dead?access_token=[redacted]&page=1, Host: "),
+        "{record}"
+    );
     client()
         .get(gw.url("/search?q=shoes&access_token=SECRET-QUERY-TOKEN&page=2"))
         .header("Authorization", "Bearer SECRET-BEARER")
@@ -162,7 +187,13 @@ async fn logs_never_show_credentials() {
     .await;
     assert_eq!(line.unwrap()["query"], "q=shoes&access_token=[redacted]&page=2");
     let logs = gw.logs();
-    for secret in ["SECRET-QUERY-TOKEN", "SECRET-BEARER", "SECRET-COOKIE", "SECRET-API-KEY"] {
+    for secret in [
+        "SECRET-QUERY-TOKEN",
+        "SECRET-BEARER",
+        "SECRET-COOKIE",
+        "SECRET-API-KEY",
+        "SECRET-FAILED-TOKEN",
+    ] {
         assert!(!logs.contains(secret), "{secret} leaked into the log");
     }
 }

@@ -6,6 +6,7 @@ use super::json_line::{key, JsonLine};
 use super::logging::ACCESS_TARGET;
 use crate::request::{GatewayError, RequestCtx};
 use crate::text::{AddrText, TimestampText};
+use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::Error;
 
@@ -197,6 +198,28 @@ pub fn refused(r: &Refused) {
         client_cert_fingerprint: None,
     };
     super::log_writer::write(|out| line.write_json(out));
+}
+
+/// The request as Pingora's own log records name it (`Fail to proxy: …, <summary>`): method,
+/// path, host and request id, to find its access line. The query only as the access log
+/// writes it (with `access_log_query`, credentials redacted): Pingora's default wrote the
+/// raw target, so a failed request's `access_token=…` reached the log.
+pub fn request_summary(req: &RequestHeader, ctx: &RequestCtx) -> String {
+    let server = &ctx.snapshot.server;
+    let query = server
+        .access_log_query
+        .then(|| req.uri.query())
+        .flatten()
+        .map(|q| redact_query(q, &server.redact_params));
+    format!(
+        "{} {}{}{}, Host: {}, request_id: {}",
+        req.method,
+        req.uri.path(),
+        if query.is_some() { "?" } else { "" },
+        query.as_deref().unwrap_or(""),
+        crate::routing::request_host(req).unwrap_or("-"),
+        crate::filters::request_id::as_str(&ctx.request_id),
+    )
 }
 
 /// `a=1&token=abc` → `a=1&token=[redacted]` for every parameter named in `redact`.

@@ -373,6 +373,11 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// How Pingora's error records name the request: without the query's credentials.
+    fn request_summary(&self, session: &Session, ctx: &Self::CTX) -> String {
+        access_log::request_summary(session.req_header(), ctx)
+    }
+
     /// What clients do wrong (hanging up, resetting an h2 stream, sending a malformed
     /// frame) is routine at the edge: counted and logged at debug in `logging`, not here.
     fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, e: &Error) -> bool {
