@@ -209,6 +209,36 @@ const REFUSED: &[(&[u8], u16, &str)] = &[
     ),
 ];
 
+/// A refused head is logged with its path, and its query only as a served request's is
+/// (with `access_log_query`, credentials redacted): a client whose head is too large or
+/// malformed may still carry a token in its target.
+#[tokio::test]
+async fn a_refused_heads_query_is_logged_like_a_served_ones() {
+    const RAW: &[u8] = b"GET /a?access_token=SECRET-REFUSED&page=2 HTTP/1.1\r\nHost: a b\r\n\r\n";
+    for (top, query) in [
+        ("", None),
+        ("access_log_query: true", Some("access_token=[redacted]&page=2")),
+    ] {
+        let up = RawUpstream::start().await;
+        let gw = gateway(&up, top).await;
+        assert_refused(&gw, RAW, 400, "invalid Host").await;
+        let mut line = None;
+        eventually(Duration::from_secs(5), "the refusal in the access log", || {
+            line = gw.access_log().into_iter().find(|l| l["rejected"] == "malformed");
+            let found = line.is_some();
+            async move { found }
+        })
+        .await;
+        let line = line.expect("the refusal's line");
+        assert_eq!(line["path"], "/a", "{top:?}");
+        assert_eq!(line["query"].as_str(), query, "{top:?}");
+        assert!(
+            !gw.logs().contains("SECRET-REFUSED"),
+            "{top:?}: the token leaked into the log"
+        );
+    }
+}
+
 #[tokio::test]
 async fn ambiguous_or_malformed_heads_get_a_json_answer_and_a_closed_connection() {
     let up = RawUpstream::start().await;

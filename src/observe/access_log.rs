@@ -4,6 +4,7 @@
 
 use super::json_line::{key, JsonLine};
 use super::logging::ACCESS_TARGET;
+use crate::config::model::ServerSettings;
 use crate::request::{GatewayError, RequestCtx};
 use crate::text::{AddrText, TimestampText};
 use pingora::http::RequestHeader;
@@ -127,16 +128,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx, elapsed: s
         method: req.method.as_str(),
         method_is_token: true,
         path: req.uri.path(),
-        query: ctx
-            .snapshot
-            .server
-            .access_log_query
-            .then(|| {
-                req.uri
-                    .query()
-                    .map(|q| redact_query(q, &ctx.snapshot.server.redact_params))
-            })
-            .flatten(),
+        query: logged_query(req.uri.query(), &ctx.snapshot.server),
         route: ctx.route().map(|r| r.name.as_str()),
         upstream: ctx.attempt.as_ref().map(|a| &*a.target.target().addr_text),
         status,
@@ -164,6 +156,8 @@ pub struct Refused<'a> {
     /// As much of the request line as could be read (lossy, at most 256 bytes).
     pub method: &'a str,
     pub path: &'a str,
+    /// The target's query, as [`logged_query`] gives it.
+    pub query: Option<String>,
     pub status: u16,
     pub error: &'a str,
     pub bytes_sent: usize,
@@ -183,7 +177,7 @@ pub fn refused(r: &Refused) {
         method: r.method,
         method_is_token: false,
         path: r.path,
-        query: None,
+        query: r.query.clone(),
         route: None,
         upstream: None,
         status: r.status,
@@ -205,12 +199,7 @@ pub fn refused(r: &Refused) {
 /// writes it (with `access_log_query`, credentials redacted): Pingora's default wrote the
 /// raw target, so a failed request's `access_token=…` reached the log.
 pub fn request_summary(req: &RequestHeader, ctx: &RequestCtx) -> String {
-    let server = &ctx.snapshot.server;
-    let query = server
-        .access_log_query
-        .then(|| req.uri.query())
-        .flatten()
-        .map(|q| redact_query(q, &server.redact_params));
+    let query = logged_query(req.uri.query(), &ctx.snapshot.server);
     format!(
         "{} {}{}{}, Host: {}, request_id: {}",
         req.method,
@@ -220,6 +209,15 @@ pub fn request_summary(req: &RequestHeader, ctx: &RequestCtx) -> String {
         crate::routing::request_host(req).unwrap_or("-"),
         crate::filters::request_id::as_str(&ctx.request_id),
     )
+}
+
+/// A query as logs show it: only with `access_log_query`, its `redact_params` redacted.
+pub fn logged_query(query: Option<&str>, server: &ServerSettings) -> Option<String> {
+    server
+        .access_log_query
+        .then_some(query)
+        .flatten()
+        .map(|q| redact_query(q, &server.redact_params))
 }
 
 /// `a=1&token=abc` → `a=1&token=[redacted]` for every parameter named in `redact`.
