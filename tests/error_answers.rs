@@ -124,6 +124,33 @@ async fn answers_that_say_keep_alive_keep_the_connection_and_the_others_say_clos
     assert_eq!(c.response().await.status, 404);
 }
 
+/// A failed attempt keeps the connection, but not while the gateway drains before it stops:
+/// then every answer, a 502 too, says `close` so that the client reconnects elsewhere.
+#[tokio::test]
+async fn while_draining_a_failed_attempts_answer_says_close() {
+    let dead = free_port();
+    let gw = Gateway::start(&format!(
+        "drain_period: 5s\ngrace_period: 10s\nupstreams: {{ u: {{ targets: [\"127.0.0.1:{dead}\"], retries: 0 }} }}\nroutes: [{{ prefix: /, upstream: u }}]\n"
+    ))
+    .await;
+    let refused = "the upstream could not be reached or failed";
+    failed_then_reused(&gw, "/dead", 502, refused).await;
+    gw.signal("TERM");
+    eventually(
+        Duration::from_secs(5),
+        "a 502 that says close, once draining",
+        || async {
+            let mut c = RawClient::connect(gw.port).await;
+            c.send(&get("/dead")).await;
+            let r = c.response().await;
+            assert_eq!(r.status, 502);
+            assert_eq!(r.json()["error"], refused);
+            r.header("connection") == Some("close") && c.closed_within(Duration::from_secs(3)).await
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_response_cut_by_the_upstream_is_cut_for_the_client_and_not_reused() {
     // Content-Length promises 100 bytes, 10 come, then the upstream closes / resets / stalls.
