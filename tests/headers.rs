@@ -170,14 +170,7 @@ async fn every_request_writes_one_json_access_log_line() {
     let dead = gw.get("/health").await.status();
     assert_eq!(dead, 200);
 
-    let mut line = None;
-    eventually(std::time::Duration::from_secs(5), "access log line", || {
-        line = gw.access_log().into_iter().find(|l| l["request_id"] == "log-me");
-        let found = line.is_some();
-        async move { found }
-    })
-    .await;
-    let line = line.unwrap();
+    let line = gw.access_line("access log line", |l| l["request_id"] == "log-me").await;
     assert_eq!(line["method"], "POST");
     assert_eq!(
         line["path"], "/logged",

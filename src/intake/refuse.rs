@@ -110,7 +110,7 @@ fn record(ctx: &RequestCtx, refusal: &Refusal, logged: &Logged, metrics: &Metric
     if server.access_log {
         // The query only as the access log writes a served request's: it may hold a token.
         let (path, query) = target.split_once('?').map_or((target, None), |(p, q)| (p, Some(q)));
-        access_log::refused(&access_log::Refused {
+        access_log::refused(access_log::Refused {
             request_id: request_id::as_str(&ctx.request_id),
             client_ip: ctx.client_ip,
             method,

@@ -164,7 +164,7 @@ pub struct Refused<'a> {
     pub duration: std::time::Duration,
 }
 
-pub fn refused(r: &Refused) {
+pub fn refused(r: Refused) {
     if !enabled() {
         return;
     }
@@ -177,7 +177,7 @@ pub fn refused(r: &Refused) {
         method: r.method,
         method_is_token: false,
         path: r.path,
-        query: r.query.clone(),
+        query: r.query,
         route: None,
         upstream: None,
         status: r.status,

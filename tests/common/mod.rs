@@ -616,6 +616,19 @@ impl Gateway {
             .collect()
     }
 
+    /// The first access-log line `matches` accepts, once the log writer has written it
+    /// (within 5 s, else the test fails naming `what`).
+    pub async fn access_line(&self, what: &str, matches: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let mut line = None;
+        eventually(Duration::from_secs(5), what, || {
+            line = self.access_log().into_iter().find(|l| matches(l));
+            let found = line.is_some();
+            async move { found }
+        })
+        .await;
+        line.unwrap_or_default()
+    }
+
     /// Peak resident memory of the gateway process, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         status_field(self.pid(), "VmHWM:")
