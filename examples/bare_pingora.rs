@@ -5,10 +5,15 @@
 //!
 //! ```sh
 //! bare_pingora --listen 127.0.0.1:8081 --upstream 127.0.0.1:9000 --threads 1 --dir /tmp/bare
+//! bare_pingora --listen 127.0.0.1:8443 --tls cert.pem,key.pem --upstream 127.0.0.1:9000
 //! ```
+//!
+//! With `--tls`, the listener speaks TLS with Pingora's intermediate settings and offers h2
+//! and http/1.1 by ALPN: the framework's own HTTP/2 path, the floor under gatehouse's.
 
 use async_trait::async_trait;
 use pingora::lb::{selection::RoundRobin, LoadBalancer};
+use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::{HttpPeer, ProxyHttp, Session};
 use pingora::proxy::http_proxy_service;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -40,6 +45,8 @@ struct Args {
     upstreams: Vec<String>,
     threads: usize,
     dir: String,
+    /// `CERT,KEY`: serve TLS (h2 and http/1.1 by ALPN) instead of plain HTTP.
+    tls: Option<(String, String)>,
 }
 
 fn args() -> std::result::Result<Args, String> {
@@ -48,6 +55,7 @@ fn args() -> std::result::Result<Args, String> {
         upstreams: Vec::new(),
         threads: 1,
         dir: "/tmp".into(),
+        tls: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +65,10 @@ fn args() -> std::result::Result<Args, String> {
             "--upstream" => args.upstreams.push(value),
             "--threads" => args.threads = value.parse().map_err(|e| format!("--threads: {e}"))?,
             "--dir" => args.dir = value,
+            "--tls" => {
+                let (cert, key) = value.split_once(',').ok_or("--tls takes CERT,KEY")?;
+                args.tls = Some((cert.to_string(), key.to_string()));
+            }
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -70,7 +82,7 @@ pub fn main() {
     let args = match args() {
         Ok(args) => args,
         Err(e) => {
-            eprintln!("bare_pingora: {e}\nusage: bare_pingora --listen ADDR --upstream ADDR [--threads N] [--dir DIR]");
+            eprintln!("bare_pingora: {e}\nusage: bare_pingora --listen ADDR --upstream ADDR [--threads N] [--dir DIR] [--tls CERT,KEY]");
             std::process::exit(2);
         }
     };
@@ -90,7 +102,20 @@ pub fn main() {
         }
     };
     let mut proxy = http_proxy_service(&server.configuration, BareProxy { pool });
-    proxy.add_tcp(&args.listen);
+    match &args.tls {
+        None => proxy.add_tcp(&args.listen),
+        Some((cert, key)) => {
+            let mut settings = match TlsSettings::intermediate(cert, key) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    eprintln!("bare_pingora: --tls: {e}");
+                    std::process::exit(2);
+                }
+            };
+            settings.enable_h2();
+            proxy.add_tls_with_settings(&args.listen, None, settings);
+        }
+    }
     server.add_service(proxy);
     server.run_forever();
 }

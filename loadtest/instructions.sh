@@ -56,8 +56,7 @@ log() { echo "$*" >&2; }
 missing=()
 case "$PROTO" in
     h1) ;;
-    h2) [[ " $PEERS " != *" pingora "* ]] || die "bare Pingora has no TLS listener: PEERS without pingora for PROTO=h2"
-        [[ " $PEERS " != *" pingap "* ]] || die "the pingap peer is configured for h1 only: PEERS without pingap for PROTO=h2"
+    h2) [[ " $PEERS " != *" pingap "* ]] || die "the pingap peer is configured for h1 only: PEERS without pingap for PROTO=h2"
         for tool in h2load openssl; do
             command -v "$tool" >/dev/null || die "missing: $tool (Debian: apt-get install nghttp2-client openssl)"
         done ;;
@@ -201,7 +200,8 @@ start_under_callgrind() {
         nginx)
             cmd=(nginx -p "$TMP/nginx" -c "$TMP/nginx.conf") ;;
         pingora)
-            cmd=("$PINGORA_BIN" --listen "127.0.0.1:$PROXY_PORT" --upstream "127.0.0.1:$ORIGIN_PORT" --threads 1 --dir "$TMP") ;;
+            cmd=("$PINGORA_BIN" --listen "127.0.0.1:$PROXY_PORT" --upstream "127.0.0.1:$ORIGIN_PORT" --threads 1 --dir "$TMP")
+            [[ "$PROTO" == h2 ]] && cmd+=(--tls "$TMP/cert.pem,$TMP/key.pem") ;;
         pingap)
             pingap_config pingap "$PROXY_PORT"
             cmd=("$PINGAP_BIN" -c "$TMP/pingap.toml") ;;

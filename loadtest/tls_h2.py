@@ -15,6 +15,10 @@ Set-up (in a temp dir, everything on loopback, nothing of the system nginx touch
   * nginx proxy: 1 worker, `listen ... ssl http2` with the same certificate, TLS 1.2-1.3,
     `ssl_session_tickets on` + `ssl_session_cache shared:SSL:10m`, `proxy_pass` to the
     origin with upstream keepalive;
+  * bare Pingora (PINGORA=1, the default; h2 rows only): examples/bare_pingora.rs with
+    gatehouse's allocator, `--tls` with the same certificate (Pingora's intermediate
+    settings, h2 + http/1.1 by ALPN), 1 thread, upstream keepalive: the framework alone,
+    the floor under gatehouse's h2 cost;
   * pinning on 2+ cores: the proxy alone on core 0, origin + client on core 1.
 
 Measurements, per rep, gatehouse and nginx back to back (each after a quiet-machine wait
@@ -42,7 +46,9 @@ The report (Markdown) goes to stdout and loadtest/results/<timestamp>-tls-h2.md.
 
 Knobs: DURATION (s, 10), WARMUP (s, 2), REPS (3), HS_CONNS (16), H2_CONNS (16),
 H2_STREAMS (10), RESUME (1: the s_time full vs resumed part), ST_CLIENTS (8: parallel
-s_time processes), PIN (1), BUILD (1), GATEHOUSE_BIN.
+s_time processes), PIN (1), BUILD (1), GATEHOUSE_BIN, PINGORA (1), PINGORA_BIN,
+QUIET_TIMEOUT (s, 30: how long each measurement waits for a quiet machine), RESULTS
+(loadtest/results).
 """
 
 import os
@@ -74,7 +80,11 @@ BODY_LABELS = {"/": "2 B", "/4k": "4 KiB", "/64k": "64 KiB"}
 RESUME = os.environ.get("RESUME", "1") == "1"
 ST_CLIENTS = int(os.environ.get("ST_CLIENTS", "8"))
 PIN = os.environ.get("PIN", "1") == "1" and (os.cpu_count() or 1) >= 2
+QUIET_TIMEOUT = float(os.environ.get("QUIET_TIMEOUT", "30"))
+RESULTS = os.environ.get("RESULTS", os.path.join(HERE, "results"))
 BIN = os.environ.get("GATEHOUSE_BIN", os.path.join(ROOT, "target/release/gatehouse"))
+PINGORA = os.environ.get("PINGORA", "1") == "1"
+PINGORA_BIN = os.environ.get("PINGORA_BIN", os.path.join(ROOT, "target/release/examples/bare_pingora_mimalloc"))
 PROXY_CORE = ["taskset", "-c", "0"] if PIN else []
 LOAD_CORE = ["taskset", "-c", "1"] if PIN else []
 
@@ -296,7 +306,7 @@ def s_time(peer, port, mode, version, seconds):
 def measure(kind, peer, pid, url):
     """One data point: (operations per second, proxy CPU µs per operation, errors,
     fraction of resumed handshakes (s_time kinds; None otherwise), proxy core busy)."""
-    helper.wait_quiet(0.15, 30)
+    helper.wait_quiet(0.15, QUIET_TIMEOUT)
     resumed = None
     if kind in ("full", "resumed"):
         version, port = url.split("@")       # "1.3@PORT"
@@ -350,6 +360,11 @@ def main():
             die(f"{tool} is missing (apt-get install nginx-light wrk nghttp2-client openssl)")
     if os.environ.get("BUILD", "1") == "1":
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        if PINGORA:
+            subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "bare_pingora_mimalloc"],
+                           cwd=ROOT, check=True)
+    if PINGORA and not os.access(PINGORA_BIN, os.X_OK):
+        die(f"{PINGORA_BIN} is missing: cargo build --release --example bare_pingora_mimalloc (or PINGORA=0)")
     tmp = tempfile.mkdtemp(prefix="gatehouse-tls-")
     cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -363,7 +378,7 @@ def main():
         with open(os.path.join(www, name), "wb") as f:
             f.write(b"x" * size)
         os.chmod(os.path.join(www, name), 0o644)
-    origin_port, gh_plain, gh_tls, ngx_tls = (free_port() for _ in range(4))
+    origin_port, gh_plain, gh_tls, ngx_tls, bare_tls = (free_port() for _ in range(5))
 
     origin = start("origin", LOAD_CORE + nginx_conf(tmp, "origin", f"""    sendfile on;
     server {{
@@ -411,8 +426,15 @@ routes:
 """)
     gatehouse = start("gatehouse", PROXY_CORE + [BIN, "run", "-c", config], tmp)
     peers = {"gatehouse": (gatehouse, gh_tls), "nginx": (nginx, ngx_tls)}
+    # Only in the h2 rows: bare Pingora has no /hs route and no session-ticket settings.
+    h2_peers = dict(peers)
+    if PINGORA:
+        bare = start("pingora", PROXY_CORE + [PINGORA_BIN, "--listen", f"127.0.0.1:{bare_tls}",
+                                              "--upstream", f"127.0.0.1:{origin_port}", "--threads", "1",
+                                              "--dir", tmp, "--tls", f"{cert},{key}"], tmp)
+        h2_peers["pingora"] = (bare, bare_tls)
     wait_ready("origin", origin, f"http://127.0.0.1:{origin_port}/")
-    for name, (p, port) in peers.items():
+    for name, (p, port) in h2_peers.items():
         wait_ready(name, p, f"https://127.0.0.1:{port}/64k")
 
     tests = [("handshake", "/"), ("h2", "/"), ("h2", "/4k"), ("h2", "/64k")]
@@ -426,7 +448,7 @@ routes:
     for rep in range(1, REPS + 1):
         print(f"rep {rep}/{REPS}", file=sys.stderr)
         for kind, path in tests + hs_tests:
-            for name, (p, port) in peers.items():
+            for name, (p, port) in (h2_peers if kind == "h2" else peers).items():
                 target = f"{path}@{port}" if kind in ("full", "resumed") else f"https://127.0.0.1:{port}{path}"
                 r = measure(kind, name, p.pid, target)
                 results.setdefault((kind, path, name), []).append(r)
@@ -456,6 +478,26 @@ routes:
         label = (f"TLS handshakes (new connection per request; resumed {wrk_resumed['gatehouse']:.0%} / "
                  f"{wrk_resumed['nginx']:.0%})") if kind == "handshake" else f"h2 GET {path} ({BODY_LABELS[path]})"
         lines.append(f"| {label} | {gr:.0f} ({span(g)}) | {nr:.0f} ({span(n)}) | {gr / nr:.2f}× | {gu:.1f} | {nu:.1f} | {errs} |")
+    if PINGORA:
+        lines += [
+            "",
+            "## HTTP/2: the framework's own floor",
+            "",
+            "Bare Pingora (examples/bare_pingora.rs with gatehouse's allocator, `--tls`: the same certificate, "
+            "h2 by ALPN, 1 thread, no routing, filters, headers or logging) in the same reps. If bare Pingora is "
+            "under a target ratio to nginx, no work in gatehouse's own code reaches it.",
+            "",
+            "| test | bare Pingora /s | bare Pingora/nginx | gatehouse/bare Pingora | bare Pingora CPU µs/op | errors |",
+            "|---|---|---|---|---|---|",
+        ]
+        for kind, path in tests:
+            if kind != "h2":
+                continue
+            b, g, n = (results[(kind, path, peer)] for peer in ("pingora", "gatehouse", "nginx"))
+            br, gr, nr = (statistics.median(x[0] for x in rs) for rs in (b, g, n))
+            bu = statistics.median(x[1] for x in b)
+            lines.append(f"| h2 GET {path} ({BODY_LABELS[path]}) | {br:.0f} ({span(b)}) | {br / nr:.2f}× | "
+                         f"{gr / br:.2f}× | {bu:.1f} | {sum(x[2] for x in b)} |")
     if RESUME:
         med = lambda rs, i: statistics.median(x[i] for x in rs)  # noqa: E731
         lines += [
@@ -490,8 +532,8 @@ routes:
             lines.append(f"- {name}: " + "; ".join(parts))
     report = "\n".join(lines) + "\n"
     print(report)
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", time.strftime("%Y%m%d-%H%M%S") + "-tls-h2.md"), "w") as f:
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, time.strftime("%Y%m%d-%H%M%S") + "-tls-h2.md"), "w") as f:
         f.write(report)
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -128,6 +128,35 @@ fn the_soak_harness_runs_mixed_traffic_and_reports() {
     assert!(report.is_some(), "no -soak.md report written");
 }
 
+/// `examples/<name>.rs`, built in this test's profile and target dir (cargo test does not
+/// build examples for a single test target).
+fn example_binary(name: &str) -> std::path::PathBuf {
+    let profile_dir = std::env::current_exe()
+        .expect("test binary path")
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir");
+    let mut build = nested_cargo::cargo();
+    build
+        .args(["build", "--locked", "--example", name, "--target-dir"])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let built = build
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo build --example {name}: {e}"));
+    assert!(
+        built.status.success(),
+        "cargo build --example {name} failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    profile_dir.join("examples").join(name)
+}
+
 /// Runs `bash loadtest/<script>` as a 1 s smoke (QUICK=1, nothing pinned, no quiet wait,
 /// no noise redo, the debug gatehouse), its report in a temp dir; returns the report.
 fn smoke_run(script: &str, suffix: &str, extra: &[(&str, &str)]) -> String {
@@ -241,30 +270,8 @@ fn the_aggregate_harness_compares_one_aggregate_call_with_three_client_calls() {
 #[test]
 fn the_grpc_harness_measures_unary_calls_through_gatehouse_and_direct() {
     need(&["curl", "python3"], "gRPC");
-    // The server and client of examples/grpc_bench.rs, built in this test's profile and
-    // target dir (cargo test does not build examples for a single test target).
-    let profile_dir = std::env::current_exe()
-        .expect("test binary path")
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>")
-        .to_path_buf();
-    let target_dir = profile_dir.parent().expect("target dir");
-    let mut build = nested_cargo::cargo();
-    build
-        .args(["build", "--locked", "--example", "grpc_bench", "--target-dir"])
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let built = build.output().expect("run cargo build --example grpc_bench");
-    assert!(
-        built.status.success(),
-        "cargo build --example grpc_bench failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let bin = profile_dir.join("examples").join("grpc_bench");
+    // The server and client of examples/grpc_bench.rs.
+    let bin = example_binary("grpc_bench");
     let report = smoke_run(
         "grpc.sh",
         "-grpc.md",
@@ -327,17 +334,19 @@ fn the_connection_memory_harness_holds_idle_and_busy_connections_on_both_proxies
 }
 
 #[test]
-fn the_instruction_count_harness_runs_over_h2_for_both_proxies() {
+fn the_instruction_count_harness_runs_over_h2_for_nginx_bare_pingora_and_gatehouse() {
     need(
         &["valgrind", "nginx", "h2load", "openssl", "hey", "curl"],
         "h2 instruction count",
     );
+    let bare = example_binary("bare_pingora_mimalloc");
     let report = smoke_run(
         "instructions.sh",
         "-instructions.md",
         &[
             ("PROTO", "h2"),
-            ("PEERS", "nginx gatehouse"),
+            ("PEERS", "nginx pingora gatehouse"),
+            ("PINGORA_BIN", bare.to_str().expect("utf-8 path")),
             ("REQUESTS", "200"),
             ("WARMUP", "40"),
             ("TOP", "3"),
@@ -346,10 +355,58 @@ fn the_instruction_count_harness_runs_over_h2_for_both_proxies() {
     // The script itself stops unless h2 was negotiated and every answer was 2xx.
     assert!(report.contains("HTTP/2 over TLS"), "{report}");
     // | peer | instructions | per request | ratio to bare Pingora | ratio to nginx |
-    for peer in ["nginx", "gatehouse"] {
+    for peer in ["nginx", "pingora", "gatehouse"] {
         let cells = row(&report, peer);
         assert!(num(cells[2]) > 1000.0, "{peer}: {cells:?}");
     }
+}
+
+#[test]
+fn the_tls_and_h2_harness_measures_gatehouse_nginx_and_bare_pingora() {
+    need(&["nginx", "wrk", "h2load", "openssl", "python3"], "TLS and h2");
+    let bare = example_binary("bare_pingora_mimalloc");
+    let results = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("python3")
+        .arg("loadtest/tls_h2.py")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .envs([
+            ("DURATION", "1"),
+            ("WARMUP", "0"),
+            ("REPS", "1"),
+            ("RESUME", "0"),
+            ("BUILD", "0"),
+            ("PIN", "0"),
+            ("QUIET_TIMEOUT", "0"),
+            ("GATEHOUSE_BIN", env!("CARGO_BIN_EXE_gatehouse")),
+        ])
+        .env("PINGORA_BIN", &bare)
+        .env("RESULTS", results.path())
+        .output()
+        .expect("run python3 loadtest/tls_h2.py");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tls_h2.py failed:\n{log}");
+    let report = std::fs::read_dir(results.path())
+        .expect("results dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with("-tls-h2.md"))
+        .map(|p| std::fs::read_to_string(p).expect("read report"))
+        .unwrap_or_else(|| panic!("no -tls-h2.md report written; log:\n{log}"));
+    // The script stops unless every peer negotiated h2. Both tables have a row per body:
+    // | test | gatehouse /s | nginx /s | gatehouse/nginx | gatehouse CPU µs/op | nginx CPU µs/op | errors |
+    // | test | bare Pingora /s | bare Pingora/nginx | gatehouse/bare Pingora | bare Pingora CPU µs/op | errors |
+    let rows: Vec<Vec<&str>> = report
+        .lines()
+        .filter(|l| l.starts_with("| h2 GET / (2 B) |"))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{report}");
+    let (both, bare) = (&rows[0], &rows[1]);
+    // A rate cell is the median and its range: `11630 (11007–12001)`.
+    let rate = |cell: &str| num(cell.split_whitespace().next().unwrap_or_default());
+    assert!(rate(both[1]) > 0.0 && rate(both[2]) > 0.0, "{both:?}");
+    assert_eq!(both[6], "0", "errors: {both:?}");
+    assert!(rate(bare[1]) > 0.0 && num(bare[4]) > 0.0, "{bare:?}");
+    assert_eq!(bare[5], "0", "errors: {bare:?}");
 }
 
 #[test]
