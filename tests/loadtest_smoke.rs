@@ -157,11 +157,13 @@ fn example_binary(name: &str) -> std::path::PathBuf {
     profile_dir.join("examples").join(name)
 }
 
-/// Runs `bash loadtest/<script>` as a 1 s smoke (QUICK=1, nothing pinned, no quiet wait,
-/// no noise redo, the debug gatehouse), its report in a temp dir; returns the report.
+/// Runs `loadtest/<script>` (bash, or python3 for a `.py`) as a 1 s smoke (QUICK=1,
+/// nothing pinned, no quiet wait, no noise redo, the debug gatehouse), its report in a temp
+/// dir; returns the report.
 fn smoke_run(script: &str, suffix: &str, extra: &[(&str, &str)]) -> String {
     let results = tempfile::tempdir().expect("tempdir");
-    let out = Command::new("bash")
+    let interpreter = if script.ends_with(".py") { "python3" } else { "bash" };
+    let out = Command::new(interpreter)
         .arg(format!("loadtest/{script}"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .envs([
@@ -178,7 +180,7 @@ fn smoke_run(script: &str, suffix: &str, extra: &[(&str, &str)]) -> String {
         .envs(extra.iter().copied())
         .env("RESULTS", results.path())
         .output()
-        .unwrap_or_else(|e| panic!("run bash loadtest/{script}: {e}"));
+        .unwrap_or_else(|e| panic!("run {interpreter} loadtest/{script}: {e}"));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{script} failed:\n{log}");
     std::fs::read_dir(results.path())
@@ -365,32 +367,11 @@ fn the_instruction_count_harness_runs_over_h2_for_nginx_bare_pingora_and_gatehou
 fn the_tls_and_h2_harness_measures_gatehouse_nginx_and_bare_pingora() {
     need(&["nginx", "wrk", "h2load", "openssl", "python3"], "TLS and h2");
     let bare = example_binary("bare_pingora_mimalloc");
-    let results = tempfile::tempdir().expect("tempdir");
-    let out = Command::new("python3")
-        .arg("loadtest/tls_h2.py")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .envs([
-            ("DURATION", "1"),
-            ("WARMUP", "0"),
-            ("REPS", "1"),
-            ("RESUME", "0"),
-            ("BUILD", "0"),
-            ("PIN", "0"),
-            ("QUIET_TIMEOUT", "0"),
-            ("GATEHOUSE_BIN", env!("CARGO_BIN_EXE_gatehouse")),
-        ])
-        .env("PINGORA_BIN", &bare)
-        .env("RESULTS", results.path())
-        .output()
-        .expect("run python3 loadtest/tls_h2.py");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tls_h2.py failed:\n{log}");
-    let report = std::fs::read_dir(results.path())
-        .expect("results dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.to_string_lossy().ends_with("-tls-h2.md"))
-        .map(|p| std::fs::read_to_string(p).expect("read report"))
-        .unwrap_or_else(|| panic!("no -tls-h2.md report written; log:\n{log}"));
+    let report = smoke_run(
+        "tls_h2.py",
+        "-tls-h2.md",
+        &[("RESUME", "0"), ("PINGORA_BIN", bare.to_str().expect("utf-8 path"))],
+    );
     // The script stops unless every peer negotiated h2. Both tables have a row per body:
     // | test | gatehouse /s | nginx /s | gatehouse/nginx | gatehouse CPU µs/op | nginx CPU µs/op | errors |
     // | test | bare Pingora /s | bare Pingora/nginx | gatehouse/bare Pingora | bare Pingora CPU µs/op | errors |
