@@ -349,6 +349,10 @@ def write_row(path, row):
 
 
 def cmd_ports(a):
+    print(" ".join(str(port) for port in free_ports(a.n)))
+
+
+def free_ports(n):
     """N distinct ports free now, for servers a harness starts later.
 
     Taken at random below the kernel's ephemeral range (as tests/common's free_port does):
@@ -365,7 +369,7 @@ def cmd_ports(a):
     rng = random.SystemRandom()
     socks = []
     for port in rng.sample(range(low, high), high - low):
-        if len(socks) == a.n:
+        if len(socks) == n:
             break
         s = socket.socket()
         try:
@@ -374,11 +378,12 @@ def cmd_ports(a):
             s.close()
             continue
         socks.append(s)
-    if len(socks) < a.n:
-        sys.exit(f"helper.py ports: only {len(socks)} of {a.n} ports below {high} are free")
-    print(" ".join(str(s.getsockname()[1]) for s in socks))
+    if len(socks) < n:
+        sys.exit(f"helper.py ports: only {len(socks)} of {n} ports below {high} are free")
+    ports = [s.getsockname()[1] for s in socks]
     for s in socks:
         s.close()
+    return ports
 
 
 # ---------------------------------------------------------------------------------------

@@ -103,12 +103,6 @@ def die(msg):
     sys.exit(1)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(name, cmd, tmp):
     log = open(os.path.join(tmp, f"{name}.log"), "w")
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -378,7 +372,8 @@ def main():
         with open(os.path.join(www, name), "wb") as f:
             f.write(b"x" * size)
         os.chmod(os.path.join(www, name), 0o644)
-    origin_port, gh_plain, gh_tls, ngx_tls, bare_tls = (free_port() for _ in range(5))
+    # Below the ephemeral range: the smoke test runs this beside other harnesses.
+    origin_port, gh_plain, gh_tls, ngx_tls, bare_tls = helper.free_ports(5)
 
     origin = start("origin", LOAD_CORE + nginx_conf(tmp, "origin", f"""    sendfile on;
     server {{
